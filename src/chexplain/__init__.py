@@ -1,0 +1,15 @@
+"""chexplain: Layer-wise Relevance Propagation and Grad-CAM for image classifiers.
+
+Public API::
+
+    R = chexplain.explain(model, x, method="lrp-epsilon", target=3)
+    lrp = chexplain.LRP(model, composite="epsilon-plus-flat")
+    R = lrp(x, classes=[0, 5, 13])
+"""
+
+from .api import explain, methods
+from .lrp.composites import PRESETS, Composite
+from .lrp.engine import LRP
+
+__all__ = ["explain", "methods", "LRP", "Composite", "PRESETS"]
+__version__ = "0.1.0"

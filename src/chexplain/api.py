@@ -1,0 +1,41 @@
+"""The one public entry point, :func:`explain`, dispatching on the method's name."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+
+from .lrp.composites import PRESETS
+from .lrp.engine import LRP
+from .targets import TargetSpec
+
+CAM_METHODS = ("gradcam", "gradcam++", "hirescam")
+
+
+def methods() -> tuple[str, ...]:
+    """Names accepted by :func:`explain`: the LRP presets and the Grad-CAM family."""
+    return tuple(PRESETS) + CAM_METHODS
+
+
+def explain(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    method: str = "epsilon-plus-flat",
+    target: TargetSpec = None,
+    classes: Sequence[int] | None = None,
+    **params: Any,
+) -> torch.Tensor:
+    """Explain ``model``'s logits for input ``x`` with ``method``.
+
+    ``target`` is an int, a per-sample list/tensor, ``"all"``, ``"topk:K"`` or None (the top
+    class); ``classes=[...]`` explains the listed classes of every sample. With one class per
+    sample the result has ``x``'s shape; otherwise it is (N, T, *x.shape[1:]) for LRP and
+    (N, T, H, W) for the Grad-CAM family. ``params`` are the method's parameters (LRP:
+    epsilon, gamma, alpha, beta, low, high; Grad-CAM: layer, relu, upsample).
+    """
+    if method in CAM_METHODS:
+        from .cam import explain_cam
+
+        return explain_cam(model, x, method=method, target=target, classes=classes, **params)
+    return LRP(model, composite=method, **params)(x, target=target, classes=classes)

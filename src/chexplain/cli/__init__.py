@@ -1,0 +1,55 @@
+"""The ``chexplain`` command line: a thin layer over the Python API.
+
+Each command group lives in its own module exposing ``register(subparsers)``; the handler it
+sets with ``set_defaults(func=...)`` returns an exit status. User mistakes raise
+:class:`chexplain.errors.ChexplainError` and are printed as one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+from ..errors import ChexplainError
+
+# command group -> module under chexplain.cli
+GROUPS = ("mnist", "chexpert", "phantom", "explain", "compare", "demo")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="chexplain",
+        description="Explain image classifiers (chest radiographs) with LRP and Grad-CAM.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in GROUPS:
+        try:
+            module = importlib.import_module(f"chexplain.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"chexplain.cli.{name}":
+                raise
+            continue  # command group not built yet
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except ChexplainError as exc:
+        print(f"chexplain: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("chexplain: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
