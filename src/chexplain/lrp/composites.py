@@ -1,0 +1,148 @@
+"""Composites: which rule explains which layer, and the named presets.
+
+A :class:`Composite` picks a rule per layer by, in order of precedence, the layer's module
+path (fnmatch patterns), whether it is the first linear layer (the input layer), and its
+type ("dense", "conv", "affine"). Presets follow the literature: Bach et al. 2015 (z, ε, αβ),
+Montavon et al. 2017 (Deep Taylor: z⁺ with z^B or w² at the input) and Kohlbrenner et al.
+2020 (ε at the top, z⁺/γ/αβ in convolutions, flat or z^B at the input).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..errors import ChexplainError
+from .rules import AlphaBeta, Epsilon, Flat, Gamma, Rule, WSquare, Z, ZBox, ZPlus
+
+
+@dataclass
+class Composite:
+    """Rules per layer.
+
+    layer_map: rule per layer type, keys "dense", "conv", "affine" (an un-merged BatchNorm);
+        a missing type falls back to LRP-ε with ε = ``stabilizer``.
+    name_map: (fnmatch pattern on the module path, rule) pairs; the first match wins.
+    first: the rule of the first linear layer (the input layer), if special.
+    maxpool: "wta" (winner takes all) or "proportional" (relevance ∝ input in the window).
+    stabilizer: ε of the proportional rules (sums, average pooling) and of the fallback.
+    """
+
+    layer_map: dict[str, Rule] = field(default_factory=dict)
+    name_map: list[tuple[str, Rule]] = field(default_factory=list)
+    first: Rule | None = None
+    maxpool: str = "wta"
+    stabilizer: float = 1e-6
+
+    def __post_init__(self) -> None:
+        if self.maxpool not in ("wta", "proportional"):
+            raise ChexplainError(f"maxpool must be 'wta' or 'proportional', got {self.maxpool!r}")
+        unknown = set(self.layer_map) - {"dense", "conv", "affine"}
+        if unknown:
+            raise ChexplainError(f"unknown layer type {sorted(unknown)[0]!r} in layer_map; use dense, conv, affine")
+
+    def rule_for(self, path: str, layer_type: str, is_first: bool) -> Rule:
+        for pattern, rule in self.name_map:
+            if path and fnmatch.fnmatchcase(path, pattern):
+                return rule
+        if is_first and self.first is not None:
+            return self.first
+        return self.layer_map.get(layer_type) or Epsilon(self.stabilizer)
+
+
+def _common(rule_dense: Rule, rule_conv: Rule, first: Rule | None, stabilizer: float, maxpool: str) -> Composite:
+    return Composite({"dense": rule_dense, "conv": rule_conv, "affine": Epsilon(stabilizer)}, [], first,
+                     maxpool, stabilizer)
+
+
+def lrp_z(stabilizer: float = 1e-6, maxpool: str = "wta") -> Composite:
+    """LRP-0 everywhere (Bach et al. 2015, Eq. 56)."""
+    return _common(Z(stabilizer), Z(stabilizer), None, stabilizer, maxpool)
+
+
+def lrp_epsilon(epsilon: float = 1e-6, stabilizer: float = 1e-6, maxpool: str = "wta") -> Composite:
+    """LRP-ε everywhere (Bach et al. 2015, Eq. 58)."""
+    return _common(Epsilon(epsilon), Epsilon(epsilon), None, stabilizer, maxpool)
+
+
+def lrp_alphabeta(alpha: float = 2.0, beta: float = 1.0, stabilizer: float = 1e-6, maxpool: str = "wta") -> Composite:
+    """LRP-αβ everywhere (Bach et al. 2015, Eq. 60)."""
+    rule = AlphaBeta(alpha, beta, stabilizer)
+    return _common(rule, rule, None, stabilizer, maxpool)
+
+
+def lrp_alpha1beta0(stabilizer: float = 1e-6, maxpool: str = "wta") -> Composite:
+    """LRP-α1β0 everywhere (Bach et al. 2015, Eq. 60 with α = 1, β = 0)."""
+    return lrp_alphabeta(1.0, 0.0, stabilizer, maxpool)
+
+
+def lrp_zplus(stabilizer: float = 1e-6, maxpool: str = "wta") -> Composite:
+    """z⁺ everywhere (Montavon et al. 2017)."""
+    return _common(ZPlus(stabilizer), ZPlus(stabilizer), None, stabilizer, maxpool)
+
+
+def dtd(low: Any = None, high: Any = None, stabilizer: float = 1e-6, maxpool: str = "wta") -> Composite:
+    """Deep Taylor decomposition (Montavon et al. 2017): z⁺ on ReLU layers, z^B at the input when
+    its bounds ``low``/``high`` are known, w² otherwise."""
+    if (low is None) != (high is None):
+        raise ChexplainError("dtd needs both input bounds low= and high=, or neither (then w² at the input)")
+    first = ZBox(low, high, stabilizer) if low is not None else WSquare(stabilizer)
+    return _common(ZPlus(stabilizer), ZPlus(stabilizer), first, stabilizer, maxpool)
+
+
+def epsilon_plus(epsilon: float = 1e-6, stabilizer: float = 1e-6, maxpool: str = "wta") -> Composite:
+    """ε on dense layers, z⁺ on convolutions (Kohlbrenner et al. 2020)."""
+    return _common(Epsilon(epsilon), ZPlus(stabilizer), None, stabilizer, maxpool)
+
+
+def epsilon_plus_flat(epsilon: float = 1e-6, stabilizer: float = 1e-6, maxpool: str = "wta") -> Composite:
+    """ε on dense layers, z⁺ on convolutions, flat at the input (Kohlbrenner et al. 2020)."""
+    return _common(Epsilon(epsilon), ZPlus(stabilizer), Flat(stabilizer), stabilizer, maxpool)
+
+
+def epsilon_gamma_box(low: Any = None, high: Any = None, epsilon: float = 1e-6, gamma: float = 0.25,
+                      stabilizer: float = 1e-6, maxpool: str = "wta") -> Composite:
+    """ε on dense layers, γ on convolutions, z^B at the input (Kohlbrenner et al. 2020)."""
+    if low is None or high is None:
+        raise ChexplainError("epsilon-gamma-box needs the input bounds low= and high= (the z^B rule at the input)")
+    return _common(Epsilon(epsilon), Gamma(gamma, stabilizer), ZBox(low, high, stabilizer), stabilizer, maxpool)
+
+
+def epsilon_alpha2beta1(epsilon: float = 1e-6, stabilizer: float = 1e-6, maxpool: str = "wta") -> Composite:
+    """ε on dense layers, α2β1 on convolutions."""
+    return _common(Epsilon(epsilon), AlphaBeta(2.0, 1.0, stabilizer), None, stabilizer, maxpool)
+
+
+def epsilon_alpha2beta1_flat(epsilon: float = 1e-6, stabilizer: float = 1e-6, maxpool: str = "wta") -> Composite:
+    """ε on dense layers, α2β1 on convolutions, flat at the input (Kohlbrenner et al. 2020)."""
+    return _common(Epsilon(epsilon), AlphaBeta(2.0, 1.0, stabilizer), Flat(stabilizer), stabilizer, maxpool)
+
+
+PRESETS: dict[str, Callable[..., Composite]] = {
+    "lrp-z": lrp_z,
+    "lrp-epsilon": lrp_epsilon,
+    "lrp-alpha1beta0": lrp_alpha1beta0,
+    "lrp-alpha2beta1": lrp_alphabeta,
+    "lrp-alphabeta": lrp_alphabeta,
+    "lrp-zplus": lrp_zplus,
+    "dtd": dtd,
+    "epsilon-plus": epsilon_plus,
+    "epsilon-plus-flat": epsilon_plus_flat,
+    "epsilon-gamma-box": epsilon_gamma_box,
+    "epsilon-alpha2beta1": epsilon_alpha2beta1,
+    "epsilon-alpha2beta1-flat": epsilon_alpha2beta1_flat,
+}
+
+
+def make_composite(name: str, **params: Any) -> Composite:
+    """The preset ``name`` with its parameters; unknown names or parameters raise one-line errors."""
+    if name not in PRESETS:
+        raise ChexplainError(f"unknown LRP method {name!r}; choose one of: {', '.join(PRESETS)}")
+    factory = PRESETS[name]
+    accepted = list(inspect.signature(factory).parameters)
+    unknown = [p for p in params if p not in accepted]
+    if unknown:
+        raise ChexplainError(f"{name} has no parameter {unknown[0]!r}; it takes: {', '.join(accepted)}")
+    return factory(**params)

@@ -1,0 +1,214 @@
+"""The LRP engine: trace and canonize once, then one forward pass and one relevance pass that
+carries a target axis, so that T classes cost one forward (Bach et al. 2015, Eq. 2–3).
+
+The explained quantity is the logit: the relevance put on output c of sample n is its value
+f_c(x_n), so the input relevance sums to about that logit (exactly, for conservative rules on
+bias-free networks).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+import torch.nn as nn
+
+from ..errors import InputError
+from ..targets import TargetSpec, resolve_targets
+from . import ops
+from .canonize import canonize
+from .composites import Composite, make_composite
+from .graph import Graph, Node, trace
+from .report import ConservationReport, LayerRelevance
+from .rules import stabilize
+
+Tensor = torch.Tensor
+
+
+@dataclass
+class Explanation:
+    """relevance: (N, *x.shape[1:]) for one class per sample, else (N, T, *x.shape[1:]);
+    targets: (N, T) explained classes; logits: (N, C); report: per-layer sums when asked."""
+
+    relevance: Tensor
+    targets: Tensor
+    logits: Tensor
+    report: ConservationReport | None = None
+
+
+class LRP:
+    """Layer-wise Relevance Propagation for a model, traced and canonized once.
+
+    ``LRP(model, composite="epsilon-plus-flat", epsilon=..., ...)`` snapshots the model (a deep
+    copy, in eval mode); the caller's model is never modified. A model in training mode is
+    explained in eval mode (BatchNorm running statistics, no dropout), with a warning.
+    """
+
+    def __init__(self, model: nn.Module, composite: str | Composite = "epsilon-plus-flat", **params: Any) -> None:
+        if not isinstance(model, nn.Module):
+            raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if isinstance(composite, Composite):
+            if params:
+                raise InputError("parameters go into the Composite itself when one is given")
+            self.composite = composite
+        else:
+            self.composite = make_composite(composite, **params)
+        if model.training:
+            warnings.warn(
+                f"{type(model).__name__} is in training mode: chexplain explains it in eval mode (running "
+                "BatchNorm statistics, no dropout); the model itself is left unchanged", stacklevel=2)
+        param = next(iter(model.parameters()), None)
+        self._device = None if param is None else param.device
+        self.graph: Graph = trace(model)
+        self._first = self.graph.first_layer()
+        self._cache: dict[tuple, Graph] = {}
+
+    # ------------------------------------------------------------------ public
+    def __call__(self, x: Tensor, target: TargetSpec = None, classes: Sequence[int] | None = None) -> Tensor:
+        return self.explain(x, target=target, classes=classes).relevance
+
+    def explain(self, x: Tensor, target: TargetSpec = None, classes: Sequence[int] | None = None,
+                report: bool = False) -> Explanation:
+        """Explain the logits of ``x`` for ``target``/``classes`` (see :func:`chexplain.explain`)."""
+        self._check_input(x)
+        graph = self.canonized(x)
+        with torch.no_grad():
+            values = _forward(graph, x.detach())
+            logits = values[graph.output]
+            targets = resolve_targets(logits, target, classes)
+            rel, records = self._relevance(graph, values, logits, targets.index, report)
+        summary = None
+        if report:
+            summary = ConservationReport(records, logits.gather(1, targets.index), rel.flatten(2).sum(-1))
+        if targets.squeeze:
+            rel = rel[:, 0]
+        return Explanation(rel, targets.index, logits, summary)
+
+    def canonized(self, x: Tensor) -> Graph:
+        """The canonized graph for inputs shaped like ``x`` (cached per shape, dtype, device)."""
+        key = (tuple(x.shape[1:]), x.dtype, x.device)
+        if key not in self._cache:
+            g64 = _to(self.graph, torch.float64, torch.device("cpu"))
+            probe = torch.zeros((1, *x.shape[1:]), dtype=torch.float64)
+            with torch.no_grad():
+                values = _forward(g64, probe)
+            shapes = {k: v.shape for k, v in values.items() if isinstance(v, Tensor)}
+            self._cache[key] = _to(canonize(g64, shapes), x.dtype, x.device)
+        return self._cache[key]
+
+    # ------------------------------------------------------------------ internals
+    def _check_input(self, x: Any) -> None:
+        if not isinstance(x, Tensor):
+            raise InputError(f"the input must be a torch.Tensor, got {type(x).__name__}")
+        if not x.is_floating_point():
+            raise InputError(f"the input must be a floating-point tensor, got dtype {x.dtype}")
+        if x.ndim < 2 or x.shape[0] == 0:
+            raise InputError(f"the input must have a batch dimension and features, got shape {tuple(x.shape)}")
+        if self._device is not None and x.device != self._device:
+            raise InputError(f"the input is on {x.device} but the model is on {self._device}")
+        if not bool(torch.isfinite(x).all()):
+            raise InputError("the input contains NaN or infinite values")
+
+    def _rule_for(self, node: Node):
+        return self.composite.rule_for(node.path, node.op.layer_type, node.name == self._first)
+
+    def _relevance(self, graph: Graph, values: dict[str, Any], logits: Tensor, index: Tensor,
+                   report: bool) -> tuple[Tensor, list[LayerRelevance]]:
+        n, t = index.shape
+        start = torch.zeros((n, t, logits.shape[1]), dtype=logits.dtype, device=logits.device)
+        start.scatter_(2, index.unsqueeze(2), logits.gather(1, index).unsqueeze(2))
+        relevance: dict[str, Tensor] = {graph.output: start}
+        records: list[LayerRelevance] = []
+        input_name = graph.nodes[0].name
+        for node in reversed(graph.nodes):
+            R = relevance.pop(node.name, None)
+            if R is None or node.op is None:
+                if node.op is None:
+                    relevance[node.name] = R if R is not None else torch.zeros(
+                        (n, t, *values[node.name].shape[1:]), dtype=logits.dtype, device=logits.device)
+                continue
+            inputs = [values[i] for i in node.inputs]
+            parts, rule = self._propagate(node, inputs, values[node.name], R)
+            if report and rule is not None:
+                r_in = sum(p.flatten(2).sum(-1) for p in parts if p is not None)
+                records.append(LayerRelevance(node.name, node.path, node.kind, rule, R.flatten(2).sum(-1), r_in))
+            for name, part in zip(node.inputs, parts):
+                if part is not None:
+                    relevance[name] = relevance[name] + part if name in relevance else part
+        return relevance[input_name], records
+
+    def _propagate(self, node: Node, inputs: list[Any], z: Tensor, R: Tensor) -> tuple[list, str | None]:
+        """Relevance of each input of ``node`` (None for non-tensor inputs) and the rule's name."""
+        op, eps = node.op, self.composite.stabilizer
+        extra = [None] * (len(inputs) - 1)
+        if isinstance(op, ops.LinearOp):
+            rule = self._rule_for(node)
+            return [rule(op, inputs[0], z, R)], repr(rule)
+        if isinstance(op, (ops.ActivationOp, ops.ThresholdReLUOp, ops.IdentityOp)):
+            return [R] + extra, None
+        if isinstance(op, ops.ReshapeOp):
+            return [R.reshape(*R.shape[:2], *inputs[0].shape[1:])] + extra, None
+        if isinstance(op, ops.MaxPoolOp):
+            if self.composite.maxpool == "proportional":
+                return [_proportional_pool(op.as_average(), inputs[0], R, eps)], "max pool (proportional)"
+            return [_winner_takes_all(op, inputs[0], R)], None
+        if isinstance(op, ops.PoolOp):
+            return [_proportional_pool(op, inputs[0], R, eps)], f"proportional ({op.description})"
+        if isinstance(op, ops.AddOp):
+            s = R / stabilize(z, eps).unsqueeze(1)
+            return [x.unsqueeze(1) * s for x in inputs], "proportional (sum)"
+        if isinstance(op, ops.CatOp):
+            dim = op.dim + 1 if op.dim >= 0 else op.dim
+            return list(R.split([x.shape[op.dim] for x in inputs], dim=dim)), None
+        if isinstance(op, ops.MetaOp):
+            return [None] * len(inputs), None
+        raise AssertionError(f"no relevance rule for {type(op).__name__}")
+
+
+def _proportional_pool(op: ops.PoolOp, x: Tensor, R: Tensor, eps: float) -> Tensor:
+    """R_i = x_i Σ_j p_ij / z_j R_j for a linear pooling z_j = Σ_i p_ij x_i (the z rule)."""
+    z = op.forward(x)
+    n, t = R.shape[:2]
+    s = (R / stabilize(z, eps).unsqueeze(1)).reshape(n * t, *R.shape[2:])
+    return x.unsqueeze(1) * op.vjp(s, x.shape).view(n, t, *x.shape[1:])
+
+
+def _winner_takes_all(op: ops.MaxPoolOp, x: Tensor, R: Tensor) -> Tensor:
+    """All relevance of a pooling window goes to its maximum (overlapping windows add up)."""
+    n, t, c = R.shape[:3]
+    idx = op.indices(x).reshape(n, 1, c, -1).expand(n, t, c, -1)
+    out = torch.zeros((n, t, c, x[0, 0].numel()), dtype=R.dtype, device=R.device)
+    out.scatter_add_(3, idx, R.reshape(n, t, c, -1))
+    return out.view(n, t, *x.shape[1:])
+
+
+def _forward(graph: Graph, x: Tensor) -> dict[str, Any]:
+    values: dict[str, Any] = {graph.nodes[0].name: x}
+    n = x.shape[0]
+    for node in graph.nodes[1:]:
+        try:
+            out = node.op.forward(*[values[i] for i in node.inputs])
+        except (RuntimeError, ValueError, IndexError, TypeError) as exc:
+            where = f"'{node.path}'" if node.path else f"'{node.name}' (top-level forward)"
+            text = str(exc).strip().splitlines()
+            raise InputError(f"an input of shape {tuple(x.shape)} does not fit layer {where}: "
+                             f"{text[0] if text else type(exc).__name__}") from None
+        if isinstance(out, Tensor) and node.kind not in ("meta",) and (out.ndim == 0 or out.shape[0] != n):
+            raise InputError(f"layer '{node.path or node.name}' changes the batch dimension "
+                             f"({n} -> {tuple(out.shape)}); LRP needs per-sample operations")
+        values[node.name] = out
+    out = values[graph.output]
+    if not isinstance(out, Tensor) or out.ndim != 2:
+        raise InputError(f"the model's output has shape {tuple(getattr(out, 'shape', ()))}; LRP explains logits "
+                         "of shape (N, classes)")
+    return values
+
+
+def _to(graph: Graph, dtype: torch.dtype, device: torch.device) -> Graph:
+    g = graph.copy()
+    for node in g.nodes:
+        if node.op is not None:
+            node.op = node.op.to(dtype, device)
+    return g

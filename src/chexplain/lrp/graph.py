@@ -1,0 +1,376 @@
+"""Trace a model with torch.fx into a list of nodes, each holding an operation with a rule.
+
+Tracing sees functional operations (``F.relu``, ``F.adaptive_avg_pool2d``, ``torch.cat``,
+residual ``+``, ``torch.flatten``) that module hooks miss. Every node must map to a supported
+operation; anything else raises :class:`UnsupportedModelError` before any computation, naming
+the operation and the module path where it occurs.
+"""
+
+from __future__ import annotations
+
+import builtins
+import copy
+import operator
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+import torch.fx as fx
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..errors import UnsupportedModelError
+from . import ops
+
+_RELU = {F.relu, torch.relu, torch.relu_, getattr(F, "relu_", F.relu)}
+_TANH = {torch.tanh, F.tanh}
+_SQUASH_FN = {torch.sigmoid, F.sigmoid, torch.softmax, F.softmax, F.log_softmax, torch.log_softmax}
+_SQUASH_MOD = (nn.Sigmoid, nn.Softmax, nn.LogSoftmax)
+_DROPOUT_FN = {F.dropout, F.dropout1d, F.dropout2d, F.alpha_dropout, F.feature_alpha_dropout}
+_DROPOUT_MOD = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout, nn.FeatureAlphaDropout, nn.Identity)
+_POOL_FN = {F.avg_pool1d, F.avg_pool2d, F.adaptive_avg_pool1d, F.adaptive_avg_pool2d}
+_CAT_FN = {torch.cat, torch.concat, torch.concatenate}
+_ADD_FN = {operator.add, operator.iadd, torch.add}
+_MAXPOOL_ARGS = ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
+
+
+@dataclass
+class Node:
+    """One operation of the traced model.
+
+    name: unique fx node name; op: the operation (None for the input);
+    inputs: names of the nodes whose values are passed to ``op.forward``, in order;
+    path: module path where it occurs (for rules by name and for error messages);
+    users: names of the nodes that consume its value.
+    """
+
+    name: str
+    op: ops.Op | None
+    inputs: list[str]
+    path: str
+    users: list[str] = field(default_factory=list)
+
+    @property
+    def kind(self) -> str:
+        return "input" if self.op is None else self.op.kind
+
+
+@dataclass
+class Graph:
+    """Nodes in topological order; ``output`` names the node whose value is the logits."""
+
+    nodes: list[Node]
+    output: str
+
+    def __post_init__(self) -> None:
+        self.relink()
+
+    def relink(self) -> None:
+        self.by_name = {n.name: n for n in self.nodes}
+        for n in self.nodes:
+            n.users = []
+        for n in self.nodes:
+            for i in n.inputs:
+                if n.name not in self.by_name[i].users:
+                    self.by_name[i].users.append(n.name)
+
+    def first_layer(self) -> str | None:
+        """Name of the first linear layer (the input layer of the composite's ``first`` rule)."""
+        return next((n.name for n in self.nodes if isinstance(n.op, ops.LinearOp)), None)
+
+    def copy(self) -> "Graph":
+        nodes = [Node(n.name, copy.copy(n.op), list(n.inputs), n.path) for n in self.nodes]
+        return Graph(nodes, self.output)
+
+
+def trace(model: nn.Module) -> Graph:
+    """Trace a deep copy of ``model`` (eval mode, hooks removed) into a :class:`Graph`.
+
+    The caller's model is never modified: it is only read (deep-copied) here.
+    """
+    try:
+        clone = copy.deepcopy(model)
+    except Exception as exc:  # noqa: BLE001 - anything that stops the copy
+        raise UnsupportedModelError(f"cannot copy {type(model).__name__} for tracing: {_first_line(exc)}") from None
+    clone.eval()
+    for m in clone.modules():
+        for hooks in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
+                      "_forward_hooks_with_kwargs", "_forward_pre_hooks_with_kwargs", "_state_dict_hooks"):
+            if isinstance(getattr(m, hooks, None), dict):
+                getattr(m, hooks).clear()
+    try:
+        gm = fx.symbolic_trace(clone)
+    except Exception as exc:  # noqa: BLE001 - fx raises many kinds
+        raise UnsupportedModelError(
+            f"cannot trace {type(model).__name__} with torch.fx ({type(exc).__name__}: {_first_line(exc)}); "
+            "LRP needs a forward without data-dependent control flow"
+        ) from None
+    return _convert(gm)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _path(node: fx.Node) -> str:
+    if node.op == "call_module":
+        return str(node.target)
+    stack = node.meta.get("nn_module_stack") or {}
+    if stack:
+        return list(stack.values())[-1][0]
+    return ""
+
+
+def _where(node: fx.Node) -> str:
+    path = _path(node)
+    return f"at '{path}'" if path else "in the model's top-level forward"
+
+
+def _describe(node: fx.Node) -> str:
+    if node.op == "call_method":
+        return f"Tensor.{node.target}"
+    if node.op == "call_module":
+        return type(node.graph.owning_module.get_submodule(node.target)).__name__
+    target = node.target
+    module = getattr(target, "__module__", None) or ""
+    name = getattr(target, "__name__", repr(target))
+    return f"{module}.{name}" if module and module != "builtins" else name
+
+
+def _refs(node: fx.Node) -> list[fx.Node]:
+    refs: list[fx.Node] = []
+    fx.node.map_arg((node.args, node.kwargs), refs.append)
+    return refs
+
+
+def _bound(node: fx.Node, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` called with the node's args, node references replaced by the values passed in."""
+
+    def call(*values: Any) -> Any:
+        it = iter(values)
+        args, kwargs = fx.node.map_arg((node.args, node.kwargs), lambda _: next(it))
+        return fn(*args, **kwargs)
+
+    return call
+
+
+def _convert(gm: fx.GraphModule) -> Graph:
+    nodes: list[Node] = []
+    meta: set[str] = set()
+    squash: dict[str, fx.Node] = {}
+    output = None
+    for node in gm.graph.nodes:
+        if node.op == "placeholder":
+            if any(n.op is None for n in nodes):
+                raise UnsupportedModelError("the model's forward takes several inputs; LRP explains one input tensor")
+            nodes.append(Node(node.name, None, [], ""))
+            continue
+        if node.op == "output":
+            out = node.args[0]
+            if not isinstance(out, fx.Node):
+                raise UnsupportedModelError(
+                    f"the model returns {type(out).__name__}; LRP needs a single tensor of logits")
+            output = out.name
+            continue
+        if node.op == "get_attr":
+            raise UnsupportedModelError(
+                f"the model reads the attribute '{node.target}' directly in forward; wrap it in a module "
+                "(nn.Linear, nn.Conv2d, ...) so that it gets a relevance rule")
+        refs = _refs(node)
+        if node.op == "call_function" and node.target in _SQUASH_FN or (
+                node.op == "call_method" and node.target in ("sigmoid", "softmax", "log_softmax")) or (
+                node.op == "call_module" and isinstance(gm.get_submodule(node.target), _SQUASH_MOD)):
+            squash[node.name] = node
+            nodes.append(Node(node.name, ops.IdentityOp(), [refs[0].name], _path(node)))
+            continue
+        if refs and all(r.name in meta for r in refs) or _is_meta(node, refs, meta):
+            meta.add(node.name)
+            nodes.append(Node(node.name, ops.MetaOp(_bound(node, _target_fn(node))), [r.name for r in refs],
+                              _path(node)))
+            continue
+        op = _convert_module(gm, node) if node.op == "call_module" else _convert_call(node, refs)
+        if op is None:
+            raise UnsupportedModelError(
+                f"unsupported operation {_describe(node)} {_where(node)}: chexplain has no relevance rule for it")
+        inputs = [r.name for r in refs]
+        tensor_inputs = [i for i in inputs if i not in meta]
+        if not isinstance(op, (ops.ReshapeOp, ops.AddOp, ops.CatOp)) and len(tensor_inputs) != 1:
+            raise UnsupportedModelError(
+                f"{_describe(node)} {_where(node)} takes {len(tensor_inputs)} tensors; chexplain supports it on one")
+        nodes.append(Node(node.name, op, inputs, _path(node)))
+    assert output is not None
+    output = _strip_squash(nodes, output, squash)
+    graph = Graph(nodes, output)
+    _check_squash_only_at_end(graph, squash)
+    return graph
+
+
+def _target_fn(node: fx.Node) -> Callable[..., Any]:
+    if node.op == "call_method":
+        return lambda obj, *a, **k: getattr(obj, node.target)(*a, **k)
+    return node.target
+
+
+def _is_meta(node: fx.Node, refs: list[fx.Node], meta: set[str]) -> bool:
+    if node.op == "call_method" and node.target in ("size", "dim"):
+        return True
+    if node.op == "call_function" and node.target is builtins.getattr and node.args[1] in ("shape", "ndim"):
+        return True
+    return bool(refs) and node.op == "call_function" and node.target is operator.getitem and refs[0].name in meta
+
+
+def _strip_squash(nodes: list[Node], output: str, squash: dict[str, fx.Node]) -> str:
+    by_name = {n.name: n for n in nodes}
+    while output in squash:
+        fxn = squash[output]
+        warnings.warn(
+            f"the model ends with {_describe(fxn)} {_where(fxn)}: chexplain explains the logits before it",
+            stacklevel=3)
+        output = by_name[output].inputs[0]
+    return output
+
+
+def _check_squash_only_at_end(graph: Graph, squash: dict[str, fx.Node]) -> None:
+    live = _live(graph)
+    for name, fxn in squash.items():
+        if name in live:
+            raise UnsupportedModelError(
+                f"unsupported operation {_describe(fxn)} {_where(fxn)}: a sigmoid/softmax inside the model has no "
+                "relevance rule (only a final one is skipped)")
+
+
+def _live(graph: Graph) -> set[str]:
+    live, stack = set(), [graph.output]
+    while stack:
+        name = stack.pop()
+        if name not in live:
+            live.add(name)
+            stack.extend(graph.by_name[name].inputs)
+    return live
+
+
+def _convert_module(gm: fx.GraphModule, node: fx.Node) -> ops.Op | None:
+    mod = gm.get_submodule(node.target)
+    detach = lambda t: None if t is None else t.detach().clone()  # noqa: E731
+    if isinstance(mod, nn.Linear):
+        return ops.DenseOp(detach(mod.weight), detach(mod.bias))
+    if isinstance(mod, (nn.Conv1d, nn.Conv2d)):
+        if mod.padding_mode != "zeros":
+            raise UnsupportedModelError(
+                f"Conv at '{node.target}' uses padding_mode='{mod.padding_mode}'; only zero padding is supported")
+        padding = _explicit_padding(mod, node.target)
+        return ops.ConvOp(detach(mod.weight), detach(mod.bias), mod.stride, padding, mod.dilation, mod.groups)
+    if isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        if mod.running_mean is None or mod.running_var is None:
+            raise UnsupportedModelError(
+                f"BatchNorm at '{node.target}' has no running statistics (track_running_stats=False)")
+        var = mod.running_var.detach().double()
+        scale = (var + mod.eps).rsqrt()
+        if mod.weight is not None:
+            scale = scale * mod.weight.detach().double()
+        shift = -mod.running_mean.detach().double() * scale
+        if mod.bias is not None:
+            shift = shift + mod.bias.detach().double()
+        return ops.AffineOp(scale, shift)
+    if isinstance(mod, nn.ReLU):
+        return ops.ActivationOp("relu")
+    if isinstance(mod, nn.LeakyReLU):
+        return ops.ActivationOp("leaky_relu", mod.negative_slope)
+    if isinstance(mod, nn.Tanh):
+        return ops.ActivationOp("tanh")
+    if isinstance(mod, (nn.MaxPool1d, nn.MaxPool2d)):
+        if mod.return_indices:
+            raise UnsupportedModelError(f"MaxPool at '{node.target}' returns indices; not supported")
+        dims = 1 if isinstance(mod, nn.MaxPool1d) else 2
+        return ops.MaxPoolOp(dims, mod.kernel_size, mod.stride, mod.padding, mod.dilation, mod.ceil_mode)
+    if isinstance(mod, (nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)):
+        return ops.PoolOp(mod, type(mod).__name__)
+    if isinstance(mod, nn.Flatten):
+        if mod.start_dim == 0:
+            raise UnsupportedModelError(f"Flatten at '{node.target}' flattens the batch dimension")
+        return ops.ReshapeOp(mod)
+    if isinstance(mod, _DROPOUT_MOD):
+        return ops.IdentityOp()
+    return None
+
+
+def _explicit_padding(mod: nn.Module, path: str) -> Any:
+    if not isinstance(mod.padding, str):
+        return mod.padding
+    if mod.padding == "valid":
+        return (0,) * len(mod.kernel_size)
+    pads = []
+    for k, d in zip(mod.kernel_size, mod.dilation):
+        total = d * (k - 1)
+        if total % 2:
+            raise UnsupportedModelError(f"Conv at '{path}' uses asymmetric padding='same'; not supported")
+        pads.append(total // 2)
+    return tuple(pads)
+
+
+def _convert_call(node: fx.Node, refs: list[fx.Node]) -> ops.Op | None:
+    target = node.target
+    if node.op == "call_method":
+        name = target
+        if name in ("relu", "relu_"):
+            return ops.ActivationOp("relu")
+        if name in ("tanh", "tanh_"):
+            return ops.ActivationOp("tanh")
+        if name in ("view", "reshape", "flatten"):
+            return ops.ReshapeOp(_bound(node, _target_fn(node)))
+        if name in ("contiguous", "clone"):
+            return ops.IdentityOp()
+        if name in ("mean", "sum"):
+            return _reduction(node, refs)
+        if name == "add" and len(refs) == 2 and "alpha" not in node.kwargs:
+            return ops.AddOp()
+        return None
+    if target in _RELU:
+        return ops.ActivationOp("relu")
+    if target is F.leaky_relu:
+        slope = node.args[1] if len(node.args) > 1 else node.kwargs.get("negative_slope", 0.01)
+        return ops.ActivationOp("leaky_relu", slope)
+    if target in _TANH:
+        return ops.ActivationOp("tanh")
+    if target in (F.max_pool1d, F.max_pool2d):
+        bound = dict(zip(_MAXPOOL_ARGS, node.args)) | dict(node.kwargs)
+        if bound.get("return_indices"):
+            return None
+        k = bound["kernel_size"]
+        return ops.MaxPoolOp(1 if target is F.max_pool1d else 2, k, bound.get("stride") or k,
+                             bound.get("padding", 0), bound.get("dilation", 1), bound.get("ceil_mode", False))
+    if target in _POOL_FN:
+        return _single_tensor(node, refs, lambda fn: ops.PoolOp(fn, target.__name__))
+    if target in (torch.flatten, torch.reshape):
+        return ops.ReshapeOp(_bound(node, target))
+    if target in (torch.mean, torch.sum):
+        return _reduction(node, refs)
+    if target in _DROPOUT_FN:
+        return ops.IdentityOp()
+    if target in _CAT_FN:
+        dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+        if not isinstance(dim, int) or dim == 0:
+            return None
+        return ops.CatOp(dim)
+    if target in _ADD_FN and len(refs) == 2 and len(node.args) == 2 and not node.kwargs:
+        return ops.AddOp()
+    return None
+
+
+def _single_tensor(node: fx.Node, refs: list[fx.Node], make: Callable) -> ops.Op | None:
+    if len(refs) != 1:
+        return None
+    return make(_bound(node, _target_fn(node)))
+
+
+def _reduction(node: fx.Node, refs: list[fx.Node]) -> ops.Op | None:
+    args = node.args[1:] if len(node.args) > 1 else ()
+    dim = args[0] if args else node.kwargs.get("dim")
+    dims = dim if isinstance(dim, (tuple, list)) else (dim,)
+    if dim is None or any(not isinstance(d, int) or d == 0 for d in dims):
+        raise UnsupportedModelError(
+            f"{_describe(node)} {_where(node)} reduces over the batch dimension (dim={dim!r}); reduce over "
+            "feature dimensions only")
+    return _single_tensor(node, refs, lambda fn: ops.PoolOp(fn, f"{node.target} over {dim}"))

@@ -1,0 +1,288 @@
+"""The operations of a traced model, each with its own forward and the pieces LRP needs.
+
+A model becomes a list of :class:`Node` objects (see ``graph.py``); every node holds one
+``Op``. Linear layers (dense, convolution, per-channel affine) expose their forward with
+arbitrary (modified) weights and the matching vector-Jacobian product, so that every LRP rule
+is computed with the layer's own transposed operation, never by materialising z_ij.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import torch
+import torch.nn.functional as F
+from torch.nn import grad as nn_grad
+
+
+class Op:
+    """Base class: ``forward(*inputs)`` on tensors of shape (N, ...)."""
+
+    kind = "op"
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def to(self, dtype: torch.dtype, device: torch.device) -> "Op":
+        return self
+
+
+def _cast(t: Optional[torch.Tensor], dtype: torch.dtype, device: torch.device) -> Optional[torch.Tensor]:
+    return None if t is None else t.to(dtype=dtype, device=device)
+
+
+# --------------------------------------------------------------------------- linear layers
+class LinearOp(Op):
+    """A layer z = W x + b. ``bias`` is None, per output channel, or spatial (C_out, *out)."""
+
+    kind = "linear"
+    layer_type = "linear"
+
+    def __init__(self, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> None:
+        self.weight = weight
+        self.bias = bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_with(x, self.weight, self.bias)
+
+    def forward_with(self, x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def vjp(self, grad: torch.Tensor, weight: torch.Tensor, input_shape: torch.Size) -> torch.Tensor:
+        """Wᵀ·grad for a batch ``grad`` of output gradients (any batch size)."""
+        raise NotImplementedError
+
+    def _add_bias(self, z: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
+        if bias is None:
+            return z
+        if bias.ndim == 1:
+            return z + bias.view(1, -1, *([1] * (z.ndim - 2)))
+        return z + bias.unsqueeze(0)
+
+    def with_params(self, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> "LinearOp":
+        new = _shallow_copy(self)
+        new.weight, new.bias = weight, bias
+        return new
+
+    def to(self, dtype: torch.dtype, device: torch.device) -> "LinearOp":
+        return self.with_params(_cast(self.weight, dtype, device), _cast(self.bias, dtype, device))
+
+
+def _shallow_copy(obj: Any) -> Any:
+    new = object.__new__(type(obj))
+    new.__dict__.update(obj.__dict__)
+    return new
+
+
+class DenseOp(LinearOp):
+    """``torch.nn.Linear``: z_j = Σ_i x_i w_ij + b_j."""
+
+    layer_type = "dense"
+
+    def forward_with(self, x, weight, bias):
+        return self._add_bias_dense(F.linear(x, weight), bias)
+
+    @staticmethod
+    def _add_bias_dense(z, bias):
+        return z if bias is None else z + bias
+
+    def vjp(self, grad, weight, input_shape):
+        return grad @ weight
+
+
+class ConvOp(LinearOp):
+    """``torch.nn.Conv1d`` / ``Conv2d`` with any stride, padding, dilation and groups."""
+
+    layer_type = "conv"
+
+    def __init__(self, weight, bias, stride, padding, dilation, groups) -> None:
+        super().__init__(weight, bias)
+        self.dims = weight.ndim - 2
+        self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups
+
+    @property
+    def _conv(self) -> Callable:
+        return F.conv1d if self.dims == 1 else F.conv2d
+
+    def forward_with(self, x, weight, bias):
+        z = self._conv(x, weight, None, self.stride, self.padding, self.dilation, self.groups)
+        return self._add_bias(z, bias)
+
+    def vjp(self, grad, weight, input_shape):
+        fn = nn_grad.conv1d_input if self.dims == 1 else nn_grad.conv2d_input
+        shape = (grad.shape[0], *input_shape[1:])
+        return fn(shape, weight, grad, self.stride, self.padding, self.dilation, self.groups)
+
+
+class AffineOp(LinearOp):
+    """A per-channel affine map (an un-merged BatchNorm in eval mode): z = w·x + b on dim 1."""
+
+    layer_type = "affine"
+
+    def _view(self, t: torch.Tensor, ndim: int) -> torch.Tensor:
+        return t.view(1, -1, *([1] * (ndim - 2)))
+
+    def forward_with(self, x, weight, bias):
+        z = x * self._view(weight, x.ndim)
+        return z if bias is None else z + self._view(bias, x.ndim)
+
+    def vjp(self, grad, weight, input_shape):
+        return grad * self._view(weight, grad.ndim)
+
+
+# --------------------------------------------------------------------------- element-wise
+class ActivationOp(Op):
+    """ReLU, LeakyReLU, tanh or the threshold ReLU of DenseNet canonization.
+
+    LRP passes relevance through activations unchanged (Bach et al. 2015; for tanh nets the
+    convention of the study).
+    """
+
+    kind = "activation"
+
+    def __init__(self, name: str, negative_slope: float = 0.01) -> None:
+        self.name = name
+        self.negative_slope = negative_slope
+
+    def forward(self, x):
+        if self.name == "relu":
+            return torch.relu(x)
+        if self.name == "leaky_relu":
+            return F.leaky_relu(x, self.negative_slope)
+        if self.name == "tanh":
+            return torch.tanh(x)
+        raise AssertionError(self.name)
+
+
+class ThresholdReLUOp(Op):
+    """T(x) = x where scale·x + shift > 0, else the threshold t (Binder 2020).
+
+    ``BN(T(x)) == ReLU(BN(x))`` for the BatchNorm (scale, shift) that precedes the ReLU, which
+    lets that BatchNorm be merged into the following linear layer.
+    """
+
+    kind = "activation"
+    name = "threshold_relu"
+
+    def __init__(self, scale: torch.Tensor, shift: torch.Tensor, threshold: torch.Tensor) -> None:
+        self.scale, self.shift, self.threshold = scale, shift, threshold
+
+    def forward(self, x):
+        view = (1, -1, *([1] * (x.ndim - 2)))
+        active = x * self.scale.view(view) + self.shift.view(view) > 0
+        return torch.where(active, x, self.threshold.view(view))
+
+    def to(self, dtype, device):
+        return ThresholdReLUOp(*(t.to(dtype=dtype, device=device) for t in (self.scale, self.shift, self.threshold)))
+
+
+# --------------------------------------------------------------------------- pooling
+@dataclass
+class PoolOp(Op):
+    """Average or adaptive-average pooling, or a mean over dimensions: linear, proportional rule."""
+
+    fn: Callable[[torch.Tensor], torch.Tensor]
+    description: str
+    kind: str = field(default="pool", init=False)
+
+    def forward(self, x):
+        return self.fn(x)
+
+    def vjp(self, grad: torch.Tensor, input_shape: torch.Size) -> torch.Tensor:
+        """Transposed pooling for a batch of output gradients (linear, input-independent)."""
+        with torch.enable_grad():
+            probe = torch.zeros((grad.shape[0], *input_shape[1:]), dtype=grad.dtype, device=grad.device,
+                                requires_grad=True)
+            (out,) = torch.autograd.grad(self.fn(probe), probe, grad)
+        return out
+
+
+@dataclass
+class MaxPoolOp(Op):
+    """Max pooling (1-D or 2-D); winner-takes-all relevance by default."""
+
+    dims: int
+    kernel_size: Any
+    stride: Any
+    padding: Any
+    dilation: Any
+    ceil_mode: bool
+    kind: str = field(default="maxpool", init=False)
+
+    def _fn(self, return_indices: bool):
+        fn = F.max_pool1d if self.dims == 1 else F.max_pool2d
+        return lambda x: fn(x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode,
+                            return_indices)
+
+    def forward(self, x):
+        return self._fn(False)(x)
+
+    def indices(self, x: torch.Tensor) -> torch.Tensor:
+        return self._fn(True)(x)[1]
+
+    def as_average(self) -> PoolOp:
+        """The matching average pooling, for the proportional variant of the rule."""
+        k, s, p = self.kernel_size, self.stride, self.padding
+        if self.dims == 1:
+            fn = lambda x: F.avg_pool1d(x, k, s, p, self.ceil_mode, count_include_pad=False)  # noqa: E731
+        else:
+            fn = lambda x: F.avg_pool2d(x, k, s, p, self.ceil_mode, count_include_pad=False)  # noqa: E731
+        return PoolOp(fn, "max as average")
+
+
+# --------------------------------------------------------------------------- structure
+@dataclass
+class ReshapeOp(Op):
+    """flatten / view / reshape keeping the batch dimension; relevance is reshaped back."""
+
+    fn: Callable[..., torch.Tensor]
+    kind: str = field(default="reshape", init=False)
+
+    def forward(self, x, *args):
+        return self.fn(x, *args)
+
+
+@dataclass
+class IdentityOp(Op):
+    """Dropout in eval mode, identity, contiguous, clone."""
+
+    kind: str = field(default="identity", init=False)
+
+    def forward(self, x):
+        return x
+
+
+@dataclass
+class AddOp(Op):
+    """Residual sum x_1 + ... + x_k: proportional rule R_k = x_k / Σx · R."""
+
+    kind: str = field(default="add", init=False)
+
+    def forward(self, *xs):
+        out = xs[0]
+        for x in xs[1:]:
+            out = out + x
+        return out
+
+
+@dataclass
+class CatOp(Op):
+    """torch.cat along ``dim``: relevance is split back along the same dimension."""
+
+    dim: int
+    kind: str = field(default="cat", init=False)
+
+    def forward(self, *xs):
+        return torch.cat(xs, self.dim)
+
+
+@dataclass
+class MetaOp(Op):
+    """A non-tensor value (``x.size(0)``, ``x.shape``, an item of it): evaluated, no relevance."""
+
+    fn: Callable[..., Any]
+    kind: str = field(default="meta", init=False)
+
+    def forward(self, *args):
+        return self.fn(*args)
