@@ -165,7 +165,7 @@ def dicom_to_unit(stored: np.ndarray, ds) -> np.ndarray:
     Function LINEAR, LINEAR_EXACT or SIGMOID, per PS3.3 C.11.2.1.2), else the full range the
     stored bits can hold. MONOCHROME1 is inverted so that bright always means dense.
     """
-    from pydicom.pixels import apply_modality_lut, apply_voi
+    from pydicom.pixels import apply_modality_lut
 
     bits = int(ds.get("BitsStored", ds.get("BitsAllocated", 16)))
     signed = int(ds.get("PixelRepresentation", 0)) == 1
@@ -180,9 +180,13 @@ def dicom_to_unit(stored: np.ndarray, ds) -> np.ndarray:
         lo, hi = sorted((lo * slope + icpt, hi * slope + icpt))
     if "VOILUTSequence" in ds and len(ds.VOILUTSequence):
         item = ds.VOILUTSequence[0]
-        out = apply_voi(x, ds, index=0).astype(np.float64)
-        out_max = float(2 ** int(item.LUTDescriptor[2]) - 1)
-        y = out / out_max
+        entries, first, out_bits = (int(v) for v in item.LUTDescriptor)
+        lut = np.asarray(item.LUTData, dtype=np.float64).ravel()
+        entries = entries or 65536
+        if len(lut) < entries:
+            raise ValueError(f"VOI LUT has {len(lut)} entries, its descriptor says {entries}")
+        index = np.clip(np.floor(x).astype(np.int64) - first, 0, entries - 1)
+        y = lut[index] / float(2**out_bits - 1)
     elif ds.get("WindowCenter") is not None and ds.get("WindowWidth") is not None:
         y = _window(x, _first(ds.WindowCenter), _first(ds.WindowWidth),
                     str(ds.get("VOILUTFunction", "LINEAR")).strip().upper() or "LINEAR")
