@@ -203,7 +203,7 @@ def phantom_sample(size: int | tuple[int, int] = 224, seed: int = 0, index: int 
         cx, cy, a, b, soft = lungs[int(nod_u[0] < 0.5)]
         ys, xs = np.nonzero(soft * (1 - heart) > 0.9)
         k = int(nod_u[1] * len(ys)) if len(ys) else 0
-        ny, nx = ((ys[k] + 0.5) / h, (xs[k] + 0.5) / w) if len(ys) else (cy, cx)
+        ny, nx = (float(ys[k] + 0.5) / h, float(xs[k] + 0.5) / w) if len(ys) else (cy, cx)
         d2 = ((x - nx) * w) ** 2 + ((y - ny) * h) ** 2
         bump = np.clip(1 - d2 / (nod_r * s) ** 2, 0, 1)
         img = img + 0.28 * bump
@@ -218,6 +218,7 @@ def phantom_sample(size: int | tuple[int, int] = 224, seed: int = 0, index: int 
             img = np.where(masks[MARKER], 0.97, img)
 
     # ------------------------------------------------------- acquisition variation
+    assert img.dtype == np.float32  # a float64 path would round differently
     img = (img - 0.5) * contrast + 0.5 + bright + sigma * noise
     img = np.clip(img, 0.0, 1.0) ** gamma
     image = (np.round(img * 255.0) / 255.0).astype(np.float32)
