@@ -1,0 +1,434 @@
+"""The Grad-CAM family: Grad-CAM, Grad-CAM++ and HiResCAM on one gradient machinery.
+
+With A (N, K, *S) the target layer's feature map and G = dy_c/dA the gradient of the
+explained logit y_c:
+
+* Grad-CAM (Selvaraju et al. 2017, Eq. 1-2): w_k = 1/Z sum_ij G_kij; map = ReLU(sum_k w_k A_k).
+* Grad-CAM++ (Chattopadhay et al. 2018, Eq. 19 and 9): a_kij = G^2 / (2 G^2 + sum_ab A_kab G^3)
+  (0 where the denominator is 0); w_k = sum_ij a_kij ReLU(G_kij); map = ReLU(sum_k w_k A_k).
+* HiResCAM (Draelos & Carin 2020): map = ReLU(sum_k G_k * A_k) (element-wise, no averaging).
+
+The model is traced with torch.fx (its weights are shared, never copied or modified); the
+target layer's output is cut out as a gradient leaf, so the layers before it run without
+autograd and the backward pass stops at the layer: the cost is about one forward pass. All
+targets come from that one forward pass (one short backward through the head per target).
+
+The default layer is the last spatial feature map feeding the classifier, found in the graph:
+the input of the global pooling (for torchvision's DenseNet-121 the output of the functional
+final ReLU, not ``features.norm5`` before it). ``layer=`` takes a module path ("layer4",
+"features.norm5"), a node name of the traced graph ("relu" is DenseNet's final ReLU) or the
+module object itself. Models that torch.fx cannot trace work with a module ``layer=``
+(temporary forward hooks, removed before returning).
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import threading
+import warnings
+import weakref
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.fx as fx
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import ChexplainError, InputError, UnsupportedModelError
+from .targets import TargetSpec, resolve_targets
+
+METHODS = ("gradcam", "gradcam++", "hirescam")
+_ADAPTIVE_POOLS = (
+    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
+    nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d,
+)  # fmt: skip
+_ADAPTIVE_FNS = {
+    F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d,
+    F.adaptive_max_pool1d, F.adaptive_max_pool2d, F.adaptive_max_pool3d,
+}  # fmt: skip
+_INTERP = {1: "linear", 2: "bilinear", 3: "trilinear"}
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _grad_leaf(t: torch.Tensor) -> torch.Tensor:
+    """Inserted after the target layer: a copy that starts the (only) autograd graph."""
+    torch.set_grad_enabled(True)  # the caller's `torch.no_grad()` block restores the mode
+    return t.detach().clone().requires_grad_(True)
+
+
+def _training(model: nn.Module) -> bool:
+    return any(m.training for m in model.modules())
+
+
+def _fingerprint(model: nn.Module) -> int:
+    """Changes when a submodule, parameter or buffer object is replaced (not on weight updates,
+    which the shared weights follow anyway)."""
+    return hash(
+        tuple((id(m), type(m)) for m in model.modules())
+        + tuple(id(p) for p in model.parameters())
+        + tuple(id(b) for b in model.buffers())
+    )
+
+
+def _check_input(x: Any, model: nn.Module) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        raise InputError(f"the input must be a torch.Tensor (N, C, H, W), got {type(x).__name__}")
+    if x.ndim < 3 or x.shape[0] == 0:
+        raise InputError(
+            f"the input has shape {tuple(x.shape)}; Grad-CAM needs a non-empty batch "
+            "(N, C, *spatial), e.g. x.unsqueeze(0) for one image"
+        )
+    if not x.is_floating_point():
+        raise InputError(f"the input must be a floating-point tensor, got {x.dtype}")
+    ref = next((p for p in list(model.parameters()) + list(model.buffers()) if p.is_floating_point()), None)
+    if ref is not None and ref.dtype != x.dtype:
+        raise InputError(f"the input is {x.dtype} but the model is {ref.dtype}; convert one to the other")
+    if ref is not None and ref.device != x.device:
+        raise InputError(f"the input is on {x.device} but the model is on {ref.device}; move one to the other")
+    return x.detach()
+
+
+def _layer_path(model: nn.Module, layer: str | nn.Module | None) -> str | None:
+    if layer is None or isinstance(layer, str):
+        return layer
+    if isinstance(layer, nn.Module):
+        for name, m in model.named_modules():
+            if m is layer:
+                if not name:
+                    raise InputError("layer= is the model itself; pass one of its feature layers")
+                return name
+        raise InputError(f"layer= is a {type(layer).__name__} that is not a submodule of this model")
+    raise InputError(f"layer= must be a module path (str) or a submodule, got {type(layer).__name__}")
+
+
+def _in_module(node: fx.Node, path: str) -> bool:
+    stack = node.meta.get("nn_module_stack") or {}
+    for value in stack.values():
+        name = value[0] if isinstance(value, tuple) else str(value)
+        if name == path or name.startswith(path + "."):
+            return True
+    return False
+
+
+def _ancestors(node: fx.Node) -> set[fx.Node]:
+    seen, todo = set(), [node]
+    while todo:
+        for a in todo.pop().all_input_nodes:
+            if a not in seen:
+                seen.add(a)
+                todo.append(a)
+    return seen
+
+
+class _Traced:
+    """The model's fx graph with the layer cut out as a leaf: forward(x) -> (features, logits)."""
+
+    def __init__(self, model: nn.Module, layer: str | None, example: torch.Tensor | None) -> None:
+        try:
+            graph = fx.Tracer().trace(model)
+        except Exception as exc:  # noqa: BLE001 - tracing fails in many ways
+            raise UnsupportedModelError(
+                f"torch.fx cannot trace {type(model).__name__} ({_first_line(exc)}); pass "
+                "layer='module.path' to explain it through module hooks"
+            ) from exc
+        gm = fx.GraphModule(model, graph)  # shares the model's submodules and weights
+        nodes = [n for n in graph.nodes if n.op not in ("placeholder", "output", "get_attr")]
+        out = next(n for n in reversed(graph.nodes) if n.op == "output")
+        feeding = _ancestors(out)
+        if layer is None:
+            node = self._default(gm, nodes, feeding, example)
+        else:
+            node = self._named(model, nodes, layer)
+            if node not in feeding:
+                raise InputError(f"layer {layer!r} does not feed the model's output")
+        self.layer = self._name(node, nodes)
+        with graph.inserting_after(node):
+            leaf = graph.call_function(_grad_leaf, (node,))
+        with graph.inserting_after(leaf):
+            head = graph.call_function(torch.clone, (leaf,))
+        node.replace_all_uses_with(head, delete_user_cb=lambda user: user is not leaf)
+        out.args = ((leaf, out.args[0]),)
+        graph.lint()
+        gm.recompile()
+        self.gm = gm
+
+    def __call__(self, x: torch.Tensor) -> tuple[Any, Any]:
+        return self.gm(x)
+
+    @staticmethod
+    def _name(node: fx.Node, nodes: list[fx.Node]) -> str:
+        """A name that layer= resolves back to this node: the outermost module it is the output of."""
+        stack = node.meta.get("nn_module_stack") or {}
+        paths = [v[0] if isinstance(v, tuple) else str(v) for v in stack.values()]
+        calls = [n for n in nodes if n.op == "call_module" and n.target == node.target]
+        for path in paths:
+            inside = [n for n in nodes if _in_module(n, path)]
+            outs = [n for n in inside if any(not _in_module(u, path) for u in n.users)]
+            if outs == [node] and (path != node.target or len(calls) == 1):
+                return path
+        return node.name
+
+    @staticmethod
+    def _named(model: nn.Module, nodes: list[fx.Node], layer: str) -> fx.Node:
+        calls = [n for n in nodes if n.op == "call_module" and n.target == layer]
+        if len(calls) > 1:
+            raise InputError(
+                f"module {layer!r} is called {len(calls)} times in forward; pick one call by its "
+                f"graph name: {', '.join(n.name for n in calls)}"
+            )
+        if calls:
+            return calls[0]
+        for n in nodes:
+            if n.name == layer:
+                return n
+        modules = dict(model.named_modules())
+        if layer in modules and layer:
+            inside = [n for n in nodes if _in_module(n, layer)]
+            outs = [n for n in inside if any(not _in_module(u, layer) for u in n.users)]
+            if len(outs) == 1:
+                return outs[0]
+            why = "is not used in forward" if not inside else f"has {len(outs)} outputs"
+            raise InputError(f"module {layer!r} {why}; pass one of its submodules or a graph node name")
+        names = sorted({n for n in modules if n} | {n.name for n in nodes})
+        near = difflib.get_close_matches(layer, names, n=6, cutoff=0.4)
+        hint = f"did you mean {', '.join(near)}?" if near else f"valid names include {', '.join(names[-6:])}"
+        raise InputError(f"unknown layer {layer!r}; {hint}")
+
+    @staticmethod
+    def _default(gm: fx.GraphModule, nodes: list[fx.Node], feeding: set, example: torch.Tensor | None) -> fx.Node:
+        from torch.fx.passes.shape_prop import ShapeProp
+
+        assert example is not None
+        try:
+            with torch.no_grad():
+                ShapeProp(gm).propagate(example[:1])
+        except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+            raise InputError(f"the model's forward failed on input of shape {tuple(example.shape)}: {_first_line(exc)}") from exc
+        placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+        from_input = set()
+        for n in gm.graph.nodes:
+            if n in placeholders or any(a in from_input for a in n.all_input_nodes):
+                from_input.add(n)
+
+        def spatial(n: fx.Node) -> int:  # spatial size of a node's output, 0 if not rank-matched
+            meta = n.meta.get("tensor_meta")
+            shape = getattr(meta, "shape", None)
+            if shape is None or len(shape) != example.ndim:
+                return 0
+            return int(torch.Size(shape[2:]).numel())
+
+        cands = [n for n in nodes if n in feeding and n in from_input and spatial(n)]
+        if not cands:
+            raise UnsupportedModelError(
+                f"found no spatial feature map of rank {example.ndim} feeding the model's output; pass layer='module.path'"
+            )
+        node = cands[-1]
+
+        def pooled(n: fx.Node) -> bool:  # adaptive or global pooling: step back to its input
+            if n.op == "call_module" and isinstance(gm.get_submodule(str(n.target)), _ADAPTIVE_POOLS):
+                return True
+            if n.op == "call_function" and n.target in _ADAPTIVE_FNS:
+                return True
+            return spatial(n) == 1 and spatial(n.all_input_nodes[0]) > 1
+
+        while node.all_input_nodes and node.all_input_nodes[0] in cands and pooled(node):
+            node = node.all_input_nodes[0]
+        return node
+
+
+class _Hooked:
+    """Fallback for models torch.fx cannot trace: temporary forward hooks on a module layer."""
+
+    def __init__(self, model: nn.Module, layer: str) -> None:
+        modules = dict(model.named_modules())
+        if layer not in modules or not layer:
+            near = difflib.get_close_matches(layer, [n for n in modules if n], n=6, cutoff=0.4)
+            raise InputError(f"unknown layer {layer!r}" + (f"; did you mean {', '.join(near)}?" if near else ""))
+        self.model, self.module, self.layer = model, modules[layer], layer
+
+    def __call__(self, x: torch.Tensor) -> tuple[Any, Any]:
+        leaves: list[torch.Tensor] = []
+        owner = threading.get_ident()
+
+        def hook(_m: nn.Module, _inp: Any, output: Any) -> Any:
+            if threading.get_ident() != owner or not isinstance(output, torch.Tensor):
+                return None
+            leaves.append(_grad_leaf(output))
+            return leaves[-1].clone()
+
+        handle = self.module.register_forward_hook(hook)
+        try:
+            logits = self.model(x)
+        finally:
+            handle.remove()
+        if len(leaves) != 1:
+            raise InputError(f"module {self.layer!r} ran {len(leaves)} times with a tensor output; pick another layer")
+        return leaves[0], logits
+
+
+def _cam(method: str, A: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
+    """Class activation map (N, *S) before the ReLU, from features A and gradients G (N, K, *S)."""
+    dims = tuple(range(2, A.ndim))
+    if method == "hirescam":
+        return (G * A).sum(1)
+    if method == "gradcam":
+        w = G.mean(dim=dims, keepdim=True)  # Eq. 1
+    else:  # gradcam++: Eq. 19 (closed-form alpha), Eq. 9 (weights)
+        g2 = G * G
+        denom = 2.0 * g2 + A.sum(dim=dims, keepdim=True) * g2 * G
+        nonzero = denom != 0
+        alpha = torch.where(nonzero, g2 / torch.where(nonzero, denom, torch.ones_like(denom)), torch.zeros_like(denom))
+        w = (alpha * G.clamp(min=0)).sum(dim=dims, keepdim=True)
+    return (w * A).sum(1)  # Eq. 2 without the ReLU
+
+
+class GradCAM:
+    """Reusable Grad-CAM / Grad-CAM++ / HiResCAM explainer; traces the model once.
+
+    ``GradCAM(model, method="gradcam", layer=None, relu=True, upsample=True)(x, target=...)``.
+    One class per sample gives (N, *S), several (N, T, *S); S is the input's spatial size with
+    ``upsample`` (bilinear, align_corners=False), the layer's otherwise. No normalisation.
+    The weights are shared with ``model`` (updates are seen); a model in training mode is
+    explained as an eval-mode copy, with a warning. ``.layer`` names the layer used.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        method: str = "gradcam",
+        layer: str | nn.Module | None = None,
+        relu: bool = True,
+        upsample: bool = True,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if method not in METHODS:
+            raise ChexplainError(f"unknown Grad-CAM method {method!r}; use one of {', '.join(METHODS)}")
+        self.model, self.method, self.relu, self.upsample = model, method, bool(relu), bool(upsample)
+        self._layer = _layer_path(model, layer)
+        self._engine: _Traced | _Hooked | None = None
+        self._print = 0
+        self.layer: str | None = self._layer
+        if self._layer is not None and not _training(model):
+            self._build(model, None)
+
+    def _build(self, model: nn.Module, example: torch.Tensor | None) -> _Traced | _Hooked:
+        try:
+            engine: _Traced | _Hooked = _Traced(model, self._layer, example)
+        except UnsupportedModelError:
+            if self._layer is None or self._layer not in dict(model.named_modules()):
+                raise
+            engine = _Hooked(model, self._layer)
+        if model is self.model:
+            self._engine, self._print = engine, _fingerprint(model)
+        self.layer = engine.layer
+        return engine
+
+    def __call__(self, x: torch.Tensor, target: TargetSpec = None, classes: Sequence[int] | None = None) -> torch.Tensor:
+        """Explain ``x`` (N, C, *spatial) for ``target`` / ``classes`` (see chexplain.targets)."""
+        x = _check_input(x, self.model)
+        return _explain(self._engine_for(x), x, self.method, target, classes, self.relu, self.upsample)
+
+    def _engine_for(self, x: torch.Tensor) -> _Traced | _Hooked:
+        if _training(self.model):
+            warnings.warn(
+                "the model is in training mode; explaining an eval-mode copy (call model.eval() "
+                "to explain it directly)",
+                UserWarning,
+                stacklevel=3,
+            )
+            try:
+                model = copy.deepcopy(self.model).eval()
+            except Exception as exc:  # noqa: BLE001
+                raise UnsupportedModelError(f"cannot copy the model to eval mode ({_first_line(exc)}); call model.eval()") from exc
+            return self._build(model, x)
+        if self._engine is None or self._print != _fingerprint(self.model):
+            return self._build(self.model, x)
+        return self._engine
+
+
+def _explain(
+    engine: Callable, x: torch.Tensor, method: str, target: TargetSpec, classes: Sequence[int] | None, relu: bool, upsample: bool
+) -> torch.Tensor:
+    try:
+        with torch.no_grad():  # the leaf switches autograd on after the target layer
+            feats, logits = engine(x)
+    except ChexplainError:
+        raise
+    except torch.OutOfMemoryError:
+        raise
+    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        raise InputError(f"the model's forward failed on input of shape {tuple(x.shape)}: {_first_line(exc)}") from exc
+    if not isinstance(logits, torch.Tensor):
+        raise UnsupportedModelError(f"the model returns {type(logits).__name__}; Grad-CAM needs a logits tensor (N, classes)")
+    name = getattr(engine, "layer", "?")
+    if feats.ndim != x.ndim:
+        raise InputError(
+            f"layer {name!r} outputs shape {tuple(feats.shape)}, not a spatial feature map "
+            f"(N, C, *spatial) of rank {x.ndim}; pick a convolutional layer"
+        )
+    targets = resolve_targets(logits.detach(), target, classes)
+    if not logits.requires_grad:
+        raise InputError(f"layer {name!r} does not feed the model's output")
+    A = feats.detach()
+    wide = A.dtype in (torch.float16, torch.bfloat16)
+    cams = []
+    for j in range(targets.count):
+        onehot = torch.zeros_like(logits).scatter_(1, targets.index[:, j : j + 1], 1.0)
+        (G,) = torch.autograd.grad(logits, feats, onehot, retain_graph=j + 1 < targets.count, allow_unused=True)
+        if G is None:
+            raise InputError(f"layer {name!r} does not feed the model's output")
+        cams.append(_cam(method, A.float() if wide else A, G.float() if wide else G))
+    cam = torch.stack(cams, dim=1)  # (N, T, *s)
+    if relu:
+        cam = cam.clamp(min=0)
+    if upsample and cam.shape[2:] != x.shape[2:]:
+        n, t, s = cam.shape[0], cam.shape[1], cam.shape[2:]
+        mode = _INTERP.get(len(s))
+        if mode is None:
+            raise InputError(f"cannot upsample a map with {len(s)} spatial axes; use upsample=False")
+        cam = F.interpolate(cam.reshape(n * t, 1, *s), size=tuple(x.shape[2:]), mode=mode, align_corners=False)
+        cam = cam.reshape(n, t, *x.shape[2:])
+    if targets.squeeze:
+        cam = cam[:, 0]
+    return cam.to(dtype=x.dtype, device=x.device)
+
+
+_CACHE: "weakref.WeakKeyDictionary[nn.Module, dict[str | None, GradCAM]]" = weakref.WeakKeyDictionary()
+
+
+def explain_cam(
+    model: nn.Module,
+    x: torch.Tensor,
+    method: str = "gradcam",
+    target: TargetSpec = None,
+    classes: Sequence[int] | None = None,
+    layer: str | nn.Module | None = None,
+    relu: bool = True,
+    upsample: bool = True,
+    **unknown: Any,
+) -> torch.Tensor:
+    """Grad-CAM / Grad-CAM++ / HiResCAM of ``model`` at ``x``; see :class:`GradCAM`.
+
+    The traced graph is cached per model and layer (rebuilt when a submodule is replaced).
+    """
+    if unknown:
+        raise ChexplainError(
+            f"unknown parameter(s) {', '.join(sorted(unknown))} for {method!r}; Grad-CAM takes layer, relu, upsample"
+        )
+    if method not in METHODS:
+        raise ChexplainError(f"unknown Grad-CAM method {method!r}; use one of {', '.join(METHODS)}")
+    if not isinstance(model, nn.Module):
+        raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    path = _layer_path(model, layer)
+    per_model = _CACHE.setdefault(model, {})
+    cam = per_model.get(path)
+    if cam is None:
+        cam = per_model[path] = GradCAM(model, method, path, relu, upsample)
+    x = _check_input(x, model)
+    return _explain(cam._engine_for(x), x, method, target, classes, bool(relu), bool(upsample))
