@@ -10,6 +10,7 @@ Uncertain labels follow the policy: ``zeros`` (U-Zeros, the study's: uncertain â
 from __future__ import annotations
 
 import os
+import warnings
 import re
 from pathlib import Path
 from typing import Sequence
@@ -48,8 +49,13 @@ def read_chexpert_csv(path: str | os.PathLike) -> pd.DataFrame:
     if not path.is_file():
         raise DataError(f"{path}: CSV file not found")
     try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
+        with warnings.catch_warnings():  # a row longer than the header warns, then drops data
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            df = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False,
+                             index_col=False)
         header = list(df.columns)
+    except pd.errors.ParserWarning:
+        raise DataError(f"{path}: malformed CSV: a row has more fields than the header") from None
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: empty CSV file") from None
     except pd.errors.ParserError as exc:

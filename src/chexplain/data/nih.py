@@ -9,6 +9,7 @@ through the same resize/crop as the image, so box masks align with the model inp
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -36,7 +37,13 @@ def _read_csv(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise DataError(f"{path}: CSV file not found")
     try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
+        with warnings.catch_warnings():  # a row longer than the header warns, then drops data
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            df = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False,
+                             index_col=False)
+        return df
+    except pd.errors.ParserWarning:
+        raise DataError(f"{path}: malformed CSV: a row has more fields than the header") from None
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: empty CSV file") from None
     except pd.errors.ParserError as exc:
