@@ -65,7 +65,7 @@ def _save(path: Path, maps: np.ndarray, inputs: np.ndarray, title: str, cmap: st
     from .render import save_grid
 
     write_npy(path.with_name(path.stem + "_inputs.npy"), inputs)
-    return Path(save_grid(path, maps, cmap=cmap, norm="symmetric", title=title, **labels))
+    return Path(save_grid(path, maps, cmap=cmap, norm="symmetric", title=title, shared_scale="row", **labels))
 
 
 def figure_all_classes(
@@ -96,8 +96,11 @@ def figure_pairs(
         cells = [relevance_maps(model, meta, data.test_images[[idx[d]]], [c], method, **params)[0, 0] for d, c in pairs]
         rows.append(np.stack(cells))
     inputs = data.test_images[[idx[d] for d, _ in pairs]].numpy()
+    labels = [f"{meta.get('label', name)} (exp. {meta.get('experiment', '?')})" for name, (_, meta) in models.items()]
+    if len(set(labels)) < len(labels):
+        labels = list(models)
     return _save(Path(path), np.stack(rows), inputs, f"{method}: digit explained for two classes", cmap,
-                 row_labels=list(models), col_labels=[f"{d} as class {c}" for d, c in pairs])
+                 row_labels=labels, col_labels=[f"{d} as class {c}" for d, c in pairs])
 
 
 def figure_random(

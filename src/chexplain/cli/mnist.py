@@ -45,6 +45,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "5e-4 / 0.01 for exp. II)")
     t.add_argument("--lr-final", type=float, default=0.01, help="cosine decay to this fraction of --lr; 1 = constant")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--noise-std", type=float, default=0.3, help="exp. I: Gaussian noise std on [0, 1] pixels (default 0.3)")
+    t.add_argument("--max-shift", type=int, default=4, help="exp. II: largest random shift in px (default 4)")
+    t.add_argument("--salt-pepper", type=float, default=0.1, help="exp. II: salt-and-pepper rate (default 0.1)")
     t.add_argument("--checkpoint-every", type=int, default=5000, help="iterations between checkpoints")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     t.add_argument("--out", required=True, metavar="DIR")
@@ -106,7 +109,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     data = _setup(args)
     config = TrainConfig(experiment=args.experiment, iterations=args.iterations, batch_size=args.batch_size,
                          optimizer=args.optimizer, lr=args.lr, lr_final=args.lr_final, seed=args.seed,
-                         device=args.device, checkpoint_every=args.checkpoint_every)
+                         device=args.device, checkpoint_every=args.checkpoint_every, noise_std=args.noise_std,
+                         max_shift=args.max_shift, salt_pepper=args.salt_pepper)
     m = train_mnist(config, data, args.out, resume=args.resume, progress=not args.quiet)
     print(f"experiment {m['experiment']} ({m['net']}): test accuracy {m['test_accuracy']:.2%} after "
           f"{m['iterations']:,} iterations in {m['train_seconds']:.0f} s (study: {m['paper_accuracy']:.2%} after "
