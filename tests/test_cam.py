@@ -360,3 +360,28 @@ def test_errors_are_one_line(resnet: nn.Module) -> None:
     with pytest.raises(InputError, match="not a submodule"):
         GradCAM(resnet, layer=nn.Conv2d(1, 1, 1))
     assert GradCAM(resnet, layer="layer4_1_relu_1").layer == "layer4"  # a graph node name
+
+
+def test_public_api_shapes_dtype_inference_mode_and_weak_cache() -> None:
+    import gc
+
+    import chexplain
+    from chexplain import cam as cam_module
+
+    torch.manual_seed(8)
+    model = _randomise_bn(_small_cnn(1, 6)).eval()
+    x = torch.randn(2, 1, 20, 20)
+    via_api = chexplain.explain(model, x, method="hirescam", target=[1, 2], layer="3")
+    assert torch.equal(via_api, explain_cam(model, x, method="hirescam", target=[1, 2], layer="3"))
+    assert via_api.shape == (2, 20, 20) and via_api.dtype == torch.float32
+    assert explain_cam(model, x, classes=[0, 5, 2], upsample=False).shape == (2, 3, 10, 10)
+    with torch.inference_mode():
+        x_inf = torch.randn(2, 1, 20, 20)
+        in_mode = explain_cam(model, x_inf, target=3)
+    assert torch.allclose(in_mode, explain_cam(model, x_inf.clone(), target=3))
+    assert torch.is_grad_enabled() and model[0].weight.grad is None
+    assert model in cam_module._CACHE
+    ref = __import__("weakref").ref(model)
+    del model
+    gc.collect()
+    assert ref() is None  # the cache does not keep models alive

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import itertools
 import threading
 import warnings
 import weakref
@@ -39,14 +40,8 @@ from .errors import ChexplainError, InputError, UnsupportedModelError
 from .targets import TargetSpec, resolve_targets
 
 METHODS = ("gradcam", "gradcam++", "hirescam")
-_ADAPTIVE_POOLS = (
-    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
-    nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d,
-)  # fmt: skip
-_ADAPTIVE_FNS = {
-    F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d,
-    F.adaptive_max_pool1d, F.adaptive_max_pool2d, F.adaptive_max_pool3d,
-}  # fmt: skip
+_ADAPTIVE_POOLS = tuple(getattr(nn, f"Adaptive{k}Pool{d}d") for k in ("Avg", "Max") for d in (1, 2, 3))
+_ADAPTIVE_FNS = {getattr(F, f"adaptive_{k}_pool{d}d") for k in ("avg", "max") for d in (1, 2, 3)}
 _INTERP = {1: "linear", 2: "bilinear", 3: "trilinear"}
 
 
@@ -66,26 +61,19 @@ def _training(model: nn.Module) -> bool:
 
 
 def _fingerprint(model: nn.Module) -> int:
-    """Changes when a submodule, parameter or buffer object is replaced (not on weight updates,
-    which the shared weights follow anyway)."""
-    return hash(
-        tuple((id(m), type(m)) for m in model.modules())
-        + tuple(id(p) for p in model.parameters())
-        + tuple(id(b) for b in model.buffers())
-    )
+    """Changes when a submodule, parameter or buffer object is replaced (weights are shared)."""
+    objects = itertools.chain(model.modules(), model.parameters(), model.buffers())
+    return hash(tuple((id(o), type(o)) for o in objects))
 
 
 def _check_input(x: Any, model: nn.Module) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
         raise InputError(f"the input must be a torch.Tensor (N, C, H, W), got {type(x).__name__}")
     if x.ndim < 3 or x.shape[0] == 0:
-        raise InputError(
-            f"the input has shape {tuple(x.shape)}; Grad-CAM needs a non-empty batch "
-            "(N, C, *spatial), e.g. x.unsqueeze(0) for one image"
-        )
+        raise InputError(f"the input has shape {tuple(x.shape)}; Grad-CAM needs a non-empty batch (N, C, *spatial)")
     if not x.is_floating_point():
         raise InputError(f"the input must be a floating-point tensor, got {x.dtype}")
-    ref = next((p for p in list(model.parameters()) + list(model.buffers()) if p.is_floating_point()), None)
+    ref = next((p for p in itertools.chain(model.parameters(), model.buffers()) if p.is_floating_point()), None)
     if ref is not None and ref.dtype != x.dtype:
         raise InputError(f"the input is {x.dtype} but the model is {ref.dtype}; convert one to the other")
     if ref is not None and ref.device != x.device:
@@ -177,10 +165,8 @@ class _Traced:
     def _named(model: nn.Module, nodes: list[fx.Node], layer: str) -> fx.Node:
         calls = [n for n in nodes if n.op == "call_module" and n.target == layer]
         if len(calls) > 1:
-            raise InputError(
-                f"module {layer!r} is called {len(calls)} times in forward; pick one call by its "
-                f"graph name: {', '.join(n.name for n in calls)}"
-            )
+            names = ", ".join(n.name for n in calls)
+            raise InputError(f"module {layer!r} is called {len(calls)} times in forward; pick one call by its graph name: {names}")
         if calls:
             return calls[0]
         for n in nodes:
@@ -209,10 +195,9 @@ class _Traced:
                 ShapeProp(gm).propagate(example[:1])
         except (RuntimeError, ValueError, TypeError, IndexError) as exc:
             raise InputError(f"the model's forward failed on input of shape {tuple(example.shape)}: {_first_line(exc)}") from exc
-        placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
-        from_input = set()
+        from_input: set[fx.Node] = set()
         for n in gm.graph.nodes:
-            if n in placeholders or any(a in from_input for a in n.all_input_nodes):
+            if n.op == "placeholder" or any(a in from_input for a in n.all_input_nodes):
                 from_input.add(n)
 
         def spatial(n: fx.Node) -> int:  # spatial size of a node's output, 0 if not rank-matched
@@ -224,17 +209,13 @@ class _Traced:
 
         cands = [n for n in nodes if n in feeding and n in from_input and spatial(n)]
         if not cands:
-            raise UnsupportedModelError(
-                f"found no spatial feature map of rank {example.ndim} feeding the model's output; pass layer='module.path'"
-            )
+            raise UnsupportedModelError("found no spatial feature map feeding the model's output; pass layer='module.path'")
         node = cands[-1]
 
         def pooled(n: fx.Node) -> bool:  # adaptive or global pooling: step back to its input
             if n.op == "call_module" and isinstance(gm.get_submodule(str(n.target)), _ADAPTIVE_POOLS):
                 return True
-            if n.op == "call_function" and n.target in _ADAPTIVE_FNS:
-                return True
-            return spatial(n) == 1 and spatial(n.all_input_nodes[0]) > 1
+            return (n.op == "call_function" and n.target in _ADAPTIVE_FNS) or (spatial(n) == 1 < spatial(n.all_input_nodes[0]))
 
         while node.all_input_nodes and node.all_input_nodes[0] in cands and pooled(node):
             node = node.all_input_nodes[0]
@@ -287,14 +268,47 @@ def _cam(method: str, A: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
     return (w * A).sum(1)  # Eq. 2 without the ReLU
 
 
+def _build(model: nn.Module, layer: str | None, example: torch.Tensor | None) -> _Traced | _Hooked:
+    try:
+        return _Traced(model, layer, example)
+    except UnsupportedModelError:
+        if layer is None or layer not in dict(model.named_modules()):
+            raise
+        return _Hooked(model, layer)
+
+
+_Held = tuple  # (fingerprint, _Traced): a cached trace; never holds the model itself
+
+
+def _engine_for(model: nn.Module, layer: str | None, x: torch.Tensor, held: _Held | None) -> tuple[Any, _Held | None]:
+    """The engine for this call and what to cache; a training-mode model gets an eval copy."""
+    if _training(model):
+        warnings.warn(
+            "the model is in training mode; explaining an eval-mode copy (call model.eval() to explain it directly)",
+            UserWarning,
+            stacklevel=3,
+        )
+        try:
+            twin = copy.deepcopy(model).eval()
+        except Exception as exc:  # noqa: BLE001
+            raise UnsupportedModelError(f"cannot copy the model to eval mode ({_first_line(exc)}); call model.eval()") from exc
+        return _build(twin, layer, x), held
+    fp = _fingerprint(model)
+    if held is not None and held[0] == fp:
+        return held[1], held
+    engine = _build(model, layer, x)
+    return engine, ((fp, engine) if isinstance(engine, _Traced) else None)
+
+
 class GradCAM:
     """Reusable Grad-CAM / Grad-CAM++ / HiResCAM explainer; traces the model once.
 
     ``GradCAM(model, method="gradcam", layer=None, relu=True, upsample=True)(x, target=...)``.
     One class per sample gives (N, *S), several (N, T, *S); S is the input's spatial size with
     ``upsample`` (bilinear, align_corners=False), the layer's otherwise. No normalisation.
-    The weights are shared with ``model`` (updates are seen); a model in training mode is
-    explained as an eval-mode copy, with a warning. ``.layer`` names the layer used.
+    The weights are shared with ``model`` (updates are seen; a replaced submodule triggers a
+    new trace); a model in training mode is explained as an eval-mode copy, with a warning.
+    ``.layer`` names the layer used (known after the first call when ``layer`` is None).
     """
 
     def __init__(
@@ -307,99 +321,74 @@ class GradCAM:
     ) -> None:
         if not isinstance(model, nn.Module):
             raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        if method not in METHODS:
-            raise ChexplainError(f"unknown Grad-CAM method {method!r}; use one of {', '.join(METHODS)}")
+        _check_method(method)
         self.model, self.method, self.relu, self.upsample = model, method, bool(relu), bool(upsample)
         self._layer = _layer_path(model, layer)
-        self._engine: _Traced | _Hooked | None = None
-        self._print = 0
         self.layer: str | None = self._layer
-        if self._layer is not None and not _training(model):
-            self._build(model, None)
-
-    def _build(self, model: nn.Module, example: torch.Tensor | None) -> _Traced | _Hooked:
-        try:
-            engine: _Traced | _Hooked = _Traced(model, self._layer, example)
-        except UnsupportedModelError:
-            if self._layer is None or self._layer not in dict(model.named_modules()):
-                raise
-            engine = _Hooked(model, self._layer)
-        if model is self.model:
-            self._engine, self._print = engine, _fingerprint(model)
-        self.layer = engine.layer
-        return engine
+        self._held: _Held | None = None
+        if self._layer is not None and not _training(model):  # unknown layers fail here, early
+            engine = _build(model, self._layer, None)
+            self.layer = engine.layer
+            self._held = (_fingerprint(model), engine) if isinstance(engine, _Traced) else None
 
     def __call__(self, x: torch.Tensor, target: TargetSpec = None, classes: Sequence[int] | None = None) -> torch.Tensor:
         """Explain ``x`` (N, C, *spatial) for ``target`` / ``classes`` (see chexplain.targets)."""
         x = _check_input(x, self.model)
-        return _explain(self._engine_for(x), x, self.method, target, classes, self.relu, self.upsample)
+        engine, self._held = _engine_for(self.model, self._layer, x, self._held)
+        self.layer = engine.layer
+        return _explain(engine, x, self.method, target, classes, self.relu, self.upsample)
 
-    def _engine_for(self, x: torch.Tensor) -> _Traced | _Hooked:
-        if _training(self.model):
-            warnings.warn(
-                "the model is in training mode; explaining an eval-mode copy (call model.eval() "
-                "to explain it directly)",
-                UserWarning,
-                stacklevel=3,
-            )
-            try:
-                model = copy.deepcopy(self.model).eval()
-            except Exception as exc:  # noqa: BLE001
-                raise UnsupportedModelError(f"cannot copy the model to eval mode ({_first_line(exc)}); call model.eval()") from exc
-            return self._build(model, x)
-        if self._engine is None or self._print != _fingerprint(self.model):
-            return self._build(self.model, x)
-        return self._engine
+
+def _check_method(method: str) -> None:
+    if method not in METHODS:
+        raise ChexplainError(f"unknown Grad-CAM method {method!r}; use one of {', '.join(METHODS)}")
 
 
 def _explain(
     engine: Callable, x: torch.Tensor, method: str, target: TargetSpec, classes: Sequence[int] | None, relu: bool, upsample: bool
 ) -> torch.Tensor:
-    try:
-        with torch.no_grad():  # the leaf switches autograd on after the target layer
-            feats, logits = engine(x)
-    except ChexplainError:
-        raise
-    except torch.OutOfMemoryError:
-        raise
-    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
-        raise InputError(f"the model's forward failed on input of shape {tuple(x.shape)}: {_first_line(exc)}") from exc
-    if not isinstance(logits, torch.Tensor):
-        raise UnsupportedModelError(f"the model returns {type(logits).__name__}; Grad-CAM needs a logits tensor (N, classes)")
+    """One forward pass (autograd from the layer on), one backward through the head per target."""
     name = getattr(engine, "layer", "?")
-    if feats.ndim != x.ndim:
-        raise InputError(
-            f"layer {name!r} outputs shape {tuple(feats.shape)}, not a spatial feature map "
-            f"(N, C, *spatial) of rank {x.ndim}; pick a convolutional layer"
-        )
-    targets = resolve_targets(logits.detach(), target, classes)
-    if not logits.requires_grad:
-        raise InputError(f"layer {name!r} does not feed the model's output")
-    A = feats.detach()
-    wide = A.dtype in (torch.float16, torch.bfloat16)
-    cams = []
-    for j in range(targets.count):
-        onehot = torch.zeros_like(logits).scatter_(1, targets.index[:, j : j + 1], 1.0)
-        (G,) = torch.autograd.grad(logits, feats, onehot, retain_graph=j + 1 < targets.count, allow_unused=True)
-        if G is None:
-            raise InputError(f"layer {name!r} does not feed the model's output")
-        cams.append(_cam(method, A.float() if wide else A, G.float() if wide else G))
-    cam = torch.stack(cams, dim=1)  # (N, T, *s)
-    if relu:
-        cam = cam.clamp(min=0)
-    if upsample and cam.shape[2:] != x.shape[2:]:
-        n, t, s = cam.shape[0], cam.shape[1], cam.shape[2:]
-        mode = _INTERP.get(len(s))
-        if mode is None:
-            raise InputError(f"cannot upsample a map with {len(s)} spatial axes; use upsample=False")
-        cam = F.interpolate(cam.reshape(n * t, 1, *s), size=tuple(x.shape[2:]), mode=mode, align_corners=False)
-        cam = cam.reshape(n, t, *x.shape[2:])
-    if targets.squeeze:
-        cam = cam[:, 0]
-    return cam.to(dtype=x.dtype, device=x.device)
+    with torch.inference_mode(False):
+        try:
+            with torch.no_grad():  # the leaf switches autograd on after the target layer
+                feats, logits = engine(x)
+        except (ChexplainError, torch.OutOfMemoryError):
+            raise
+        except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+            raise InputError(f"the model's forward failed on input of shape {tuple(x.shape)}: {_first_line(exc)}") from exc
+        if not isinstance(logits, torch.Tensor):
+            raise UnsupportedModelError(f"the model returns {type(logits).__name__}; Grad-CAM needs a logits tensor (N, classes)")
+        if feats.ndim != x.ndim:
+            raise InputError(
+                f"layer {name!r} outputs shape {tuple(feats.shape)}, not a spatial feature map (N, C, *spatial) "
+                f"of rank {x.ndim}; pick a convolutional layer"
+            )
+        targets = resolve_targets(logits.detach(), target, classes)
+        A, cams = feats.detach(), []
+        if A.dtype in (torch.float16, torch.bfloat16):
+            A = A.float()
+        for j in range(targets.count):
+            onehot = torch.zeros_like(logits).scatter_(1, targets.index[:, j : j + 1], 1.0)
+            G = None
+            if logits.requires_grad:
+                (G,) = torch.autograd.grad(logits, feats, onehot, retain_graph=j + 1 < targets.count, allow_unused=True)
+            if G is None:
+                raise InputError(f"layer {name!r} does not feed the model's output")
+            cams.append(_cam(method, A, G.to(A.dtype)))
+        cam = torch.stack(cams, dim=1)  # (N, T, *s)
+        if relu:
+            cam = cam.clamp(min=0)
+        if upsample and cam.shape[2:] != x.shape[2:]:
+            n, t, s = cam.shape[0], cam.shape[1], cam.shape[2:]
+            if len(s) not in _INTERP:
+                raise InputError(f"cannot upsample a map with {len(s)} spatial axes; use upsample=False")
+            cam = F.interpolate(cam.reshape(n * t, 1, *s), size=tuple(x.shape[2:]), mode=_INTERP[len(s)], align_corners=False)
+            cam = cam.reshape(n, t, *x.shape[2:])
+        return (cam[:, 0] if targets.squeeze else cam).to(dtype=x.dtype, device=x.device)
 
 
-_CACHE: "weakref.WeakKeyDictionary[nn.Module, dict[str | None, GradCAM]]" = weakref.WeakKeyDictionary()
+_CACHE: "weakref.WeakKeyDictionary[nn.Module, dict[str | None, _Held]]" = weakref.WeakKeyDictionary()
 
 
 def explain_cam(
@@ -415,20 +404,19 @@ def explain_cam(
 ) -> torch.Tensor:
     """Grad-CAM / Grad-CAM++ / HiResCAM of ``model`` at ``x``; see :class:`GradCAM`.
 
-    The traced graph is cached per model and layer (rebuilt when a submodule is replaced).
+    The trace is cached per model and layer (weakly: it dies with the model).
     """
     if unknown:
         raise ChexplainError(
             f"unknown parameter(s) {', '.join(sorted(unknown))} for {method!r}; Grad-CAM takes layer, relu, upsample"
         )
-    if method not in METHODS:
-        raise ChexplainError(f"unknown Grad-CAM method {method!r}; use one of {', '.join(METHODS)}")
+    _check_method(method)
     if not isinstance(model, nn.Module):
         raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     path = _layer_path(model, layer)
-    per_model = _CACHE.setdefault(model, {})
-    cam = per_model.get(path)
-    if cam is None:
-        cam = per_model[path] = GradCAM(model, method, path, relu, upsample)
     x = _check_input(x, model)
-    return _explain(cam._engine_for(x), x, method, target, classes, bool(relu), bool(upsample))
+    per_model = _CACHE.setdefault(model, {})
+    engine, held = _engine_for(model, path, x, per_model.get(path))
+    if held is not None:
+        per_model[path] = held
+    return _explain(engine, x, method, target, classes, bool(relu), bool(upsample))
