@@ -21,7 +21,7 @@ from .models.mlp import EXPERIMENTS, get_experiment, load_mnist_mlp
 from .train.mnist import TrainConfig, resolve_device, train_mnist
 
 # a smoke run that finishes in about a minute on two CPU cores (not the study's accuracies)
-QUICK_ITERATIONS = {"1": 3000, "2-tanh": 400, "2-relu": 400, "2-relu-short": 200}
+QUICK_ITERATIONS = {"1": 3000, "2-tanh": 600, "2-relu": 600, "2-relu-short": 250}
 PAIR_NETS = ("2-tanh", "2-relu", "2-relu-short")  # figure (b)'s rows, as in the study
 
 
