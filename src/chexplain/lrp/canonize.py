@@ -42,6 +42,11 @@ def _remove(g: Graph, node: Node, replacement: str) -> None:
     g.relink()
 
 
+def _value_users(g: Graph, node: Node) -> list[str]:
+    """Users that read the node's values (not just its shape, as ``x.size(0)`` does)."""
+    return [u for u in node.users if not isinstance(g.by_name[u].op, ops.MetaOp)]
+
+
 def _channel_view(t: torch.Tensor, ndim: int) -> torch.Tensor:
     return t.view(-1, *([1] * (ndim - 1)))
 
@@ -50,7 +55,7 @@ def _merge_into_producer(g: Graph, bn: Node, shapes: dict[str, torch.Size]) -> b
     """conv/linear → BN: W' = a·W (per output channel), b' = a·b + c."""
     producer = g.by_name[bn.inputs[0]]
     layer = producer.op
-    if not isinstance(layer, ops.LinearOp) or producer.users != [bn.name] or producer.name == g.output:
+    if not isinstance(layer, ops.LinearOp) or _value_users(g, producer) != [bn.name] or producer.name == g.output:
         return False
     if isinstance(layer, ops.DenseOp) and len(shapes[producer.name]) != 2:
         return False  # BatchNorm1d normalises dim 1, a Linear's outputs are the last dim
@@ -93,17 +98,23 @@ def _push_into_consumer(g: Graph, bn: Node, shapes: dict[str, torch.Size]) -> bo
     a, c = bn.op.weight, bn.op.bias
     relu: Node | None = None
     chain: list[Node] = []
+    layout = shapes[bn.name]  # shape whose dim 1 holds the channels, before any reshape
     cur = bn
     while True:
-        if len(cur.users) != 1 or cur.name == g.output:
+        users = _value_users(g, cur)
+        if len(users) != 1 or cur.name == g.output:
             return False
-        nxt = g.by_name[cur.users[0]]
+        nxt = g.by_name[users[0]]
         if nxt.inputs.count(cur.name) != 1:
             return False
         op = nxt.op
         if isinstance(op, ops.ActivationOp) and op.name == "relu" and relu is None and not chain:
             relu = nxt
-        elif isinstance(op, ops.IdentityOp) or isinstance(op, ops.ReshapeOp) and nxt.inputs[0] == cur.name:
+        elif isinstance(op, ops.IdentityOp):
+            chain.append(nxt)
+        elif isinstance(op, ops.ReshapeOp) and nxt.inputs[0] == cur.name:
+            if not any(isinstance(n.op, ops.ReshapeOp) for n in chain):
+                layout = shapes[cur.name]
             chain.append(nxt)
         elif isinstance(op, ops.PoolOp) and _commutes(op, shapes[cur.name]):
             chain.append(nxt)
@@ -114,7 +125,7 @@ def _push_into_consumer(g: Graph, bn: Node, shapes: dict[str, torch.Size]) -> bo
             return False
         cur = nxt
     shift = torch.where(a == 0, c.clamp(min=0), c) if relu is not None else c
-    merged = _merge_affine_into(consumer.op, a, shift, shapes[cur.name], shapes[bn.name])
+    merged = _merge_affine_into(consumer.op, a, shift, shapes[cur.name], layout)
     if merged is None:
         return False
     consumer.op = merged
@@ -126,15 +137,16 @@ def _push_into_consumer(g: Graph, bn: Node, shapes: dict[str, torch.Size]) -> bo
 
 
 def _merge_affine_into(layer: ops.LinearOp, a: torch.Tensor, c: torch.Tensor, in_shape: torch.Size,
-                       bn_shape: torch.Size) -> ops.LinearOp | None:
-    """layer(a·x + c) as a layer of x; ``in_shape``: the layer's input shape."""
+                       layout: torch.Size) -> ops.LinearOp | None:
+    """layer(a·x + c) as a layer of x; ``in_shape``: the layer's input shape; ``layout``: the shape,
+    channels on dim 1, that was flattened into a dense layer's input."""
     w = layer.weight.double()
     b = None if layer.bias is None else layer.bias.double()
     if isinstance(layer, ops.DenseOp):
         if len(in_shape) != 2:
             return None
-        view = (1, -1, *([1] * (len(bn_shape) - 2)))
-        ones = torch.ones((1, *bn_shape[1:]), dtype=torch.float64)
+        view = (1, -1, *([1] * (len(layout) - 2)))
+        ones = torch.ones((1, *layout[1:]), dtype=torch.float64)
         scale = (ones * a.view(view)).reshape(-1)
         shift = (ones * c.view(view)).reshape(-1)
         if scale.numel() != in_shape[1]:
@@ -148,9 +160,13 @@ def _merge_affine_into(layer: ops.LinearOp, a: torch.Tensor, c: torch.Tensor, in
     c_out = w.shape[0]
     wg = w.view(groups, c_out // groups, *w.shape[1:])
     weight = (wg * a.view(groups, 1, -1, *([1] * (w.ndim - 2)))).view_as(w)
-    shift_map = torch.ones((1, *in_shape[1:]), dtype=torch.float64) * c.view(1, -1, *([1] * (len(in_shape) - 2)))
-    bias = layer.forward_with(shift_map, w, b)[0]
-    flat = bias.flatten(1)
-    if torch.equal(flat, flat[:, :1].expand_as(flat)):
-        bias = flat[:, 0].clone()
+    kernel_dims = tuple(range(2, w.ndim))
+    if not any(layer.padding):  # every output sees the full kernel: a constant bias
+        per_out = (wg * c.view(groups, 1, -1, *([1] * (w.ndim - 2)))).sum(dim=(2, *[d + 1 for d in kernel_dims]))
+        bias = per_out.reshape(c_out)
+        if b is not None:
+            bias = bias.view(-1, *([1] * (b.ndim - 1))) + b
+    else:  # zero padding: outputs near the border see part of the shift only
+        shift_map = torch.ones((1, *in_shape[1:]), dtype=torch.float64) * c.view(1, -1, *([1] * (len(in_shape) - 2)))
+        bias = layer.forward_with(shift_map, w, b)[0]
     return layer.with_params(weight, bias)

@@ -29,7 +29,7 @@ Tensor = torch.Tensor
 
 def stabilize(z: Tensor, epsilon: float) -> Tensor:
     """z + ε·sign(z) with sign(0) = +1: safe division, sign preserved."""
-    return z + epsilon * torch.where(z >= 0, 1.0, -1.0).to(z.dtype)
+    return torch.where(z >= 0, z + epsilon, z - epsilon)
 
 
 def _vjp(layer: LinearOp, s: Tensor, weight: Tensor, x_shape: torch.Size) -> Tensor:
@@ -141,7 +141,8 @@ class AlphaBeta(Rule):
 
     R_i = Σ_j (α z_ij⁺ / z_j⁺ − β z_ij⁻ / z_j⁻) R_j with z_ij = x_i w_ij split by the sign of the
     product (x⁺w⁺ + x⁻w⁻ positive, x⁺w⁻ + x⁻w⁺ negative) and the bias parts b⁺, b⁻ in the
-    matching denominators.
+    matching denominators. A neuron without negative (positive) contributions passes all its
+    relevance through the positive (negative) ones, so the rule stays conservative.
     """
 
     alpha: float = 2.0
@@ -158,11 +159,22 @@ class AlphaBeta(Rule):
         w, b = layer.weight, layer.bias
         wp, wn = w.clamp(min=0), w.clamp(max=0)
         xp, xn = _split(x)
-        s = _ratio(R, _z(layer, xp, xn, wp, wn, _pos(b)), self.stabilizer)
-        out = self.alpha * _back(layer, xp, xn, wp, wn, s)
-        if self.beta:
-            s = _ratio(R, _z(layer, xp, xn, wn, wp, _neg(b)), self.stabilizer)
-            out = out - self.beta * _back(layer, xp, xn, wn, wp, s)
+        z_pos = _z(layer, xp, xn, wp, wn, _pos(b))
+        # Where one side is empty (z_j⁺ = 0 or z_j⁻ = 0) Eq. 60 is 0/0; the limit that keeps the
+        # rule conservative gives the whole R_j to the other side.
+        alpha = torch.full_like(z_pos, self.alpha)
+        beta = None
+        need_negative = self.beta != 0 or bool((z_pos == 0).any())
+        if need_negative:
+            z_neg = _z(layer, xp, xn, wn, wp, _neg(b))
+            empty_neg, empty_pos = z_neg == 0, z_pos == 0
+            alpha = torch.where(empty_neg, 1.0, alpha).masked_fill(empty_pos, 0.0)
+            beta = torch.where(empty_neg, 0.0, self.beta).to(alpha.dtype).masked_fill(empty_pos, -1.0)
+        s = _ratio(R * alpha.unsqueeze(1), z_pos, self.stabilizer)
+        out = _back(layer, xp, xn, wp, wn, s)
+        if beta is not None:
+            s = _ratio(R * beta.unsqueeze(1), z_neg, self.stabilizer)
+            out = out - _back(layer, xp, xn, wn, wp, s)
         return out
 
 
