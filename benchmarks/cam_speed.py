@@ -3,8 +3,9 @@
     python benchmarks/cam_speed.py                      # DenseNet-121, batch 8, CPU, 2 threads
     python benchmarks/cam_speed.py --device cuda --batch 32
 
-Random weights (no download), 14 outputs, 224x224 inputs. Each row is the median of
-``--repeats`` timed runs after one warm-up run. "one class" explains one class per image
+Random weights (no download), 14 outputs, 224x224 inputs. Runs are interleaved (each round
+times every method once, after one warm-up run each) so that load drift on a shared machine
+hits all rows alike; the table gives the median and the minimum, each against the forward's. "one class" explains one class per image
 (the top class for the peers, given per image: pytorch-grad-cam otherwise explains only the
 first image); "14 classes" explains every output of every image. Peers are timed on their
 documented DenseNet layer (features = norm5); chexplain on its default (the final ReLU).
@@ -21,18 +22,26 @@ import torch
 import torchvision
 
 
-def _timeit(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
-    def run() -> float:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        t0 = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        return time.perf_counter() - t0
+def _clock(fn: Callable[[], object], device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    t0 = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - t0
 
-    run()  # warm-up (tracing, allocator, kernels)
-    return statistics.median(run() for _ in range(repeats))
+
+def _rounds(cases: list[tuple[str, Callable[[], object]]], repeats: int, device: torch.device, warm: bool) -> dict:
+    """Interleaved timing: every round times each case once, so load drift hits all alike."""
+    if warm:
+        for _, fn in cases:
+            _clock(fn, device)  # warm-up: tracing, allocator, kernels
+    times: dict[str, list[float]] = {label: [] for label, _ in cases}
+    for _ in range(repeats):
+        for label, fn in cases:
+            times[label].append(_clock(fn, device))
+    return times
 
 
 def main() -> None:
@@ -66,31 +75,39 @@ def main() -> None:
 
     ours = GradCAM(model)
     captum = LayerGradCam(model, model.features)
-    rows: list[tuple[str, float]] = []
     t0 = time.perf_counter()
     GradCAM(model)(x[:1])
     cold = time.perf_counter() - t0
-    rows.append(("forward pass (no_grad)", _timeit(forward, args.repeats, device)))
-    rows.append(("chexplain GradCAM object, one class", _timeit(lambda: ours(x), args.repeats, device)))
-    rows.append(("chexplain explain_cam, one class", _timeit(lambda: explain_cam(model, x), args.repeats, device)))
-    rows.append(("Captum LayerGradCam, one class", _timeit(lambda: captum.attribute(x, target=top), args.repeats, device)))
     with PeerGradCAM(model=model, target_layers=[model.features[-1]]) as peer:
         targets = [ClassifierOutputTarget(c) for c in top]
-        rows.append(("pytorch-grad-cam, one class", _timeit(lambda: peer(input_tensor=x, targets=targets), args.repeats, device)))
+        one = [
+            ("forward pass (no_grad)", forward),
+            ("chexplain GradCAM object, one class", lambda: ours(x)),
+            ("chexplain explain_cam, one class", lambda: explain_cam(model, x)),
+            ("Captum LayerGradCam, one class", lambda: captum.attribute(x, target=top)),
+            ("pytorch-grad-cam, one class", lambda: peer(input_tensor=x, targets=targets)),
+        ]
+        times = _rounds(one, args.repeats, device, warm=True)
         if not args.skip_all:
-            rows.append(("chexplain, 14 classes (target='all')", _timeit(lambda: ours(x, target="all"), args.repeats, device)))
-            reps = max(1, args.repeats // 2)
-            rows.append(("Captum, 14 classes (loop)", _timeit(lambda: [captum.attribute(x, target=c) for c in range(14)], reps, device)))
             per_class = [[ClassifierOutputTarget(c)] * batch for c in range(14)]
-            rows.append(("pytorch-grad-cam, 14 classes (loop)", _timeit(lambda: [peer(input_tensor=x, targets=t) for t in per_class], reps, device)))
+            every = [
+                ("forward pass (no_grad)", forward),
+                ("chexplain, 14 classes (target='all')", lambda: ours(x, target="all")),
+                ("Captum, 14 classes (loop)", lambda: [captum.attribute(x, target=c) for c in range(14)]),
+                ("pytorch-grad-cam, 14 classes (loop)", lambda: [peer(input_tensor=x, targets=t) for t in per_class]),
+            ]
+            for label, t in _rounds(every, max(1, args.repeats // 2), device, warm=False).items():
+                times.setdefault(label, []).extend(t)
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"DenseNet-121 (14 outputs), batch {batch}, {args.size}x{args.size}, {name}; median of {args.repeats}")
+    print(f"DenseNet-121 (14 outputs), batch {batch}, {args.size}x{args.size}, {name}")
     print(f"chexplain first call (trace + shape pass, 1 image): {cold:.3f} s; layer: {ours.layer}")
-    fwd = rows[0][1]
-    print(f"{'method':<42}{'seconds':>10}{'x forward':>11}")
-    for label, sec in rows:
-        print(f"{label:<42}{sec:>10.3f}{sec / fwd:>11.2f}")
+    fwd_med = statistics.median(times["forward pass (no_grad)"])
+    fwd_min = min(times["forward pass (no_grad)"])
+    print(f"{'method':<40}{'median s':>10}{'x fwd':>8}{'min s':>9}{'x fwd':>8}{'runs':>6}")
+    for label, t in times.items():
+        med, low = statistics.median(t), min(t)
+        print(f"{label:<40}{med:>10.3f}{med / fwd_med:>8.2f}{low:>9.3f}{low / fwd_min:>8.2f}{len(t):>6}")
 
 
 if __name__ == "__main__":

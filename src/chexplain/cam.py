@@ -62,8 +62,10 @@ def _training(model: nn.Module) -> bool:
 
 def _fingerprint(model: nn.Module) -> int:
     """Changes when a submodule, parameter or buffer object is replaced (weights are shared)."""
-    objects = itertools.chain(model.modules(), model.parameters(), model.buffers())
-    return hash(tuple((id(o), type(o)) for o in objects))
+    ids: list[int] = []
+    for m in model.modules():
+        ids += [id(m), id(type(m)), *map(id, m._parameters.values()), *map(id, m._buffers.values())]
+    return hash(tuple(ids))
 
 
 def _check_input(x: Any, model: nn.Module) -> torch.Tensor:

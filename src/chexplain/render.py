@@ -236,8 +236,8 @@ def overlay(
     _check_norm(norm)
     R = _as_map(R)
     img = _background_rgb(background)
-    R = _resize(R, img.shape[:2])
-    heat = _colour(_apply(R, norm, _fit(R, norm, percentile)), norm, cmap).astype(np.float64) / 255.0
+    v = _resize(_apply(R, norm, _fit(R, norm, percentile)), img.shape[:2])  # the map's own scale
+    heat = _colour(v, norm, cmap).astype(np.float64) / 255.0
     out = (1.0 - float(alpha)) * img + float(alpha) * heat
     return np.rint(np.clip(out, 0.0, 1.0) * 255.0).astype(np.uint8)
 
