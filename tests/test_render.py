@@ -139,6 +139,9 @@ def test_save_heatmap_png_exact_size_and_npy(tmp_path) -> None:
     bg = np.asarray(Image.open(png).convert("L"))
     over = save_heatmap(tmp_path / "over", R, background=bg, alpha=0.3)
     assert over.suffix == ".png" and np.asarray(Image.open(over)).shape == (100, 120, 3)
+    bf16 = torch.randn(4, 4).to(torch.bfloat16)  # numpy has no bfloat16: the raw file is float32
+    save_heatmap(tmp_path / "bf16.png", bf16)
+    assert np.array_equal(np.load(tmp_path / "bf16.npy"), bf16.float().numpy())
     with pytest.raises(InputError, match="PNG"):
         save_heatmap(tmp_path / "map.jpg", R)
     with pytest.raises(InputError, match="size"):

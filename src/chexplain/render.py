@@ -82,11 +82,18 @@ def _is_signed(cmap) -> bool:
     return name in SIGNED_CMAPS or name in _DIVERGING
 
 
+def _numpy(a) -> np.ndarray:
+    """A numpy view of an array or torch tensor (bfloat16 -> float32, which numpy lacks)."""
+    if hasattr(a, "detach"):
+        a = a.detach().cpu()
+        a = a.float() if str(a.dtype) == "torch.bfloat16" else a
+        return a.numpy()
+    return np.asarray(a)
+
+
 def _as_map(R, what: str = "relevance map") -> np.ndarray:
     """R as a finite float64 (H, W) array; accepts torch tensors and a leading axis of size 1."""
-    if hasattr(R, "detach"):
-        R = R.detach().float().cpu().numpy() if str(R.dtype) in ("torch.bfloat16", "torch.float16") else R.detach().cpu().numpy()
-    R = np.asarray(R)
+    R = _numpy(R)
     if R.ndim == 3 and R.shape[0] == 1:
         R = R[0]
     if R.ndim != 2:
@@ -143,7 +150,7 @@ def normalize(R: np.ndarray, mode: str = "symmetric", percentile: float = 99.5) 
     zero: an all-zero or constant map normalises to zeros.
     """
     _check_norm(mode)
-    R = np.asarray(R.detach().cpu().numpy() if hasattr(R, "detach") else R, dtype=np.float64)
+    R = _numpy(R).astype(np.float64)
     if not np.isfinite(R).all():
         raise InputError("relevance map holds NaN or infinite values; cannot normalise it")
     return _apply(R, mode, _fit(R, mode, percentile))
@@ -180,9 +187,7 @@ def _background_rgb(bg) -> np.ndarray:
     min-max scaled, except floats within [0, 255] which are read as 8-bit values (/255).
     RGBA is composited over black (transparent pixels carry no image).
     """
-    if hasattr(bg, "detach"):
-        bg = bg.detach().cpu().numpy()
-    bg = np.asarray(bg)
+    bg = _numpy(bg)
     if bg.ndim == 3 and bg.shape[-1] == 1:
         bg = bg[..., 0]
     if not (bg.ndim == 2 or (bg.ndim == 3 and bg.shape[-1] in (3, 4))):
@@ -290,7 +295,7 @@ def save_heatmap(
         rgb = overlay(raw, background, alpha=alpha, cmap=cmap, norm=norm, percentile=percentile)
     else:
         rgb = heatmap_rgb(raw, cmap=cmap, norm=norm, percentile=percentile)
-    src = R.detach().cpu().numpy() if hasattr(R, "detach") else np.asarray(R)
+    src = _numpy(R)
     _write_png(png, rgb, size)
     write_npy(png.with_suffix(".npy"), src if np.issubdtype(src.dtype, np.floating) else raw)
     return png
@@ -300,7 +305,7 @@ def _grid_backgrounds(backgrounds, rows: int, cols: int):
     """Per-cell background accessor for (rows, H, W[, C]) or (rows, cols, H, W[, C])."""
     if backgrounds is None:
         return lambda i, j: None
-    b = backgrounds.detach().cpu().numpy() if hasattr(backgrounds, "detach") else np.asarray(backgrounds)
+    b = _numpy(backgrounds)
     per_cell = b.ndim == 5 or (b.ndim == 4 and b.shape[:2] == (rows, cols) and b.shape[-1] not in (3, 4))
     if per_cell and b.shape[:2] == (rows, cols):
         return lambda i, j: b[i, j]
@@ -340,7 +345,7 @@ def save_grid(
     _check_norm(norm)
     if not 0.0 <= float(alpha) <= 1.0:
         raise InputError(f"alpha must be between 0 and 1, got {alpha}")
-    raw = maps.detach().cpu().numpy() if hasattr(maps, "detach") else np.asarray(maps)
+    raw = _numpy(maps)
     if raw.ndim != 4 or 0 in raw.shape:
         raise InputError(f"maps must have shape (rows, cols, H, W), got {raw.shape}")
     M = raw.astype(np.float64)
