@@ -31,11 +31,12 @@ def test_reproduce_quick_subset(tmp_path, capsys):
     pytest.importorskip("chexplain.render")
     out = tmp_path / "repro"
     args = ["mnist", "reproduce", "--quick", "--experiments", "1,2-relu-short", "--max-iterations", "150",
+            "--iterations", "2-relu-short=120",
             "--threads", "1", "--quiet", "--out", str(out)]
     assert main(args) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["quick"] is True and "5,000-digit" in results["data_source"]
-    assert [e["iterations"] for e in results["experiments"]] == [150, 150]
+    assert [e["iterations"] for e in results["experiments"]] == [150, 120]
     table = (out / "results.md").read_text()
     assert "Quick smoke run" in table and "98.25%" in table and "96.03%" in table
     assert (out / "figures" / "b_3v8_4v9.png").is_file()
@@ -50,6 +51,8 @@ def test_reproduce_quick_subset(tmp_path, capsys):
         (["mnist", "train", "--experiment", "1", "--data", "/nonexistent", "--out", "x"], "no such folder"),
         (["mnist", "figures", "--checkpoint", "/nonexistent/model.pt", "--out", "x"], "no such checkpoint"),
         (["mnist", "reproduce", "--out", "x", "--digits", "2,x"], "--digits"),
+        (["mnist", "reproduce", "--out", "x", "--iterations", "2-relu:5"], "EXP=N"),
+        (["mnist", "reproduce", "--out", "x", "--iterations", "3=5"], "unknown MNIST experiment"),
     ],
 )
 def test_user_errors_are_one_line(argv, message, capsys, tmp_path, monkeypatch):

@@ -68,6 +68,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--out", required=True, metavar="DIR")
     r.add_argument("--quick", action="store_true", help="few iterations (a smoke run, labelled as such)")
     r.add_argument("--max-iterations", type=int, help="cap every experiment's iterations (labelled in the results)")
+    r.add_argument("--iterations", metavar="EXP=N[,EXP=N]", help="per-experiment iterations, e.g. "
+                   "2-relu=30000,2-tanh=30000 (labelled in the results)")
     r.add_argument("--experiments", default=",".join(EXPERIMENTS), help="comma-separated subset")
     _data_args(r)
     _fig_args(r)
@@ -101,6 +103,21 @@ def _digits(text: str) -> list[int]:
     if not digits or any(not 0 <= d <= 9 for d in digits):
         raise ChexplainError(f"--digits {text!r}: give digits 0..9 separated by commas, e.g. 2,7")
     return digits
+
+
+def _iterations(text: str | None) -> dict[str, int]:
+    from ..errors import ChexplainError
+
+    out: dict[str, int] = {}
+    for item in (text or "").split(","):
+        if not item.strip():
+            continue
+        name, _, value = item.partition("=")
+        try:
+            out[name.strip()] = int(value)
+        except ValueError:
+            raise ChexplainError(f"--iterations {text!r}: write EXP=N pairs, e.g. 2-relu=30000,2-tanh=30000") from None
+    return out
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -142,7 +159,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from ..mnist_reproduce import reproduce
 
     data = _setup(args)
-    results = reproduce(data, args.out, quick=args.quick, max_iterations=args.max_iterations,
+    iterations = _iterations(args.iterations)
+    results = reproduce(data, args.out, quick=args.quick, max_iterations=args.max_iterations, iterations=iterations,
                         experiments=[e.strip() for e in args.experiments.split(",") if e.strip()],
                         device=args.device, method=args.method, digits=_digits(args.digits), seed=args.seed,
                         cmap=args.cmap, progress=not args.quiet, **_params(args))
