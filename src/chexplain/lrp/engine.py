@@ -121,6 +121,7 @@ class LRP:
         start.scatter_(2, index.unsqueeze(2), logits.gather(1, index).unsqueeze(2))
         relevance: dict[str, Tensor] = {graph.output: start}
         records: list[LayerRelevance] = []
+        owned: set[str] = set()  # accumulators allocated here, safe to add into in place
         input_name = graph.nodes[0].name
         for node in reversed(graph.nodes):
             R = relevance.pop(node.name, None)
@@ -135,8 +136,14 @@ class LRP:
                 r_in = sum(p.flatten(2).sum(-1) for p in parts if p is not None)
                 records.append(LayerRelevance(node.name, node.path, node.kind, rule, R.flatten(2).sum(-1), r_in))
             for name, part in zip(node.inputs, parts):
-                if part is not None:
-                    relevance[name] = relevance[name] + part if name in relevance else part
+                if part is None:
+                    continue
+                if name in relevance:  # a value used several times: relevance from all users adds up
+                    acc = relevance[name]
+                    relevance[name] = acc.add_(part) if name in owned else acc + part
+                    owned.add(name)
+                else:
+                    relevance[name] = part
         return relevance[input_name], records
 
     def _propagate(self, node: Node, inputs: list[Any], z: Tensor, R: Tensor) -> tuple[list, str | None]:
