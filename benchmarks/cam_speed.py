@@ -5,7 +5,8 @@
 
 Random weights (no download), 14 outputs, 224x224 inputs. Runs are interleaved (each round
 times every method once, after one warm-up run each) so that load drift on a shared machine
-hits all rows alike; the table gives the median and the minimum, each against the forward's. "one class" explains one class per image
+hits all rows alike; the table gives the median and minimum wall time and (on CPU) the median
+process CPU time, each against the forward pass's. "one class" explains one class per image
 (the top class for the peers, given per image: pytorch-grad-cam otherwise explains only the
 first image); "14 classes" explains every output of every image. Peers are timed on their
 documented DenseNet layer (features = norm5); chexplain on its default (the final ReLU).
@@ -22,14 +23,15 @@ import torch
 import torchvision
 
 
-def _clock(fn: Callable[[], object], device: torch.device) -> float:
+def _clock(fn: Callable[[], object], device: torch.device) -> tuple[float, float]:
+    """(wall seconds, process CPU seconds) of one call."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     fn()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def _rounds(cases: list[tuple[str, Callable[[], object]]], repeats: int, device: torch.device, warm: bool) -> dict:
@@ -37,7 +39,7 @@ def _rounds(cases: list[tuple[str, Callable[[], object]]], repeats: int, device:
     if warm:
         for _, fn in cases:
             _clock(fn, device)  # warm-up: tracing, allocator, kernels
-    times: dict[str, list[float]] = {label: [] for label, _ in cases}
+    times: dict[str, list[tuple[float, float]]] = {label: [] for label, _ in cases}
     for _ in range(repeats):
         for label, fn in cases:
             times[label].append(_clock(fn, device))
@@ -111,13 +113,18 @@ def main() -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"DenseNet-121 (14 outputs), batch {batch}, {args.size}x{args.size}, {name}")
     print(f"chexplain first call (trace + shape pass, 1 image): {cold:.3f} s; layer: {ours.layer}")
-    fwd_med = statistics.median(times["forward pass (no_grad)"])
-    fwd_min = min(times["forward pass (no_grad)"])
-    print(f"{'method':<40}{'median s':>10}{'x fwd':>8}{'min s':>9}{'x fwd':>8}{'runs':>6}")
-    for label, t in times.items():
-        med, low = statistics.median(t), min(t)
-        print(f"{label:<40}{med:>10.3f}{med / fwd_med:>8.2f}{low:>9.3f}{low / fwd_min:>8.2f}{len(t):>6}")
+    def stats(label: str) -> tuple[float, float, float]:
+        wall = [w for w, _ in times[label]]
+        return statistics.median(wall), min(wall), statistics.median(c for _, c in times[label])
 
+    f_med, f_min, f_cpu = stats("forward pass (no_grad)")
+    print(f"{'method':<40}{'median s':>9}{'x fwd':>7}{'min s':>8}{'x fwd':>7}{'cpu s':>8}{'x fwd':>7}{'runs':>5}")
+    for label in times:
+        med, low, cpu = stats(label)
+        row = f"{label:<40}{med:>9.3f}{med / f_med:>7.2f}{low:>8.3f}{low / f_min:>7.2f}"
+        print(row + (f"{cpu:>8.3f}{cpu / f_cpu:>7.2f}" if device.type == "cpu" else f"{'-':>8}{'-':>7}") + f"{len(times[label]):>5}")
+    if device.type == "cpu":
+        print("cpu s: process CPU time (all threads), robust to other processes on a shared machine")
 
 if __name__ == "__main__":
     main()
