@@ -1,0 +1,160 @@
+"""Per-class AUROC for multi-label chest-radiograph classifiers, the study's Table 2, ROC curves.
+
+A class whose evaluated labels hold no positive or no negative has **no** AUROC: it is
+reported as undefined (``None`` in Python, ``null`` in JSON, ``n/a (no positives)`` in
+tables), never as 0.00 or 1.00, and it is left out of every mean. (The study's Table 2 printed
+0.00 for Fracture and 1.00 for Pleural Other, artefacts of a validation set with 0 or 1
+positive.) Entries whose loss mask is 0 (uncertain labels under U-Ignore) are not evaluated.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..data.chexpert import OBSERVATIONS
+from ..errors import InputError
+from ..io import atomic_path
+
+#: The five CheXpert competition observations (Irvin et al., AAAI 2019).
+COMPETITION: tuple[str, ...] = ("Atelectasis", "Cardiomegaly", "Consolidation", "Edema",
+                                "Pleural Effusion")
+#: The study's Table 2 (Alam et al., CBMS 2022): validation AUROC of its DenseNet-121 (Keras,
+#: 1 epoch at 221 px, blanks and uncertain as 0). Only the values quoted in chexplain's issue 6
+#: are filled in; None means "not given" there, not a measured value. Fracture 0.00 and
+#: Pleural Other 1.00 are artefacts of classes with 0 or 1 positive in its validation set.
+STUDY_TABLE2: dict[str, float | None] = {name: None for name in OBSERVATIONS} | {
+    "Consolidation": 0.51, "Pneumonia": 0.50, "Atelectasis": 0.53, "Fracture": 0.00,
+    "Pleural Other": 1.00}
+#: The study's reported mean AUROC (0.76 weighted by prevalence in its code).
+STUDY_MEAN_AUROC = 0.73
+STUDY_WEIGHTED_MEAN_AUROC = 0.76
+#: Irvin et al. 2019, CheXpert validation AUROC of their best policy per observation
+#: (U-Ones for Atelectasis and Edema).
+IRVIN_2019: dict[str, float] = {"Atelectasis": 0.858, "Cardiomegaly": 0.854,
+                                "Consolidation": 0.939, "Edema": 0.941, "Pleural Effusion": 0.936}
+
+
+def _arrays(targets, scores, mask) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    t = np.asarray(targets, dtype=np.float64)
+    s = np.asarray(scores, dtype=np.float64)
+    m = np.ones_like(t) if mask is None else np.asarray(mask, dtype=np.float64)
+    if t.ndim != 2 or t.shape != s.shape or t.shape != m.shape:
+        raise InputError(f"targets {t.shape}, scores {s.shape} and mask {m.shape} must be the "
+                         "same N x C shape")
+    if not np.isfinite(s).all():
+        raise InputError("scores hold NaN or infinite values")
+    return t, s, m
+
+
+def per_class_auroc(targets, scores, mask=None,
+                    names: Sequence[str] = OBSERVATIONS) -> dict[str, Any]:
+    """AUROC per class with scikit-learn; ``targets`` 0/1, ``scores`` any monotone score (logits
+    or probabilities), ``mask`` 1 where a label counts. Returns::
+
+        {"auroc": {name: float | None}, "positives": {..}, "negatives": {..},
+         "undefined": {name: "no positives" | "no negatives" | "no labels"},
+         "mean_auroc": float | None, "defined": int,
+         "competition_mean_auroc": float | None, "competition_defined": int}
+
+    The means are over the defined classes only (None when there is none).
+    """
+    from sklearn.metrics import roc_auc_score
+
+    t, s, m = _arrays(targets, scores, mask)
+    if len(names) != t.shape[1]:
+        raise InputError(f"{len(names)} class names for {t.shape[1]} score columns")
+    auroc: dict[str, float | None] = {}
+    pos, neg, undefined = {}, {}, {}
+    for c, name in enumerate(names):
+        keep = m[:, c] > 0
+        y = t[keep, c] > 0.5
+        pos[name], neg[name] = int(y.sum()), int((~y).sum())
+        if pos[name] and neg[name]:
+            auroc[name] = float(roc_auc_score(y, s[keep, c]))
+        else:
+            auroc[name] = None
+            undefined[name] = "no labels" if not len(y) else "no positives" if not pos[name] \
+                else "no negatives"
+    defined = [v for v in auroc.values() if v is not None]
+    comp = [auroc[n] for n in COMPETITION if auroc.get(n) is not None]
+    return {"auroc": auroc, "positives": pos, "negatives": neg, "undefined": undefined,
+            "mean_auroc": float(np.mean(defined)) if defined else None, "defined": len(defined),
+            "competition_mean_auroc": float(np.mean(comp)) if comp else None,
+            "competition_defined": len(comp)}
+
+
+def format_auroc(value: float | None, reason: str | None = None) -> str:
+    """``0.853`` or ``n/a (no positives)``."""
+    if value is None:
+        return f"n/a ({reason})" if reason else "n/a"
+    return f"{value:.3f}"
+
+
+def table2_markdown(result: dict[str, Any], title: str = "ours") -> str:
+    """The study's Table 2 layout (one row per observation) with its numbers beside ours and
+    Irvin et al.'s for the competition observations."""
+    def ref(v: float | None, digits: int) -> str:
+        return "not given" if v is None else f"{v:.{digits}f}"
+
+    lines = [f"| Observation | Study (Alam 2022) | Irvin 2019 | {title} | positives | negatives |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for name, value in result["auroc"].items():
+        irvin = IRVIN_2019.get(name)
+        lines.append(f"| {name} | {ref(STUDY_TABLE2.get(name), 2)} | "
+                     f"{'' if irvin is None else f'{irvin:.3f}'} | "
+                     f"{format_auroc(value, result['undefined'].get(name))} | "
+                     f"{result['positives'][name]} | {result['negatives'][name]} |")
+    mean = result["mean_auroc"]
+    lines.append(f"| **Mean** (defined classes: {result['defined']}) | {STUDY_MEAN_AUROC:.2f} "
+                 f"({STUDY_WEIGHTED_MEAN_AUROC:.2f} weighted) | | {format_auroc(mean)} | | |")
+    comp = result["competition_mean_auroc"]
+    lines.append(f"| **Mean of the 5 competition observations** "
+                 f"({result['competition_defined']} defined) | not given | "
+                 f"{np.mean(list(IRVIN_2019.values())):.3f} | {format_auroc(comp)} | | |")
+    notes = ["", "Undefined AUROC (a class without positives or without negatives) is n/a and "
+             "left out of the means; the study printed such classes as 0.00 and 1.00."]
+    return "\n".join(lines + notes) + "\n"
+
+
+def save_roc_curves(path: str | os.PathLike, targets, scores, mask=None,
+                    names: Sequence[str] = OBSERVATIONS, title: str | None = None) -> Path:
+    """One ROC panel per class (PNG, atomic); undefined classes get a panel saying why."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from sklearn.metrics import roc_curve
+
+    t, s, m = _arrays(targets, scores, mask)
+    result = per_class_auroc(t, s, m, names)
+    cols = 5 if len(names) > 4 else len(names)
+    rows = -(-len(names) // cols)
+    fig = Figure(figsize=(3.0 * cols, 3.0 * rows), dpi=100)
+    FigureCanvasAgg(fig)
+    for c, name in enumerate(names):
+        ax = fig.add_subplot(rows, cols, c + 1)
+        ax.plot([0, 1], [0, 1], color="0.7", lw=0.8, ls="--")
+        value = result["auroc"][name]
+        if value is not None:
+            keep = m[:, c] > 0
+            fpr, tpr, _ = roc_curve(t[keep, c] > 0.5, s[keep, c])
+            ax.plot(fpr, tpr, color="C0", lw=1.5)
+        ax.set_title(f"{name}\nAUROC {format_auroc(value, result['undefined'].get(name))}",
+                     fontsize=8)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_aspect("equal")
+        ax.tick_params(labelsize=6)
+        if c % cols == 0:
+            ax.set_ylabel("true positive rate", fontsize=7)
+        if c >= len(names) - cols:
+            ax.set_xlabel("false positive rate", fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    return path

@@ -1,0 +1,100 @@
+"""Building blocks of the CheXpert training loop: masked BCE, mixed precision, batched prediction."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ..errors import ChexplainError
+
+AMP_MODES = ("auto", "off", "bf16", "fp16")
+
+
+def masked_bce(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """BCE-with-logits over the entries where ``mask`` is 1 (U-Ignore's uncertain labels have 0).
+
+    Returns (mean over the counted entries, their sum, their count); computed in float32 even
+    when ``logits`` come from an autocast region.
+    """
+    per = F.binary_cross_entropy_with_logits(logits.float(), target.float(), reduction="none")
+    mask = mask.float()
+    total, count = (per * mask).sum(), mask.sum()
+    return total / count.clamp_min(1.0), total.detach(), count.detach()
+
+
+def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
+    """Autocast dtype for ``amp``: ``auto`` is bf16 on GPUs that support it, fp16 on older GPUs
+    (with a GradScaler) and off on CPU; ``bf16`` also works on CPU; ``fp16`` needs CUDA."""
+    amp = str(amp).lower()
+    if amp not in AMP_MODES:
+        raise ChexplainError(f"unknown --amp {amp!r}; choose from {', '.join(AMP_MODES)}")
+    if amp == "off" or (amp == "auto" and device.type != "cuda"):
+        return None
+    if amp == "fp16" and device.type != "cuda":
+        raise ChexplainError("--amp fp16 needs a CUDA device; use --amp bf16 on CPU")
+    if amp == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if amp == "bf16" else torch.float16
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """``torch.autocast`` for ``dtype`` on ``device``'s type; a no-op when ``dtype`` is None."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def to_device(batch: dict, device: torch.device, channels_last: bool
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(image, target, mask) of a collated batch on ``device`` (images channels-last if asked)."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    nb = device.type == "cuda"
+    x = batch["image"].to(device, non_blocking=nb, memory_format=fmt)
+    return x, batch["target"].to(device, non_blocking=nb), batch["mask"].to(device, non_blocking=nb)
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, loader: Iterable[dict], device: torch.device,
+            dtype: torch.dtype | None = None, channels_last: bool = False,
+            progress: bool = False, desc: str = "predict",
+            num_classes: int = 14) -> dict[str, np.ndarray | float]:
+    """Logits of ``model`` over ``loader`` with the targets, masks and dataset indices.
+
+    Returns ``{"index", "logits", "target", "mask"}`` (NumPy, float32 for the last three) and
+    ``loss_sum`` / ``loss_count`` of the masked BCE.
+    """
+    was_training = model.training
+    model.eval()
+    idx, logits, targets, masks = [], [], [], []
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    count = torch.zeros((), dtype=torch.float64, device=device)
+    try:
+        for batch in tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False,
+                          dynamic_ncols=True):
+            x, t, m = to_device(batch, device, channels_last)
+            with autocast(device, dtype):
+                out = model(x)
+            _, s, c = masked_bce(out, t, m)
+            loss_sum += s
+            count += c
+            idx.append(torch.as_tensor(batch["index"]).cpu())
+            logits.append(out.float().cpu())
+            targets.append(t.cpu())
+            masks.append(m.cpu())
+    finally:
+        model.train(was_training)
+
+    def cat(parts: list[torch.Tensor], dt) -> np.ndarray:
+        if not parts:  # a rank whose shard is empty
+            return np.zeros((0, num_classes) if dt is np.float32 else 0, dtype=dt)
+        return torch.cat(parts).numpy().astype(dt, copy=False)
+
+    return {"index": cat(idx, np.int64), "logits": cat(logits, np.float32),
+            "target": cat(targets, np.float32), "mask": cat(masks, np.float32),
+            "loss_sum": float(loss_sum), "loss_count": float(count)}
