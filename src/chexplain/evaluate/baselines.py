@@ -1,0 +1,108 @@
+"""Baseline maps for the evaluation, and one callable giving 2-D maps for every method.
+
+* ``"gradient-x-input"``: x ⊙ ∂f_c/∂x summed over channels (Shrikumar et al. 2016; equal to
+  LRP-0 on ReLU networks without biases, Ancona et al. 2018) — the simplest gradient baseline;
+* ``"random"``: i.i.d. uniform noise (seeded): what any metric should score at chance level.
+
+:class:`Attributor` wraps these and every :func:`chexplain.methods` name behind one call,
+``Attributor(model, method, normalization)(x, target) -> (N, H, W)``: LRP relevance summed
+over the colour channels, the Grad-CAM family upsampled to the input. z^B bounds for ``dtd``
+and ``epsilon-gamma-box`` come from the preprocessing's :class:`Normalization`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import torch
+
+from ..errors import ChexplainError, InputError
+
+BASELINE_METHODS = ("gradient-x-input", "random")
+
+
+def gradient_x_input(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """x ⊙ ∂f_t/∂x summed over channels: (N, H, W) for per-sample classes ``target`` (N,)."""
+    t = torch.as_tensor(target, dtype=torch.long, device=x.device).reshape(-1, 1)
+    with torch.inference_mode(False), torch.enable_grad():
+        xg = x.detach().clone().requires_grad_(True)
+        logits = model(xg)
+        (grad,) = torch.autograd.grad(logits.gather(1, t).sum(), xg)
+    return (grad * x.detach()).sum(1)
+
+
+def random_map(x: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """Uniform noise in [0, 1) shaped (N, H, W), reproducible for a seed."""
+    g = torch.Generator().manual_seed(int(seed))
+    return torch.rand((x.shape[0], *x.shape[2:]), generator=g, dtype=x.dtype).to(x.device)
+
+
+def all_methods() -> tuple[str, ...]:
+    """Every method name :class:`Attributor` accepts."""
+    from ..api import methods
+
+    return tuple(methods()) + BASELINE_METHODS
+
+
+class Attributor:
+    """2-D maps of ``method`` for ``model``, traced once: ``self(x, target) -> (N, H, W)``.
+
+    ``target`` is one class per sample (N,) or an int; ``classes=[...]`` gives (N, T, H, W).
+    """
+
+    def __init__(self, model: torch.nn.Module, method: str, normalization: Any = None,
+                 seed: int = 0, **params: Any) -> None:
+        from ..api import CAM_METHODS
+        from ..lrp.composites import PRESETS
+
+        if method not in all_methods():
+            raise ChexplainError(f"unknown method {method!r}; choose from {', '.join(all_methods())}")
+        self.model, self.method, self.params, self.seed = model, method, dict(params), seed
+        self.normalization = normalization
+        self._calls = 0
+        self._lrp = None
+        self._cam = None
+        if method in PRESETS:
+            accepted = inspect.signature(PRESETS[method]).parameters
+            self._needs_bounds = "low" in accepted and "low" not in params
+        elif method in CAM_METHODS:
+            from ..cam import GradCAM
+
+            self._cam = GradCAM(model, method=method, **params)
+        self.kind = "lrp" if method in PRESETS else "cam" if method in CAM_METHODS else method
+
+    def __call__(self, x: torch.Tensor, target: Any = None, classes: Any = None) -> torch.Tensor:
+        if self.kind == "cam":
+            return self._cam(x, target=target, classes=classes).detach()
+        if classes is not None:
+            maps = [self(x, torch.full((x.shape[0],), int(c), device=x.device)) for c in classes]
+            return torch.stack(maps, 1)
+        if target is None:
+            with torch.no_grad():
+                target = self.model(x).argmax(1)
+        t = torch.as_tensor(target, dtype=torch.long, device=x.device)
+        if t.ndim == 0:
+            t = t.expand(x.shape[0])
+        if self.kind == "gradient-x-input":
+            return gradient_x_input(self.model, x, t).detach()
+        if self.kind == "random":
+            self._calls += 1
+            return random_map(x, self.seed * 100003 + self._calls)
+        return self._lrp_map(x, t)
+
+    def _lrp_map(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        from ..lrp.engine import LRP
+
+        params = dict(self.params)
+        if self._needs_bounds:
+            if self.normalization is None:
+                raise InputError(f"{self.method} needs the input bounds: pass the preprocessing's "
+                                 "normalization")
+            from ..data.images import get_normalization
+
+            low, high = get_normalization(self.normalization).bounds()  # one value per channel
+            params.update(low=torch.tensor(low), high=torch.tensor(high))
+        if self._lrp is None:
+            self._lrp = LRP(self.model, composite=self.method, **params)
+        return self._lrp(x, target=t).sum(1).detach()
