@@ -64,6 +64,7 @@ class LRP:
         self.graph: Graph = trace(model)
         self._first = self.graph.first_layer()
         self._cache: dict[tuple, Graph] = {}
+        self._nonnegative: dict[int, set[str]] = {}
 
     # ------------------------------------------------------------------ public
     def __call__(self, x: Tensor, target: TargetSpec = None, classes: Sequence[int] | None = None) -> Tensor:
@@ -95,7 +96,9 @@ class LRP:
             with torch.no_grad():
                 values = _forward(g64, probe)
             shapes = {k: v.shape for k, v in values.items() if isinstance(v, Tensor)}
-            self._cache[key] = _to(canonize(g64, shapes), x.dtype, x.device)
+            graph = _to(canonize(g64, shapes), x.dtype, x.device)
+            self._cache[key] = graph
+            self._nonnegative[id(graph)] = _nonnegative_nodes(graph)
         return self._cache[key]
 
     # ------------------------------------------------------------------ internals
@@ -123,6 +126,7 @@ class LRP:
         records: list[LayerRelevance] = []
         owned: set[str] = set()  # accumulators allocated here, safe to add into in place
         input_name = graph.nodes[0].name
+        nonneg = self._nonnegative[id(graph)]
         for node in reversed(graph.nodes):
             R = relevance.pop(node.name, None)
             if R is None or node.op is None:
@@ -131,7 +135,7 @@ class LRP:
                         (n, t, *values[node.name].shape[1:]), dtype=logits.dtype, device=logits.device)
                 continue
             inputs = [values[i] for i in node.inputs]
-            parts, rule = self._propagate(node, inputs, values[node.name], R)
+            parts, rule = self._propagate(node, inputs, values[node.name], R, nonneg)
             if report and rule is not None:
                 r_in = sum(p.flatten(2).sum(-1) for p in parts if p is not None)
                 records.append(LayerRelevance(node.name, node.path, node.kind, rule, R.flatten(2).sum(-1), r_in))
@@ -146,13 +150,14 @@ class LRP:
                     relevance[name] = part
         return relevance[input_name], records
 
-    def _propagate(self, node: Node, inputs: list[Any], z: Tensor, R: Tensor) -> tuple[list, str | None]:
+    def _propagate(self, node: Node, inputs: list[Any], z: Tensor, R: Tensor,
+                   nonneg: set[str]) -> tuple[list, str | None]:
         """Relevance of each input of ``node`` (None for non-tensor inputs) and the rule's name."""
         op, eps = node.op, self.composite.stabilizer
         extra = [None] * (len(inputs) - 1)
         if isinstance(op, ops.LinearOp):
             rule = self._rule_for(node)
-            return [rule(op, inputs[0], z, R)], repr(rule)
+            return [rule(op, inputs[0], z, R, nonnegative=node.inputs[0] in nonneg)], repr(rule)
         if isinstance(op, (ops.ActivationOp, ops.ThresholdReLUOp, ops.IdentityOp)):
             return [R] + extra, None
         if isinstance(op, ops.ReshapeOp):
@@ -189,6 +194,23 @@ def _winner_takes_all(op: ops.MaxPoolOp, x: Tensor, R: Tensor) -> Tensor:
     out = torch.zeros((n, t, c, x[0, 0].numel()), dtype=R.dtype, device=R.device)
     out.scatter_add_(3, idx, R.reshape(n, t, c, -1))
     return out.view(n, t, *x.shape[1:])
+
+
+def _nonnegative_nodes(graph: Graph) -> set[str]:
+    """Nodes whose values are ≥ 0 by construction (ReLU outputs and what pools or joins them),
+    so that rules can skip the x⁻ part without looking at the values."""
+    keep = (ops.IdentityOp, ops.ReshapeOp, ops.PoolOp, ops.MaxPoolOp, ops.CatOp, ops.AddOp)
+    out: set[str] = set()
+    for node in graph.nodes:
+        op = node.op
+        if isinstance(op, ops.ActivationOp) and op.name == "relu":
+            out.add(node.name)
+        elif isinstance(op, ops.ThresholdReLUOp) and op.nonnegative:
+            out.add(node.name)
+        elif isinstance(op, keep) and node.inputs and all(i in out for i in node.inputs
+                                                          if not isinstance(graph.by_name[i].op, ops.MetaOp)):
+            out.add(node.name)
+    return out
 
 
 def _forward(graph: Graph, x: Tensor) -> dict[str, Any]:

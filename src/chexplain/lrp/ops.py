@@ -106,8 +106,9 @@ class ConvOp(LinearOp):
         return F.conv1d if self.dims == 1 else F.conv2d
 
     def forward_with(self, x, weight, bias):
-        z = self._conv(x, weight, None, self.stride, self.padding, self.dilation, self.groups)
-        return self._add_bias(z, bias)
+        fused = bias if bias is not None and bias.ndim == 1 else None  # a per-channel bias is fused
+        z = self._conv(x, weight, fused, self.stride, self.padding, self.dilation, self.groups)
+        return z if fused is not None else self._add_bias(z, bias)
 
     def vjp(self, grad, weight, input_shape):
         fn = nn_grad.conv1d_input if self.dims == 1 else nn_grad.conv2d_input
@@ -167,11 +168,23 @@ class ThresholdReLUOp(Op):
 
     def __init__(self, scale: torch.Tensor, shift: torch.Tensor, threshold: torch.Tensor) -> None:
         self.scale, self.shift, self.threshold = scale, shift, threshold
+        # BN(x) > 0 ⇔ x > t where the scale is positive, x < t where it is negative: T is a max or
+        # a min with t. sign(0) counts as +1 (such channels are zeroed by the merge anyway).
+        self._sign = torch.where(scale < 0, -1.0, 1.0).to(scale.dtype)
+        self._all_positive = bool((self._sign > 0).all())
 
     def forward(self, x):
         view = (1, -1, *([1] * (x.ndim - 2)))
-        active = x * self.scale.view(view) + self.shift.view(view) > 0
-        return torch.where(active, x, self.threshold.view(view))
+        t = self.threshold.view(view)
+        if self._all_positive:
+            return torch.maximum(x, t)
+        s = self._sign.view(view)
+        return s * torch.maximum(s * x, s * t)
+
+    @property
+    def nonnegative(self) -> bool:
+        """Whether every output is ≥ 0 (all thresholds ≥ 0 and max-type)."""
+        return self._all_positive and bool((self.threshold >= 0).all())
 
     def to(self, dtype, device):
         return ThresholdReLUOp(*(t.to(dtype=dtype, device=device) for t in (self.scale, self.shift, self.threshold)))

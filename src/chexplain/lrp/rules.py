@@ -42,9 +42,9 @@ def _ratio(R: Tensor, z: Tensor, epsilon: float) -> Tensor:
     return R / stabilize(z, epsilon).unsqueeze(1)
 
 
-def _split(x: Tensor) -> tuple[Tensor, Optional[Tensor]]:
+def _split(x: Tensor, nonnegative: bool = False) -> tuple[Tensor, Optional[Tensor]]:
     """(x⁺, x⁻); x⁻ is None when x has no negative entry (the usual case after a ReLU)."""
-    if bool((x < 0).any()):
+    if not nonnegative and bool((x < 0).any()):
         return x.clamp(min=0), x.clamp(max=0)
     return x, None
 
@@ -78,8 +78,9 @@ class Rule:
 
     name = "rule"
 
-    def __call__(self, layer: LinearOp, x: Tensor, z: Tensor, R: Tensor) -> Tensor:  # pragma: no cover
-        raise NotImplementedError
+    def __call__(self, layer: LinearOp, x: Tensor, z: Tensor, R: Tensor, nonnegative: bool = False) -> Tensor:
+        """Relevance of the inputs; ``nonnegative`` says that x ≥ 0 is known (after a ReLU)."""
+        raise NotImplementedError  # pragma: no cover
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v}" for k, v in vars(self).items() if not isinstance(v, Tensor))
@@ -93,7 +94,7 @@ class Epsilon(Rule):
     epsilon: float = 1e-6
     name = "epsilon"
 
-    def __call__(self, layer, x, z, R):
+    def __call__(self, layer, x, z, R, nonnegative=False):
         return x.unsqueeze(1) * _vjp(layer, _ratio(R, z, self.epsilon), layer.weight, x.shape)
 
 
@@ -119,12 +120,12 @@ class Gamma(Rule):
     stabilizer: float = 1e-6
     name = "gamma"
 
-    def __call__(self, layer, x, z, R):
+    def __call__(self, layer, x, z, R, nonnegative=False):
         w, b, g = layer.weight, layer.bias, self.gamma
         wp, wn = w + g * w.clamp(min=0), w + g * w.clamp(max=0)
         bp = None if b is None else b + g * b.clamp(min=0)
         bn = None if b is None else b + g * b.clamp(max=0)
-        xp, xn = _split(x)
+        xp, xn = _split(x, nonnegative)
         pos = (z > 0).to(R.dtype).unsqueeze(1)
         s = _ratio(R * pos, _z(layer, xp, xn, wp, wn, bp), self.stabilizer)
         out = _back(layer, xp, xn, wp, wn, s)
@@ -155,10 +156,10 @@ class AlphaBeta(Rule):
             raise ChexplainError(
                 f"LRP-alpha-beta needs alpha - beta = 1 and beta >= 0, got alpha={self.alpha}, beta={self.beta}")
 
-    def __call__(self, layer, x, z, R):
+    def __call__(self, layer, x, z, R, nonnegative=False):
         w, b = layer.weight, layer.bias
         wp, wn = w.clamp(min=0), w.clamp(max=0)
-        xp, xn = _split(x)
+        xp, xn = _split(x, nonnegative)
         z_pos = _z(layer, xp, xn, wp, wn, _pos(b))
         # Where one side is empty (z_j⁺ = 0 or z_j⁻ = 0) Eq. 60 is 0/0; the limit that keeps the
         # rule conservative gives the whole R_j to the other side.
@@ -188,10 +189,10 @@ class ZPlus(Rule):
     stabilizer: float = 1e-6
     name = "z-plus"
 
-    def __call__(self, layer, x, z, R):
+    def __call__(self, layer, x, z, R, nonnegative=False):
         w = layer.weight
         wp, wn = w.clamp(min=0), w.clamp(max=0)
-        xp, xn = _split(x)
+        xp, xn = _split(x, nonnegative)
         s = _ratio(R, _z(layer, xp, xn, wp, wn, None), self.stabilizer)
         return _back(layer, xp, xn, wp, wn, s)
 
@@ -206,7 +207,7 @@ class WSquare(Rule):
     def _weight(self, w: Tensor) -> Tensor:
         return w * w
 
-    def __call__(self, layer, x, z, R):
+    def __call__(self, layer, x, z, R, nonnegative=False):
         w2 = self._weight(layer.weight)
         ones = torch.ones_like(x)
         s = _ratio(R, layer.forward_with(ones, w2, None), self.stabilizer)
@@ -249,7 +250,7 @@ class ZBox(Rule):
                 f"z^B bounds of shape {tuple(t.shape)} do not fit the input of shape {tuple(x.shape)}; give a "
                 "float, one value per channel, or a tensor of the input's shape") from None
 
-    def __call__(self, layer, x, z, R):
+    def __call__(self, layer, x, z, R, nonnegative=False):
         w = layer.weight
         wp, wn = w.clamp(min=0), w.clamp(max=0)
         low, high = self._bound(self.low, x), self._bound(self.high, x)
