@@ -1,0 +1,49 @@
+"""``chexplain explain``: probabilities, per-method per-class overlays (PNG + .npy) and the
+study's figure layouts for radiographs (PNG, JPEG, DICOM) under a trained checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from ..explain_images import DEFAULT_METHODS
+
+    p = subparsers.add_parser(
+        "explain", help="explain radiographs with LRP and Grad-CAM (overlays, study figures)",
+        description="Per image: predicted probabilities, an overlay PNG and the raw .npy per "
+                    "method and class, and the study's figures (LRP rules, top-3 findings, "
+                    "Grad-CAM per class, LRP beside Grad-CAM; correct vs incorrect per class "
+                    "with --labels).")
+    p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR",
+                   help="PNG, JPEG or DICOM files, or folders searched recursively")
+    p.add_argument("--checkpoint", required=True, metavar="CKPT",
+                   help="a model trained by `chexplain chexpert train` (best.pt)")
+    p.add_argument("--methods", default=",".join(DEFAULT_METHODS),
+                   help=f"comma-separated (default {','.join(DEFAULT_METHODS)}); see "
+                        "chexplain.methods(), plus gradient-x-input and random")
+    p.add_argument("--classes", default="top3",
+                   help='top3 (topK), all, or observation names: "Pleural Effusion,Cardiomegaly"')
+    p.add_argument("--labels", metavar="CSV", help="labels for the correct/incorrect figure: a "
+                   "CheXpert-format CSV or NIH's Data_Entry_2017 CSV")
+    p.add_argument("--threshold", type=float, default=0.5, help="probability of a positive "
+                   "prediction (default 0.5)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_explain)
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from ..explain_images import explain_images, load_for_explain
+
+    model, meta = load_for_explain(args.checkpoint, args.device)
+    res = explain_images(model, args.images, args.out, meta["normalization"], meta["image_size"],
+                         meta["observations"], args.methods, args.classes, args.labels,
+                         args.threshold, args.device, progress=not args.quiet)
+    for rec in res["images"]:
+        top = sorted(rec["probabilities"].items(), key=lambda kv: -kv[1])[:3]
+        print(f"{rec['path']}: " + ", ".join(f"{n} {p:.2f}" for n, p in top))
+    print(f"explained {len(res['images'])} image(s) with {', '.join(res['methods'])} in "
+          f"{res['seconds']:.0f} s; figures and maps in {args.out}/")
+    return 0

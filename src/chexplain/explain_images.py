@@ -1,0 +1,283 @@
+"""``chexplain explain``: a trained model, radiographs (PNG, JPEG, DICOM) → probabilities,
+per-method and per-class overlays with raw maps, and the study's figure layouts.
+
+Layout of ``out``::
+
+    predictions.csv, predictions.json        probabilities per image and observation
+    <image>/<method>/<class>.png (+ .npy)    overlay and raw 2-D map (model-input pixels)
+    <image>/fig4_lrp_rules.png               the top class under every LRP rule asked for
+    <image>/fig6_top3.png                    the top-3 findings per method
+    <image>/fig7_gradcam_classes.png         Grad-CAM for the explained classes
+    <image>/lrp_vs_gradcam.png               classes × (LRP methods, Grad-CAM)
+    fig5_correct_incorrect.png               with labels: a correct and an incorrect case per class
+    explain.json                             options, files and timings
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from .data.chexpert import OBSERVATIONS
+from .errors import ChexplainError, DataError
+from .evaluate.baselines import Attributor, all_methods
+from .figures import classes_figure, correct_incorrect_figure, lrp_rules_figure, \
+    methods_figure, top_findings_figure
+from .io import atomic_path, write_json
+from .render import save_heatmap
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm", ".dicom")
+DEFAULT_METHODS = ("lrp-epsilon", "lrp-alpha1beta0", "lrp-alpha2beta1", "dtd", "gradcam")
+#: NIH ChestX-ray14 labels → CheXpert observations (for ``--labels`` with NIH's Data_Entry CSV).
+NIH_TO_CHEXPERT = {"Atelectasis": "Atelectasis", "Cardiomegaly": "Cardiomegaly",
+                   "Effusion": "Pleural Effusion", "Pneumothorax": "Pneumothorax",
+                   "Consolidation": "Consolidation", "Edema": "Edema", "Pneumonia": "Pneumonia",
+                   "Mass": "Lung Lesion", "Nodule": "Lung Lesion", "No Finding": "No Finding"}
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", str(name).lower()).strip("_") or "x"
+
+
+def find_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
+    """Image files among ``inputs`` (files, or folders searched recursively), sorted per folder;
+    ``*_masks`` folders of the phantom are skipped."""
+    found: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            files = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES
+                           and f.is_file() and not any(s.endswith("_masks") for s in f.parts))
+            if not files:
+                raise DataError(f"{p}: no PNG, JPEG or DICOM image in this folder")
+            found += files
+        elif p.is_file():
+            found.append(p)
+        else:
+            raise DataError(f"{p}: no such image file or folder")
+    return found
+
+
+def parse_methods(spec: str | Sequence[str] | None) -> list[str]:
+    names = list(DEFAULT_METHODS) if spec is None else \
+        [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
+    bad = [m for m in names if m not in all_methods()]
+    if bad or not names:
+        raise ChexplainError(f"unknown method {bad[0] if bad else ''!r}; choose from "
+                             f"{', '.join(all_methods())}")
+    return list(dict.fromkeys(names))
+
+
+def select_classes(spec: str | Sequence[str], probs: np.ndarray,
+                   names: Sequence[str]) -> list[int]:
+    """``top3`` / ``topK``, ``all``, or class names (comma-separated or a list) → indices."""
+    if isinstance(spec, str):
+        s = spec.strip()
+        m = re.fullmatch(r"top(\d+)", s.lower())
+        if m:
+            k = int(m.group(1))
+            if not 1 <= k <= len(names):
+                raise ChexplainError(f"--classes {s}: K must be between 1 and {len(names)}")
+            return [int(i) for i in np.argsort(-probs, kind="stable")[:k]]
+        if s.lower() == "all":
+            return list(range(len(names)))
+        spec = [c.strip() for c in s.split(",") if c.strip()]
+    lower = {n.lower(): i for i, n in enumerate(names)}
+    out = []
+    for c in spec:
+        if c.lower() not in lower:
+            raise ChexplainError(f"unknown class {c!r}; the model's outputs are {', '.join(names)}")
+        out.append(lower[c.lower()])
+    return list(dict.fromkeys(out))
+
+
+def read_labels(path: str | os.PathLike, names: Sequence[str]) -> dict[str, np.ndarray]:
+    """Labels by image file name: a CheXpert-format CSV (blank/uncertain → not used: NaN) or
+    NIH's Data_Entry CSV (its findings mapped to CheXpert observations)."""
+    import pandas as pd
+
+    frame = pd.read_csv(path)
+    out: dict[str, np.ndarray] = {}
+    if "Image Index" in frame.columns and "Finding Labels" in frame.columns:
+        mapped = {c for c in NIH_TO_CHEXPERT.values() if c in names}
+        for name, found in zip(frame["Image Index"], frame["Finding Labels"].astype(str)):
+            v = np.full(len(names), np.nan)
+            for c in mapped:
+                v[names.index(c)] = 0.0
+            for f in found.split("|"):
+                c = NIH_TO_CHEXPERT.get(f.strip())
+                if c in mapped:
+                    v[names.index(c)] = 1.0
+            out[str(name)] = v
+        return out
+    if "Path" not in frame.columns:
+        raise DataError(f"{path}: neither a CheXpert CSV (Path column) nor NIH's Data_Entry CSV")
+    for _, row in frame.iterrows():
+        v = np.array([row[c] if c in frame.columns else np.nan for c in names], dtype=float)
+        v[(v != 0) & (v != 1)] = np.nan
+        out[str(row["Path"])] = v
+    return out
+
+
+def _labels_for(labels: dict[str, np.ndarray], path: Path) -> np.ndarray | None:
+    if path.name in labels:
+        return labels[path.name]
+    text = path.as_posix()
+    for key, v in labels.items():
+        if text.endswith(key):
+            return v
+    return None
+
+
+def explain_images(model: torch.nn.Module, inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
+                   normalization: Any, image_size: int, observations: Sequence[str] = OBSERVATIONS,
+                   methods: str | Sequence[str] | None = None, classes: str | Sequence[str] = "top3",
+                   labels: str | os.PathLike | None = None, threshold: float = 0.5,
+                   device: str = "cpu", progress: bool = True) -> dict[str, Any]:
+    """Explain every image of ``inputs`` with ``methods`` for ``classes``; see module doc.
+
+    ``normalization`` and ``image_size`` are the model's preprocessing (stored in chexplain
+    checkpoints). Returns the summary also written to ``out/explain.json``.
+    """
+    from tqdm import tqdm
+
+    from .data.images import Preprocess, get_normalization, read_image
+
+    t0 = time.perf_counter()
+    names = list(observations)
+    methods = parse_methods(methods)
+    files = find_images(inputs)
+    out = Path(out)
+    norm = get_normalization(normalization)
+    pre = Preprocess(int(image_size), None, norm)
+    model = model.to(device).eval()
+    explainers = {m: Attributor(model, m, norm) for m in methods}
+    label_map = read_labels(labels, names) if labels else None
+    lrp = [m for m in methods if explainers[m].kind == "lrp"]
+    cams = [m for m in methods if explainers[m].kind == "cam"]
+    records, cache = [], []
+    stems: dict[str, int] = {}
+    for path in tqdm(files, desc="explain", unit="img", disable=not progress):
+        img = pre.image(read_image(path))
+        x = norm.apply(img)[None].to(device)
+        with torch.no_grad():
+            prob = torch.sigmoid(model(x))[0].double().cpu().numpy()
+        chosen = select_classes(classes, prob, names)
+        top3 = [int(i) for i in np.argsort(-prob, kind="stable")[:3]]
+        explained = list(dict.fromkeys(chosen + top3))
+        stem = slug(path.stem)
+        stems[stem] = stems.get(stem, 0) + 1
+        if stems[stem] > 1:
+            stem = f"{stem}_{stems[stem]}"
+        folder = out / stem
+        maps = {m: explainers[m](x, classes=explained)[0].float().cpu().numpy() for m in methods}
+        for m in methods:
+            for k, c in enumerate(explained):
+                save_heatmap(folder / slug(m) / f"{slug(names[c])}.png", maps[m][k],
+                             background=img, **_style(m))
+        pos = {c: k for k, c in enumerate(explained)}
+        cls_names, cls_p = [names[c] for c in chosen], [prob[c] for c in chosen]
+        figs = []
+        if lrp:
+            c0 = explained[0]
+            figs.append(lrp_rules_figure(folder / "fig4_lrp_rules.png", img,
+                                         {m: maps[m][0] for m in lrp},
+                                         f"{names[c0]} ({prob[c0]:.2f})", f"{path.name}: LRP rules"))
+        figs.append(top_findings_figure(folder / "fig6_top3.png", img,
+                                        {m: maps[m][[pos[c] for c in top3]] for m in methods},
+                                        [names[c] for c in top3], [prob[c] for c in top3],
+                                        f"{path.name}: top-3 findings"))
+        for m in cams[:1]:
+            figs.append(classes_figure(folder / "fig7_gradcam_classes.png", img, m,
+                                       maps[m][[pos[c] for c in chosen]], cls_names, cls_p,
+                                       f"{path.name}: {m} per class"))
+        if lrp and cams:
+            figs.append(methods_figure(folder / "lrp_vs_gradcam.png", img,
+                                       {m: maps[m][[pos[c] for c in chosen]] for m in lrp + cams[:1]},
+                                       cls_names, cls_p, f"{path.name}: LRP beside Grad-CAM"))
+        truth = _labels_for(label_map, path) if label_map is not None else None
+        records.append({"path": str(path), "folder": str(folder), "probabilities":
+                        {n: float(p) for n, p in zip(names, prob)},
+                        "explained": [names[c] for c in explained],
+                        "labels": None if truth is None else
+                        {n: (None if np.isnan(v) else int(v)) for n, v in zip(names, truth)},
+                        "figures": [str(f) for f in figs]})
+        cache.append((img, x, prob, truth))
+    fig5 = None
+    if label_map is not None:
+        fig5 = _figure5(out / "fig5_correct_incorrect.png", cache, names, explainers[methods[0]],
+                        methods[0], classes, threshold)
+    _write_predictions(out, records, names)
+    summary = {"checkpoint_observations": names, "methods": methods, "classes": classes,
+               "image_size": int(image_size), "normalization": str(normalization),
+               "threshold": threshold, "images": records,
+               "fig5": None if fig5 is None else str(fig5),
+               "seconds": round(time.perf_counter() - t0, 2)}
+    write_json(out / "explain.json", summary)
+    return summary
+
+
+def _style(method: str) -> dict:
+    from .figures import style
+
+    s = style(method)
+    return {"cmap": s["cmap"], "norm": s["norm"], "alpha": s["alpha"]}
+
+
+def _figure5(path: Path, cache, names, explainer, method, classes, threshold) -> Path | None:
+    """Per class with labels: the most confident correct and the most confident incorrect case."""
+    rows = []
+    probs = np.stack([c[2] for c in cache])
+    truth = np.stack([c[3] if c[3] is not None else np.full(len(names), np.nan) for c in cache])
+    wanted = range(len(names)) if not isinstance(classes, str) or classes.lower().startswith("top") \
+        or classes.lower() == "all" else select_classes(classes, probs[0], names)
+    for c in wanted:
+        known = ~np.isnan(truth[:, c])
+        if not known.any() or names[c] == "No Finding":
+            continue
+        pred = probs[:, c] >= threshold
+        correct = known & (pred == (truth[:, c] == 1))
+        wrong = known & ~correct
+        row = {"class": names[c]}
+        for kind, sel in (("correct", correct), ("incorrect", wrong)):
+            if not sel.any():
+                row[kind] = None
+                continue
+            conf = np.where(sel, np.abs(probs[:, c] - threshold), -1)
+            i = int(np.argmax(conf))
+            img, x = cache[i][0], cache[i][1]
+            R = explainer(x, classes=[c])[0, 0].float().cpu().numpy()
+            lab = "positive" if truth[i, c] == 1 else "negative"
+            row[kind] = {"image": img, "map": R, "caption": f"p={probs[i, c]:.2f}, {lab}"}
+        if row["correct"] is not None or row["incorrect"] is not None:
+            rows.append(row)
+    if not rows:
+        return None
+    return correct_incorrect_figure(path, rows, method)
+
+
+def _write_predictions(out: Path, records: list[dict], names: Sequence[str]) -> None:
+    import csv
+
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "predictions.csv") as tmp:
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh)
+            w.writerow(["Path"] + list(names))
+            for r in records:
+                w.writerow([r["path"]] + [f"{r['probabilities'][n]:.6f}" for n in names])
+    write_json(out / "predictions.json", {r["path"]: r["probabilities"] for r in records})
+
+
+def load_for_explain(checkpoint: str | os.PathLike, device: str = "cpu") -> tuple[torch.nn.Module, dict]:
+    """A trained chexplain CheXpert model and its metadata (observations, normalisation, size)."""
+    from .models.densenet import load_trained
+
+    model, meta = load_trained(checkpoint, map_location=device)
+    return model, meta
