@@ -158,3 +158,60 @@ def save_roc_curves(path: str | os.PathLike, targets, scores, mask=None,
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     return path
+
+
+def evaluate_checkpoint(checkpoint: str | os.PathLike, csv: str | os.PathLike,
+                        out: str | os.PathLike, data: str | os.PathLike | None = None,
+                        policy: str | None = None, frontal_only: bool = False,
+                        device: str = "auto", batch_size: int = 32, workers: int = 0,
+                        amp: str = "off", progress: bool = True) -> dict[str, Any]:
+    """Evaluate a trained CheXpert DenseNet (``best.pt``) on a CheXpert-format CSV.
+
+    Writes to ``out``: ``auroc.json`` (per-class AUROC, null when undefined, counts, means),
+    ``table2.md`` (the study's Table 2 layout beside ours), ``roc_curves.png`` and
+    ``predictions.csv`` (Path and one probability per observation). ``policy`` maps uncertain
+    labels (default: the training run's); ``data`` is the folder the CSV's Paths live in.
+    """
+    import torch
+    from torch.utils.data import DataLoader
+
+    from ..data.chexpert import CheXpertDataset, read_chexpert_csv
+    from ..io import write_json, write_text
+    from ..models.densenet import load_trained
+    from ..train.data import resolve_csv, resolve_root
+    from ..train.distributed import DistEnv, resolve_device
+    from ..train.loop import predict, resolve_amp
+
+    dev = resolve_device("cuda" if device == "auto" and torch.cuda.is_available() else
+                         "cpu" if device == "auto" else device, DistEnv())
+    model, meta = load_trained(checkpoint, map_location=dev)
+    csv = resolve_csv(csv, data)
+    frame = read_chexpert_csv(csv)
+    policy = policy or meta.get("policy", "zeros")
+    ds = CheXpertDataset(csv, resolve_root(data, frame["Path"].iloc[0]), policy=policy,
+                         frontal_lateral="Frontal" if frontal_only else None,
+                         size=meta["image_size"], normalization=meta["normalization"])
+    loader = DataLoader(ds, batch_size=batch_size, num_workers=workers,
+                        pin_memory=dev.type == "cuda")
+    names = meta["observations"]
+    p = predict(model, loader, dev, resolve_amp(amp, dev), progress=progress, desc="evaluate",
+                num_classes=len(names))
+    result = per_class_auroc(p["target"], p["logits"], p["mask"], names)
+    out = Path(out)
+    report = {"checkpoint": str(checkpoint), "csv": str(csv), "images": len(ds),
+              "policy": policy, "epoch": meta.get("epoch"), "arch": meta["arch"],
+              "init": meta.get("init"), **result,
+              "study_table2": STUDY_TABLE2, "study_mean_auroc": STUDY_MEAN_AUROC,
+              "irvin_2019": IRVIN_2019}
+    write_json(out / "auroc.json", report)
+    write_text(out / "table2.md", f"# AUROC on {csv.name} ({len(ds)} images; checkpoint "
+               f"{Path(checkpoint).name}, epoch {meta.get('epoch')})\n\n" + table2_markdown(result))
+    save_roc_curves(out / "roc_curves.png", p["target"], p["logits"], p["mask"], names,
+                    title=f"{Path(checkpoint).name} on {csv.name}")
+    probs = 1.0 / (1.0 + np.exp(-p["logits"].astype(np.float64)))
+    paths = ds.frame["Path"].to_numpy()[p["index"]]
+    header = ",".join(["Path"] + [f'"{n}"' if "," in n else n for n in names])
+    rows = [header] + [",".join([f'"{path}"' if "," in path else path] + [f"{v:.6f}" for v in row])
+                       for path, row in zip(paths, probs)]
+    write_text(out / "predictions.csv", "\n".join(rows) + "\n")
+    return report

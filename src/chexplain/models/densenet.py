@@ -82,7 +82,8 @@ def load_backbone(model: nn.Module, path: str | os.PathLike) -> int:
     state = _read_state_dict(path)
     own = model.state_dict()
     fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    features = [k for k in own if k.startswith("features.")]
+    features = [k for k in own if k.startswith("features.")
+                and not k.endswith("num_batches_tracked")]  # absent from torchvision's files
     missing = [k for k in features if k not in fitting]
     if missing:
         bad = missing[0]
@@ -157,9 +158,11 @@ def load_trained(path: str | os.PathLike, map_location: str | torch.device = "cp
         raise DataError(f"{path}: weights do not fit {meta['arch']}: "
                         f"{str(exc).splitlines()[0]}") from None
     info = dict(meta)
-    for key in ("epoch", "mean_auroc"):
+    for key in ("epoch", "mean_auroc"):  # best.pt: the epoch it was saved at
         if key in ckpt:
             info[key] = ckpt[key]
+    if "epoch" not in info and isinstance(ckpt.get("state"), dict):  # last.pt: epochs done
+        info["epoch"] = ckpt["state"].get("epoch")
     return model.to(map_location).eval(), info
 
 

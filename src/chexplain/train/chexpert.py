@@ -185,6 +185,7 @@ def _train(config: ChexpertTrainConfig, env: D.DistEnv, device: torch.device, re
     model, init = chexpert_densenet(config.arch, len(OBSERVATIONS), config.weights)
     meta = model_meta(config.arch, len(OBSERVATIONS), 3, OBSERVATIONS, "imagenet",
                       config.image_size, init)
+    meta["policy"] = config.policy
     model = model.to(device, memory_format=torch.channels_last if channels_last else
                      torch.contiguous_format)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -324,7 +325,8 @@ def _train(config: ChexpertTrainConfig, env: D.DistEnv, device: torch.device, re
             record = _validate(net, val_loader, env, device, dtype, channels_last,
                                progress and main)
             mean = record["mean_auroc"]
-            better = state["best"] is None or (mean is not None and mean > state["best"])
+            better = state["best_epoch"] is None or (
+                mean is not None and (state["best"] is None or mean > state["best"]))
             if better:
                 state["best"], state["best_epoch"], state["bad_epochs"] = mean, epoch + 1, 0
             else:

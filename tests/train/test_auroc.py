@@ -1,0 +1,81 @@
+"""Per-class AUROC: scikit-learn agreement, undefined classes, masks, Table 2, ROC figure."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from chexplain.data.chexpert import OBSERVATIONS
+from chexplain.errors import InputError
+from chexplain.evaluate.auroc import (COMPETITION, IRVIN_2019, STUDY_TABLE2, per_class_auroc,
+                                      save_roc_curves, table2_markdown)
+from chexplain.io import write_json
+
+
+def _data(n=200, seed=0):
+    rng = np.random.default_rng(seed)
+    targets = (rng.random((n, 14)) < 0.3).astype(np.float32)
+    scores = targets * rng.uniform(0.0, 2.0, 14) + rng.normal(size=(n, 14))
+    return targets, scores
+
+
+def test_matches_sklearn_and_undefined_classes_are_null():
+    targets, scores = _data()
+    targets[:, OBSERVATIONS.index("Fracture")] = 0  # no positives
+    targets[:, OBSERVATIONS.index("Pleural Other")] = 1  # no negatives
+    r = per_class_auroc(targets, scores)
+    for c, name in enumerate(OBSERVATIONS):
+        if name in ("Fracture", "Pleural Other"):
+            continue
+        assert r["auroc"][name] == pytest.approx(roc_auc_score(targets[:, c], scores[:, c]))
+    assert r["auroc"]["Fracture"] is None and r["undefined"]["Fracture"] == "no positives"
+    assert r["auroc"]["Pleural Other"] is None
+    assert r["undefined"]["Pleural Other"] == "no negatives"
+    defined = [v for v in r["auroc"].values() if v is not None]
+    assert r["defined"] == 12 and r["mean_auroc"] == pytest.approx(np.mean(defined))
+    assert r["competition_mean_auroc"] == pytest.approx(np.mean([r["auroc"][n] for n in COMPETITION]))
+    assert r["positives"]["Fracture"] == 0 and r["negatives"]["Fracture"] == 200
+    # JSON: null, never 0.0 / 1.0
+    text = json.dumps(r)
+    assert json.loads(text)["auroc"]["Fracture"] is None
+
+
+def test_mask_excludes_entries_and_can_make_a_class_undefined():
+    targets, scores = _data()
+    mask = np.ones_like(targets)
+    c = OBSERVATIONS.index("Edema")
+    mask[:100, c] = 0
+    r = per_class_auroc(targets, scores, mask)
+    assert r["auroc"]["Edema"] == pytest.approx(roc_auc_score(targets[100:, c], scores[100:, c]))
+    mask[:, c] = 0
+    r = per_class_auroc(targets, scores, mask)
+    assert r["auroc"]["Edema"] is None and r["undefined"]["Edema"] == "no labels"
+    with pytest.raises(InputError, match="same N x C"):
+        per_class_auroc(targets[:, :3], scores)
+    with pytest.raises(InputError, match="NaN"):
+        per_class_auroc(targets, np.full_like(scores, np.nan))
+
+
+def test_table2_layout_and_roc_png(tmp_path):
+    targets, scores = _data()
+    targets[:, OBSERVATIONS.index("Fracture")] = 0
+    r = per_class_auroc(targets, scores)
+    md = table2_markdown(r)
+    lines = md.splitlines()
+    assert lines[0].startswith("| Observation | Study (Alam 2022) | Irvin 2019 |")
+    rows = {line.split("|")[1].strip(): line for line in lines[2:16]}
+    assert list(rows) == list(OBSERVATIONS)
+    assert "n/a (no positives)" in rows["Fracture"] and "| 0.00 |" in rows["Fracture"]
+    assert "| 1.00 |" in rows["Pleural Other"] and "| 0.51 |" in rows["Consolidation"]
+    assert "not given" in rows["Edema"] and "0.941" in rows["Edema"]
+    assert "0.73" in md and "n/a" not in rows["Cardiomegaly"]
+    assert STUDY_TABLE2["Cardiomegaly"] is None and IRVIN_2019["Cardiomegaly"] == 0.854
+    write_json(tmp_path / "r.json", r)  # allow_nan=False: no NaN sneaks in
+    png = save_roc_curves(tmp_path / "roc.png", targets, scores)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from PIL import Image
+
+    assert Image.open(png).size[0] > 1000
