@@ -128,3 +128,18 @@ def test_xrv_adapter_returns_logits_without_op_rescaling():
         XRVLogits(xrv, ["Support Devices"])
     with pytest.raises(ChexplainError, match="torchxrayvision-style"):
         XRVLogits(nn.Linear(3, 3))
+
+
+def test_xrv_adapter_can_be_evaluated(phantom, tmp_path):
+    from chexplain.data.chexpert import CheXpertDataset
+    from chexplain.evaluate.auroc import evaluate_model
+
+    chex = XRVLogits.for_chexpert(FakeXRV())
+    ds = CheXpertDataset(phantom, normalization="xrv", size=32)
+    assert ds[0]["image"].shape == (1, 32, 32)
+    report = evaluate_model(chex, ds, tmp_path / "xrv", device="cpu", progress=False)
+    assert list(report["auroc"]) == chex.observations
+    assert report["auroc"]["Edema"] is None and report["undefined"]["Edema"] == "no positives"
+    assert 0.0 <= report["auroc"]["Pleural Effusion"] <= 1.0
+    header = (tmp_path / "xrv" / "predictions.csv").read_text().splitlines()[0]
+    assert header == "Path," + ",".join(chex.observations)

@@ -160,6 +160,64 @@ def save_roc_curves(path: str | os.PathLike, targets, scores, mask=None,
     return path
 
 
+def evaluate_model(model, dataset, out: str | os.PathLike | None = None,
+                   names: Sequence[str] | None = None, device: str = "auto",
+                   batch_size: int = 32, workers: int = 0, amp: str = "off",
+                   progress: bool = True, title: str = "") -> dict[str, Any]:
+    """Per-class AUROC of ``model``'s logits on a :class:`CheXpertDataset`.
+
+    ``names`` are the observations of the model's outputs, in order (default: the model's
+    ``observations`` attribute, e.g. :class:`~chexplain.models.densenet.XRVLogits`, else all
+    14); outputs named None are skipped. With ``out``, writes ``auroc.json``, ``table2.md``,
+    ``roc_curves.png`` and ``predictions.csv`` (Path and one probability per output).
+    """
+    import torch
+    from torch.utils.data import DataLoader
+
+    from ..io import write_json, write_text
+    from ..train.distributed import DistEnv, resolve_device
+    from ..train.loop import predict, resolve_amp
+
+    dev = resolve_device("cuda" if device == "auto" and torch.cuda.is_available() else
+                         "cpu" if device == "auto" else device, DistEnv())
+    names = list(names or getattr(model, "observations", None) or OBSERVATIONS)
+    unknown = [n for n in names if n is not None and n not in OBSERVATIONS]
+    if unknown:
+        raise InputError(f"{unknown[0]!r} is not a CheXpert observation")
+    model = model.to(dev).eval()
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers,
+                        pin_memory=dev.type == "cuda")
+    p = predict(model, loader, dev, resolve_amp(amp, dev), progress=progress, desc="evaluate",
+                num_classes=len(names))
+    if p["logits"].shape[1] != len(names):
+        raise InputError(f"model has {p['logits'].shape[1]} outputs, {len(names)} names given")
+    keep = [i for i, n in enumerate(names) if n is not None]
+    kept = [names[i] for i in keep]
+    cols = [OBSERVATIONS.index(n) for n in kept]
+    logits = p["logits"][:, keep]
+    target, mask = p["target"][:, cols], p["mask"][:, cols]
+    result = per_class_auroc(target, logits, mask, kept)
+    report = {"images": len(dataset), "policy": getattr(dataset, "policy", None), **result}
+    if out is None:
+        return report
+    out = Path(out)
+    report.update(study_table2=STUDY_TABLE2, study_mean_auroc=STUDY_MEAN_AUROC,
+                  irvin_2019=IRVIN_2019)
+    write_json(out / "auroc.json", report)
+    csv_name = Path(getattr(dataset, "csv_path", "data")).name
+    write_text(out / "table2.md", f"# AUROC on {csv_name} ({len(dataset)} images{title})\n\n"
+               + table2_markdown(result))
+    save_roc_curves(out / "roc_curves.png", target, logits, mask, kept,
+                    title=f"{csv_name}{title}")
+    probs = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+    paths = dataset.frame["Path"].to_numpy()[p["index"]]
+    header = ",".join(["Path"] + [f'"{n}"' if "," in n else n for n in kept])
+    rows = [header] + [",".join([f'"{path}"' if "," in path else path] + [f"{v:.6f}" for v in row])
+                       for path, row in zip(paths, probs)]
+    write_text(out / "predictions.csv", "\n".join(rows) + "\n")
+    return report
+
+
 def evaluate_checkpoint(checkpoint: str | os.PathLike, csv: str | os.PathLike,
                         out: str | os.PathLike, data: str | os.PathLike | None = None,
                         policy: str | None = None, frontal_only: bool = False,
@@ -172,46 +230,23 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, csv: str | os.PathLike,
     ``predictions.csv`` (Path and one probability per observation). ``policy`` maps uncertain
     labels (default: the training run's); ``data`` is the folder the CSV's Paths live in.
     """
-    import torch
-    from torch.utils.data import DataLoader
-
     from ..data.chexpert import CheXpertDataset, read_chexpert_csv
-    from ..io import write_json, write_text
     from ..models.densenet import load_trained
     from ..train.data import resolve_csv, resolve_root
-    from ..train.distributed import DistEnv, resolve_device
-    from ..train.loop import predict, resolve_amp
 
-    dev = resolve_device("cuda" if device == "auto" and torch.cuda.is_available() else
-                         "cpu" if device == "auto" else device, DistEnv())
-    model, meta = load_trained(checkpoint, map_location=dev)
+    model, meta = load_trained(checkpoint)
     csv = resolve_csv(csv, data)
     frame = read_chexpert_csv(csv)
-    policy = policy or meta.get("policy", "zeros")
-    ds = CheXpertDataset(csv, resolve_root(data, frame["Path"].iloc[0]), policy=policy,
+    ds = CheXpertDataset(csv, resolve_root(data, frame["Path"].iloc[0]),
+                         policy=policy or meta.get("policy", "zeros"),
                          frontal_lateral="Frontal" if frontal_only else None,
                          size=meta["image_size"], normalization=meta["normalization"])
-    loader = DataLoader(ds, batch_size=batch_size, num_workers=workers,
-                        pin_memory=dev.type == "cuda")
-    names = meta["observations"]
-    p = predict(model, loader, dev, resolve_amp(amp, dev), progress=progress, desc="evaluate",
-                num_classes=len(names))
-    result = per_class_auroc(p["target"], p["logits"], p["mask"], names)
-    out = Path(out)
-    report = {"checkpoint": str(checkpoint), "csv": str(csv), "images": len(ds),
-              "policy": policy, "epoch": meta.get("epoch"), "arch": meta["arch"],
-              "init": meta.get("init"), **result,
-              "study_table2": STUDY_TABLE2, "study_mean_auroc": STUDY_MEAN_AUROC,
-              "irvin_2019": IRVIN_2019}
-    write_json(out / "auroc.json", report)
-    write_text(out / "table2.md", f"# AUROC on {csv.name} ({len(ds)} images; checkpoint "
-               f"{Path(checkpoint).name}, epoch {meta.get('epoch')})\n\n" + table2_markdown(result))
-    save_roc_curves(out / "roc_curves.png", p["target"], p["logits"], p["mask"], names,
-                    title=f"{Path(checkpoint).name} on {csv.name}")
-    probs = 1.0 / (1.0 + np.exp(-p["logits"].astype(np.float64)))
-    paths = ds.frame["Path"].to_numpy()[p["index"]]
-    header = ",".join(["Path"] + [f'"{n}"' if "," in n else n for n in names])
-    rows = [header] + [",".join([f'"{path}"' if "," in path else path] + [f"{v:.6f}" for v in row])
-                       for path, row in zip(paths, probs)]
-    write_text(out / "predictions.csv", "\n".join(rows) + "\n")
+    report = evaluate_model(model, ds, out, meta["observations"], device, batch_size, workers,
+                            amp, progress, f"; checkpoint {Path(checkpoint).name}, epoch "
+                            f"{meta.get('epoch')}")
+    report = {"checkpoint": str(checkpoint), "csv": str(csv), "epoch": meta.get("epoch"),
+              "arch": meta["arch"], "init": meta.get("init"), **report}
+    from ..io import write_json
+
+    write_json(Path(out) / "auroc.json", report)
     return report

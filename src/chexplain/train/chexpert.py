@@ -47,6 +47,7 @@ from .data import build_datasets
 from .loop import autocast, masked_bce, predict, resolve_amp, to_device
 
 SCHEDULES = ("cosine", "plateau", "constant")
+_STOP_SYNC = 10  # distributed: ranks agree on a Ctrl-C / SIGTERM every this many steps
 #: Options that must match for --resume to continue a run.
 _RESUME_KEYS = ("arch", "policy", "batch_size", "image_size", "lr", "weight_decay", "schedule",
                 "lr_final", "seed", "frontal_only", "val_fraction")
@@ -304,7 +305,11 @@ def _train(config: ChexpertTrainConfig, env: D.DistEnv, device: torch.device, re
                 bar.update(1)
                 if on_step is not None:
                     on_step(epoch, state["step"])
-                want_stop = D.all_reduce_sum(env, [stop.requested], device)[0] > 0
+                want_stop = stop.requested
+                if env.distributed and state["step"] % _STOP_SYNC == 0:  # all ranks agree
+                    want_stop = D.all_reduce_sum(env, [want_stop], device)[0] > 0
+                elif env.distributed:
+                    want_stop = False
                 periodic = config.checkpoint_every and state["step"] % config.checkpoint_every == 0
                 if (periodic or want_stop) and state["batch"] < steps_per_epoch:
                     state["partial"] = {"loss_sum": float(loss_sum), "count": float(count),

@@ -67,7 +67,8 @@ def predict(model: torch.nn.Module, loader: Iterable[dict], device: torch.device
     """Logits of ``model`` over ``loader`` with the targets, masks and dataset indices.
 
     Returns ``{"index", "logits", "target", "mask"}`` (NumPy, float32 for the last three) and
-    ``loss_sum`` / ``loss_count`` of the masked BCE.
+    ``loss_sum`` / ``loss_count`` of the masked BCE (0 / 0 when the logits and targets differ
+    in shape, as for a model with other outputs).
     """
     was_training = model.training
     model.eval()
@@ -80,9 +81,10 @@ def predict(model: torch.nn.Module, loader: Iterable[dict], device: torch.device
             x, t, m = to_device(batch, device, channels_last)
             with autocast(device, dtype):
                 out = model(x)
-            _, s, c = masked_bce(out, t, m)
-            loss_sum += s
-            count += c
+            if out.shape == t.shape:  # a model with other outputs (xrv) has no loss here
+                _, s, c = masked_bce(out, t, m)
+                loss_sum += s
+                count += c
             idx.append(torch.as_tensor(batch["index"]).cpu())
             logits.append(out.float().cpu())
             targets.append(t.cpu())
