@@ -1,4 +1,8 @@
-"""Shared timing helpers for the benchmarks: median wall time of repeated calls."""
+"""Shared timing helpers for the benchmarks: interleaved rounds, median wall time per case.
+
+Cases are timed round-robin (every case once per round) so that a change of machine load
+during the run affects all of them alike; the ratios printed are of medians over rounds.
+"""
 
 from __future__ import annotations
 
@@ -9,26 +13,35 @@ from typing import Callable
 import torch
 
 
-def timeit(fn: Callable[[], object], repeat: int = 3, warmup: int = 1, device: str = "cpu") -> float:
-    """Median seconds of ``repeat`` calls after ``warmup`` calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        fn()
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
 
 
-def table(rows: list[tuple[str, float]], reference: str) -> str:
-    """Rows of (name, seconds) with the ratio to the row named ``reference``."""
-    ref = dict(rows)[reference]
-    lines = [f"{'':44s} {'seconds':>9s} {'× ' + reference:>24s}"]
-    for name, sec in rows:
-        lines.append(f"{name:44s} {sec:9.3f} {sec / ref:24.2f}")
+def interleaved(cases: dict[str, Callable[[], object]], rounds: int = 3, device: str = "cpu") -> dict[str, float]:
+    """Median seconds per case over ``rounds`` round-robin rounds, after one warm-up call each."""
+    for fn in cases.values():
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(rounds):
+        for name, fn in cases.items():
+            _sync(device)
+            t = time.perf_counter()
+            fn()
+            _sync(device)
+            times[name].append(time.perf_counter() - t)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def table(rows: dict[str, float], reference: str, second: str | None = None) -> str:
+    """Seconds per case with the ratio to ``reference`` (and to ``second`` when given)."""
+    head = f"{'':46s} {'seconds':>9s} {'× ' + reference:>22s}"
+    if second:
+        head += f" {'× ' + second:>12s}"
+    lines = [head]
+    for name, sec in rows.items():
+        line = f"{name:46s} {sec:9.3f} {sec / rows[reference]:22.2f}"
+        if second:
+            line += f" {sec / rows[second]:12.2f}"
+        lines.append(line)
     return "\n".join(lines)

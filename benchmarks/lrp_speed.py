@@ -1,9 +1,11 @@
-"""LRP speed on DenseNet-121 (14 outputs, random weights): ours for each preset, Zennit's nearest
-composite, and all 14 classes at once, against forward and forward+backward of the same model.
+"""LRP speed on DenseNet-121 (14 outputs, random weights): chexplain for each preset and for all
+14 classes at once, Zennit's nearest composites, against forward and forward+backward (to the
+input, as a gradient explanation needs) of the same model, timed in interleaved rounds.
 
-    python benchmarks/lrp_speed.py [--batch 8] [--size 224] [--device cpu] [--threads 2] [--repeat 3]
+    python benchmarks/lrp_speed.py [--batch 8] [--size 224] [--device cpu] [--threads 2] [--rounds 3]
 
-Zennit is optional (a dev dependency); without it its rows are skipped.
+Zennit is optional (a dev dependency); without it its rows are skipped. Zennit runs without a
+canonizer: its BatchNorm merge crashes on torchvision's DenseNet (prior-art.md).
 """
 
 from __future__ import annotations
@@ -16,36 +18,41 @@ import torch
 import torchvision
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import table, timeit  # noqa: E402
+from _timing import interleaved, table  # noqa: E402
 
 import chexplain  # noqa: E402
 
-PRESETS = {  # preset -> (params, Zennit composite name or None)
-    "lrp-epsilon": ({}, None),
-    "lrp-zplus": ({}, None),
-    "epsilon-plus-flat": ({}, "EpsilonPlusFlat"),
-    "lrp-alpha2beta1": ({}, None),
-    "epsilon-alpha2beta1-flat": ({}, "EpsilonAlpha2Beta1Flat"),
-    "epsilon-gamma-box": ({"low": -2.2, "high": 2.7}, "EpsilonGammaBox"),
-    "dtd": ({"low": -2.2, "high": 2.7}, None),
+BOUNDS = {"low": -2.2, "high": 2.7}  # ImageNet-normalised [0, 1] images lie within these
+PRESETS = {
+    "lrp-epsilon": {},
+    "lrp-zplus": {},
+    "epsilon-plus-flat": {},
+    "lrp-alpha2beta1": {},
+    "epsilon-alpha2beta1-flat": {},
+    "epsilon-gamma-box": BOUNDS,
+    "dtd": BOUNDS,
 }
+ZENNIT = ("EpsilonPlusFlat", "EpsilonAlpha2Beta1Flat", "EpsilonGammaBox")
 
 
-def _zennit(model, x, name, device):
+def _zennit_cases(model, x, target):
     try:
         from zennit import composites
         from zennit.attribution import Gradient
     except ImportError:
-        return None
-    kwargs = {"low": torch.full_like(x[:1], -2.2), "high": torch.full_like(x[:1], 2.7)} if "Box" in name else {}
-    composite = getattr(composites, name)(**kwargs)
-    grad_out = torch.zeros(x.shape[0], 14, device=device)
-    grad_out[:, 3] = 1.0
+        return {}
+    grad_out = torch.zeros(x.shape[0], 14, device=x.device)
+    grad_out[:, target] = 1.0
+    cases = {}
+    for name in ZENNIT:
+        kwargs = {k: torch.full_like(x[:1], v) for k, v in BOUNDS.items()} if "Box" in name else {}
+        composite = getattr(composites, name)(**kwargs)
 
-    def run():
-        with Gradient(model=model, composite=composite) as attributor:
-            attributor(x, grad_out)
-    return timeit(run, device=device)
+        def run(composite=composite):
+            with Gradient(model=model, composite=composite) as attributor:
+                attributor(x, grad_out)
+        cases[f"zennit {name} (no canonizer)"] = run
+    return cases
 
 
 def main() -> None:
@@ -54,14 +61,14 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--no-zennit", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    dev = args.device
+    dev, target = args.device, 3
     model = torchvision.models.densenet121(weights=None, num_classes=14).eval().to(dev)
     x = torch.randn(args.batch, 3, args.size, args.size, device=dev)
-    t = lambda fn: timeit(fn, repeat=args.repeat, device=dev)  # noqa: E731
 
     def forward():
         with torch.no_grad():
@@ -69,25 +76,28 @@ def main() -> None:
 
     def forward_backward():
         xi = x.clone().requires_grad_(True)
-        model(xi)[:, 3].sum().backward()
-        model.zero_grad(set_to_none=True)
+        torch.autograd.grad(model(xi)[:, target].sum(), xi)
 
-    rows = [("forward", t(forward)), ("forward + backward", t(forward_backward))]
-    for preset, (params, zennit_name) in PRESETS.items():
+    cases = {"forward": forward, "forward + backward": forward_backward}
+    for preset, params in PRESETS.items():
         lrp = chexplain.LRP(model, preset, **params)
-        rows.append((f"chexplain {preset} (1 class)", t(lambda: lrp(x, target=3))))
+        cases[f"chexplain {preset}"] = lambda lrp=lrp: lrp(x, target=target)
         if preset == "epsilon-plus-flat":
-            rows.append((f"chexplain {preset} (all 14 classes)", t(lambda: lrp(x, target="all"))))
-    for name in ("EpsilonPlusFlat", "EpsilonAlpha2Beta1Flat", "EpsilonGammaBox"):
-        sec = _zennit(model, x, name, dev)
-        if sec is not None:
-            rows.append((f"zennit {name} (no canonizer)", sec))
+            cases[f"chexplain {preset}, all 14 classes"] = lambda lrp=lrp: lrp(x, target="all")
+    if not args.no_zennit:
+        cases.update(_zennit_cases(model, x, target))
+    rows = interleaved(cases, rounds=args.rounds, device=dev)
     print(f"DenseNet-121, 14 outputs, batch {args.batch}, {args.size}px, {dev}, {args.threads} threads, "
-          f"torch {torch.__version__}")
-    print(table(rows, "forward + backward"))
-    one = dict(rows)["chexplain epsilon-plus-flat (1 class)"]
-    every = dict(rows)["chexplain epsilon-plus-flat (all 14 classes)"]
-    print(f"all 14 classes / one class: {every / one:.2f}×")
+          f"torch {torch.__version__}, median of {args.rounds} interleaved rounds")
+    print(table(rows, "forward + backward", "forward"))
+    one, every = rows["chexplain epsilon-plus-flat"], rows["chexplain epsilon-plus-flat, all 14 classes"]
+    print(f"all 14 classes / one class (epsilon-plus-flat): {every / one:.2f}×")
+    for name in ZENNIT:
+        key = f"zennit {name} (no canonizer)"
+        ours = {"EpsilonPlusFlat": "epsilon-plus-flat", "EpsilonAlpha2Beta1Flat": "epsilon-alpha2beta1-flat",
+                "EpsilonGammaBox": "epsilon-gamma-box"}[name]
+        if key in rows:
+            print(f"zennit {name} / chexplain {ours}: {rows[key] / rows['chexplain ' + ours]:.2f}×")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ from typing import Any, Callable, Optional
 
 import torch
 import torch.nn.functional as F
-from torch.nn import grad as nn_grad
 
 
 class Op:
@@ -42,6 +41,13 @@ class LinearOp(Op):
     def __init__(self, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> None:
         self.weight = weight
         self.bias = bias
+        self._memo: dict[str, torch.Tensor] = {}
+
+    def signed_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(w⁺, w⁻), computed once per layer and reused by every call."""
+        if "w+" not in self._memo:
+            self._memo["w+"], self._memo["w-"] = self.weight.clamp(min=0), self.weight.clamp(max=0)
+        return self._memo["w+"], self._memo["w-"]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_with(x, self.weight, self.bias)
@@ -62,7 +68,7 @@ class LinearOp(Op):
 
     def with_params(self, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> "LinearOp":
         new = _shallow_copy(self)
-        new.weight, new.bias = weight, bias
+        new.weight, new.bias, new._memo = weight, bias, {}
         return new
 
     def to(self, dtype: torch.dtype, device: torch.device) -> "LinearOp":
@@ -111,9 +117,19 @@ class ConvOp(LinearOp):
         return z if fused is not None else self._add_bias(z, bias)
 
     def vjp(self, grad, weight, input_shape):
-        fn = nn_grad.conv1d_input if self.dims == 1 else nn_grad.conv2d_input
-        shape = (grad.shape[0], *input_shape[1:])
-        return fn(shape, weight, grad, self.stride, self.padding, self.dilation, self.groups)
+        """The transposed convolution, with the output padding that restores the input size."""
+        out_pad = []
+        for i in range(self.dims):
+            k = weight.shape[2 + i]
+            size = (grad.shape[2 + i] - 1) * _at(self.stride, i) - 2 * _at(self.padding, i) \
+                + _at(self.dilation, i) * (k - 1) + 1
+            out_pad.append(input_shape[2 + i] - size)
+        fn = F.conv_transpose1d if self.dims == 1 else F.conv_transpose2d
+        return fn(grad, weight, None, self.stride, self.padding, tuple(out_pad), self.groups, self.dilation)
+
+
+def _at(value: Any, i: int) -> int:
+    return value[i] if isinstance(value, (tuple, list)) else value
 
 
 class AffineOp(LinearOp):

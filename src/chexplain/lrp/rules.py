@@ -122,7 +122,8 @@ class Gamma(Rule):
 
     def __call__(self, layer, x, z, R, nonnegative=False):
         w, b, g = layer.weight, layer.bias, self.gamma
-        wp, wn = w + g * w.clamp(min=0), w + g * w.clamp(max=0)
+        w_pos, w_neg = layer.signed_weights()
+        wp, wn = w + g * w_pos, w + g * w_neg
         bp = None if b is None else b + g * b.clamp(min=0)
         bn = None if b is None else b + g * b.clamp(max=0)
         xp, xn = _split(x, nonnegative)
@@ -157,8 +158,8 @@ class AlphaBeta(Rule):
                 f"LRP-alpha-beta needs alpha - beta = 1 and beta >= 0, got alpha={self.alpha}, beta={self.beta}")
 
     def __call__(self, layer, x, z, R, nonnegative=False):
-        w, b = layer.weight, layer.bias
-        wp, wn = w.clamp(min=0), w.clamp(max=0)
+        b = layer.bias
+        wp, wn = layer.signed_weights()
         xp, xn = _split(x, nonnegative)
         z_pos = _z(layer, xp, xn, wp, wn, _pos(b))
         # Where one side is empty (z_j⁺ = 0 or z_j⁻ = 0) Eq. 60 is 0/0; the limit that keeps the
@@ -190,8 +191,7 @@ class ZPlus(Rule):
     name = "z-plus"
 
     def __call__(self, layer, x, z, R, nonnegative=False):
-        w = layer.weight
-        wp, wn = w.clamp(min=0), w.clamp(max=0)
+        wp, wn = layer.signed_weights()
         xp, xn = _split(x, nonnegative)
         s = _ratio(R, _z(layer, xp, xn, wp, wn, None), self.stabilizer)
         return _back(layer, xp, xn, wp, wn, s)
@@ -252,7 +252,7 @@ class ZBox(Rule):
 
     def __call__(self, layer, x, z, R, nonnegative=False):
         w = layer.weight
-        wp, wn = w.clamp(min=0), w.clamp(max=0)
+        wp, wn = layer.signed_weights()
         low, high = self._bound(self.low, x), self._bound(self.high, x)
         zb = layer.forward_with(x, w, None) - layer.forward_with(low, wp, None) - layer.forward_with(high, wn, None)
         s = _ratio(R, zb, self.stabilizer)
