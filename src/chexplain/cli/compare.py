@@ -1,0 +1,70 @@
+"""``chexplain compare``: faithfulness (region perturbation, AOPC), localisation (pointing game,
+relevance mass/rank, IoU) and cascading randomisation of several methods over a data set."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from ..evaluate.compare import BENCHMARK_METHODS
+    from ..evaluate.faithfulness import BASELINES
+
+    p = subparsers.add_parser(
+        "compare", help="compare explanation methods: AOPC, pointing game, relevance mass, "
+                        "randomisation",
+        description="Runs every metric for every method over a CheXpert-format data set (the "
+                    "phantom's finding masks for localisation); one item per (image, positive "
+                    "finding). Writes DIR/compare.json (mean and bootstrap 95%% interval per "
+                    "method and metric), summary.csv, items.csv, per_class.csv and plots.")
+    p.add_argument("--checkpoint", required=True, metavar="CKPT")
+    p.add_argument("--data", metavar="ROOT", help="folder the CSV's Paths are relative to "
+                   "(default: from the CSV's place)")
+    p.add_argument("--csv", required=True, help="CheXpert-format labels (the phantom's train.csv)")
+    p.add_argument("--methods", default=",".join(BENCHMARK_METHODS),
+                   help=f"comma-separated (default {','.join(BENCHMARK_METHODS)})")
+    p.add_argument("--classes", help="observations to evaluate, comma-separated (default: the "
+                   "phantom's findings)")
+    p.add_argument("--patch", type=int, default=8, help="perturbed region side in pixels (8)")
+    p.add_argument("--steps", type=int, default=16, help="perturbation steps (16)")
+    p.add_argument("--baseline", choices=BASELINES, default="blur",
+                   help="what removed regions become (default blur)")
+    p.add_argument("--tolerance", type=int, default=0, help="pointing-game tolerance in pixels")
+    p.add_argument("--iou-threshold", type=float, default=0.5)
+    p.add_argument("--max-items", type=int, help="evaluate at most this many items")
+    p.add_argument("--randomisation-items", type=int, default=8,
+                   help="items for the randomisation test (0: skip it)")
+    p.add_argument("--bootstrap", type=int, default=1000)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_compare)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from ..data.chexpert import CheXpertDataset, read_chexpert_csv
+    from ..evaluate.compare import CompareConfig, compare, summary_markdown
+    from ..explain_images import parse_methods
+    from ..models.densenet import load_trained
+    from ..train.data import resolve_csv, resolve_root
+
+    methods = parse_methods(args.methods)
+    model, meta = load_trained(args.checkpoint, map_location=args.device)
+    csv = resolve_csv(args.csv, args.data)
+    root = resolve_root(args.data, read_chexpert_csv(csv)["Path"].iloc[0])
+    ds = CheXpertDataset(csv, root, masks=True, size=meta["image_size"],
+                         normalization=meta["normalization"])
+    classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
+    cfg = CompareConfig(methods=tuple(methods), classes=classes, patch=args.patch, steps=args.steps,
+                        baseline=args.baseline, tolerance=args.tolerance,
+                        iou_threshold=args.iou_threshold, max_items=args.max_items,
+                        randomisation_items=args.randomisation_items, batch_size=args.batch_size,
+                        bootstrap=args.bootstrap, seed=args.seed)
+    res = compare(model, ds, args.out, meta["observations"], meta["normalization"], cfg,
+                  args.device, progress=not args.quiet)
+    print(summary_markdown(res), end="")
+    print(f"{res['n_items']} items from {res['n_images']} images ({res['n_empty']} empty masks "
+          f"excluded from localisation) in {res['seconds']:.0f} s; results in {args.out}/compare.json")
+    return 0

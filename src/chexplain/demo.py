@@ -1,0 +1,206 @@
+"""The main demo, offline, on embedded defaults (``chexplain demo``, ``make demo``):
+
+1. phantom radiographs with known finding masks (a training set and a held-out test set);
+2. a DenseNet-121 trained on them (small images, few epochs, random init: no download);
+3. per-class AUROC on the test set;
+4. ``chexplain explain`` on test images with the LRP presets and Grad-CAM;
+5. ``chexplain compare`` against the ground-truth masks (pointing game, relevance mass and
+   rank, IoU, AOPC, cascading randomisation) for the LRP presets, Grad-CAM, gradient × input
+   and a random map;
+6. the quick MNIST reproduction of Bach et al. 2015;
+7. everything in one self-contained ``OUT/report.html``.
+
+``quick=True`` is a smoke run (tiny DenseNet, 60 images, one epoch, two methods) for tests.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from .evaluate.compare import BENCHMARK_METHODS
+
+
+@dataclass
+class DemoConfig:
+    """Options of :func:`run_demo`; the defaults are the full demo (≤ 10 min on 2 CPU cores)."""
+
+    out: str = "runs/demo"
+    n_train: int = 700
+    n_test: int = 160
+    phantom_size: int = 128  # pixels of the generated radiographs (masks too)
+    image_size: int = 64  # model input
+    arch: str = "densenet121"
+    epochs: int = 4
+    batch_size: int = 16
+    lr: float = 1e-3
+    explain_images: int = 3
+    explain_methods: Sequence[str] = ("lrp-epsilon", "lrp-alpha1beta0", "lrp-alpha2beta1",
+                                      "epsilon-gamma-box", "gradcam")
+    compare_methods: Sequence[str] = BENCHMARK_METHODS
+    compare_items: int = 60
+    patch: int = 8
+    steps: int = 16
+    randomisation_items: int = 6
+    randomisation_steps: int | None = None
+    bootstrap: int = 1000
+    mnist: bool = True
+    mnist_max_iterations: int | None = None
+    seed: int = 0
+    device: str = "cpu"
+    extra: dict = field(default_factory=dict)
+
+
+QUICK = dict(n_train=48, n_test=24, phantom_size=64, image_size=64, arch="tiny", epochs=1,
+             explain_images=1, explain_methods=("lrp-epsilon", "gradcam"),
+             compare_methods=("lrp-epsilon", "gradcam"), compare_items=8, steps=4,
+             randomisation_items=2, randomisation_steps=3, bootstrap=200, mnist_max_iterations=20)
+
+
+def quick_config(**overrides: Any) -> DemoConfig:
+    """The smoke-run configuration (seconds on 2 cores)."""
+    return DemoConfig(**{**QUICK, **overrides})
+
+
+def run_demo(config: DemoConfig | None = None, progress: bool = True,
+             say: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run every step of the demo into ``config.out``; returns a summary with ``report``."""
+    from .data.chexpert import CheXpertDataset
+    from .data.phantom import write_phantom
+    from .evaluate.auroc import evaluate_checkpoint
+    from .evaluate.compare import CompareConfig, compare, summary_markdown
+    from .explain_images import explain_images
+    from .io import write_json
+    from .models.densenet import load_trained
+    from .report.html import write_report
+    from .train.chexpert import ChexpertTrainConfig, train_chexpert
+
+    cfg = config or DemoConfig()
+    out = Path(cfg.out)
+    t0 = time.perf_counter()
+    times: dict[str, float] = {}
+
+    def lap(name: str, start: float) -> None:
+        times[name] = round(time.perf_counter() - start, 1)
+        say(f"[demo] {name}: {times[name]:.0f} s")
+
+    s = time.perf_counter()
+    say(f"[demo] 1/7 phantom radiographs: {cfg.n_train} train + {cfg.n_test} test at {cfg.phantom_size} px")
+    train_csv = write_phantom(out / "data" / "phantom_train", cfg.n_train, cfg.phantom_size,
+                              seed=cfg.seed, progress=progress)
+    test_csv = write_phantom(out / "data" / "phantom_test", cfg.n_test, cfg.phantom_size,
+                             seed=cfg.seed + 1, progress=progress)
+    lap("phantom", s)
+
+    s = time.perf_counter()
+    run = out / "model"
+    say(f"[demo] 2/7 training {cfg.arch} at {cfg.image_size} px for {cfg.epochs} epoch(s) "
+        "(random init, no download)")
+    train_cfg = ChexpertTrainConfig(csv=str(train_csv), out=str(run), epochs=cfg.epochs,
+                                    batch_size=cfg.batch_size, image_size=cfg.image_size, lr=cfg.lr,
+                                    arch=cfg.arch, weights="none", device=cfg.device, workers=0,
+                                    patience=0, seed=cfg.seed, checkpoint_every=0)
+    if (run / "summary.json").is_file() and (run / "best.pt").is_file() and _same_run(run, train_cfg):
+        say(f"[demo] reusing the trained model in {run}")
+    else:
+        _clear_run(run)
+        train_chexpert(train_cfg, progress=progress)
+    ckpt = run / "best.pt"
+    lap("train", s)
+
+    s = time.perf_counter()
+    say("[demo] 3/7 AUROC on the held-out phantom test set")
+    auroc = evaluate_checkpoint(ckpt, test_csv, out / "auroc", device=cfg.device, progress=progress)
+    say(f"[demo] mean AUROC (defined classes): {auroc['mean_auroc']:.3f}")
+    lap("auroc", s)
+
+    model, meta = load_trained(ckpt, map_location=cfg.device)
+    test = CheXpertDataset(test_csv, masks=True, size=meta["image_size"],
+                           normalization=meta["normalization"])
+    s = time.perf_counter()
+    say(f"[demo] 4/7 explain {cfg.explain_images} test image(s) with {', '.join(cfg.explain_methods)}")
+    picks = _explain_picks(test, cfg.explain_images)
+    explained = explain_images(model, [test.image_path(i) for i in picks], out / "explain",
+                               meta["normalization"], meta["image_size"], meta["observations"],
+                               list(cfg.explain_methods), "top3", labels=test_csv,
+                               device=cfg.device, progress=progress)
+    lap("explain", s)
+
+    s = time.perf_counter()
+    say(f"[demo] 5/7 compare {', '.join(cfg.compare_methods)} against the phantom's masks")
+    comparison = compare(model, test, out / "compare", meta["observations"], meta["normalization"],
+                         CompareConfig(methods=tuple(cfg.compare_methods), patch=cfg.patch,
+                                       steps=cfg.steps, max_items=cfg.compare_items,
+                                       randomisation_items=cfg.randomisation_items,
+                                       randomisation_steps=cfg.randomisation_steps,
+                                       bootstrap=cfg.bootstrap, seed=cfg.seed),
+                         device=cfg.device, progress=progress)
+    say(summary_markdown(comparison, ("pointing_game", "relevance_mass", "aopc_morf")).rstrip())
+    lap("compare", s)
+
+    mnist = None
+    if cfg.mnist:
+        s = time.perf_counter()
+        say("[demo] 6/7 quick MNIST reproduction of Bach et al. 2015")
+        from .data.mnist import load_mnist
+        from .mnist_reproduce import reproduce
+
+        mnist = reproduce(load_mnist(None), out / "mnist", quick=True,
+                          max_iterations=cfg.mnist_max_iterations, device=cfg.device,
+                          progress=progress)
+        lap("mnist", s)
+
+    say("[demo] 7/7 report")
+    figures = []
+    for rec in explained["images"]:
+        for f in rec["figures"]:
+            figures.append((f"{Path(rec['path']).parent.parent.name}: {Path(f).stem}", f))
+    if explained.get("fig5"):
+        figures.append(("correct vs incorrect predictions per finding", explained["fig5"]))
+    figures.append(("ROC curves on the phantom test set", str(out / "auroc" / "roc_curves.png")))
+    total = round(time.perf_counter() - t0, 1)
+    summary_rows = [
+        ("data", f"phantom radiographs: {cfg.n_train} train, {cfg.n_test} test, {cfg.phantom_size} px"),
+        ("model", f"{meta['arch']} at {meta['image_size']} px, {cfg.epochs} epoch(s), random init"),
+        ("best epoch", meta.get("epoch")),
+        ("explanation methods", ", ".join(cfg.explain_methods)),
+        ("compared methods", ", ".join(cfg.compare_methods)),
+        ("time per step (s)", ", ".join(f"{k} {v:.0f}" for k, v in times.items())),
+        ("machine", f"{platform.platform()}, {os.cpu_count()} CPU(s), device {cfg.device}"),
+    ]
+    report = write_report(out / "report.html", "chexplain demo: LRP and Grad-CAM on phantom radiographs",
+                          summary_rows, auroc=auroc, figures=figures, comparison=comparison,
+                          comparison_dir=out / "compare", mnist=mnist, mnist_dir=out / "mnist")
+    times["total"] = round(time.perf_counter() - t0, 1)
+    result = {"config": asdict(cfg), "report": str(report), "seconds": times,
+              "mean_auroc": auroc["mean_auroc"], "compare": str(out / "compare" / "compare.json")}
+    write_json(out / "demo.json", result)
+    return result
+
+
+def _same_run(run: Path, cfg: Any) -> bool:
+    import json
+
+    try:
+        old = json.loads((run / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    keys = ("epochs", "batch_size", "image_size", "lr", "arch", "seed", "csv")
+    return all(old.get(k) == getattr(cfg, k) for k in keys)
+
+
+def _clear_run(run: Path) -> None:
+    for name in ("last.pt", "best.pt", "summary.json", "metrics.jsonl", "config.json"):
+        (run / name).unlink(missing_ok=True)
+
+
+def _explain_picks(test: Any, n: int) -> list[int]:
+    """Test images with the most positive findings first (the most to show)."""
+    import numpy as np
+
+    counts = (np.asarray(test.targets)[:, [i for i in range(test.targets.shape[1]) if i != 0]] > 0.5).sum(1)
+    return [int(i) for i in np.argsort(-counts, kind="stable")[:n]]

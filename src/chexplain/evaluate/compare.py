@@ -1,0 +1,265 @@
+"""Compare explanation methods over a data set: faithfulness, localisation, randomisation.
+
+Multi-label aware: every *(image, positive finding)* pair is one evaluation item, explained
+for that finding's logit. Localisation needs the finding's mask (the phantom's drawn masks,
+or NIH boxes as masks); an item whose mask is empty is **excluded from localisation and
+counted** (``n_empty``), never scored as a hit. Faithfulness (region perturbation, AOPC) is
+scored on every item; cascading randomisation on the first ``randomisation_items`` items.
+
+Each method and metric gets the mean over items and a seeded percentile-bootstrap 95 %
+interval (``bootstrap`` resamples of the items). Outputs in ``out``: ``compare.json``,
+``summary.csv`` (method × metric), ``items.csv`` (one row per item and method),
+``per_class.csv``, and the plots ``aopc_curves.png``, ``localisation.png``,
+``randomisation.png``.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ..errors import ChexplainError
+from ..io import atomic_path, write_json
+from .baselines import Attributor
+from .faithfulness import aopc_summary, region_perturbation
+from .localisation import localisation_metrics
+from .randomisation import cascading_randomisation
+
+#: The methods of the phantom benchmark: LRP presets, Grad-CAM and two baselines.
+BENCHMARK_METHODS = ("lrp-epsilon", "lrp-alpha2beta1", "epsilon-plus-flat", "epsilon-gamma-box",
+                     "gradcam", "gradient-x-input", "random")
+LOCALISATION = ("pointing_game", "relevance_mass", "relevance_rank", "iou")
+FAITHFULNESS = ("aopc_morf", "aopc_lerf", "aopc_gap")
+METRICS = LOCALISATION + FAITHFULNESS
+#: direction of each metric: larger is better except LeRF's AOPC
+HIGHER_IS_BETTER = {m: m != "aopc_lerf" for m in METRICS}
+
+
+@dataclass
+class CompareConfig:
+    """Options of :func:`compare` (CLI: ``chexplain compare``)."""
+
+    methods: Sequence[str] = BENCHMARK_METHODS
+    classes: Sequence[str] | None = None  # observations to evaluate; default: those with masks
+    patch: int = 8  # region side in model-input pixels
+    steps: int = 16  # perturbation steps (the whole image is perturbed at the last)
+    fraction: float = 1.0
+    baseline: str = "blur"  # blur | mean | noise
+    tolerance: int = 0  # pointing-game tolerance in pixels
+    iou_threshold: float = 0.5
+    max_items: int | None = None
+    randomisation_items: int = 8
+    randomisation_steps: int | None = None  # layer groups randomised; None: all
+    batch_size: int = 16
+    bootstrap: int = 1000
+    seed: int = 0
+    method_params: dict = field(default_factory=dict)  # method -> {param: value}
+
+
+def bootstrap_ci(values: np.ndarray, n: int = 1000, seed: int = 0,
+                 level: float = 0.95) -> tuple[float | None, float | None, float | None]:
+    """(mean, low, high) of the finite ``values`` with a percentile bootstrap; Nones if empty."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return None, None, None
+    if v.size == 1 or n < 1:
+        return float(v.mean()), float(v.mean()), float(v.mean())
+    rng = np.random.default_rng(seed)
+    means = v[rng.integers(0, v.size, size=(n, v.size))].mean(1)
+    a = (1 - level) / 2
+    return float(v.mean()), float(np.quantile(means, a)), float(np.quantile(means, 1 - a))
+
+
+def evaluation_items(targets: np.ndarray, classes: Sequence[int]) -> np.ndarray:
+    """(K, 2) (image, class) pairs: every positive label among ``classes`` of every image."""
+    t = np.asarray(targets)
+    sub = t[:, list(classes)] > 0.5
+    img, k = np.nonzero(sub)
+    return np.stack([img, np.asarray(classes, dtype=np.int64)[k]], 1) if img.size else \
+        np.zeros((0, 2), dtype=np.int64)
+
+
+def _item_masks(item: dict) -> torch.Tensor | None:
+    for key in ("finding_masks", "box_mask"):
+        if key in item:
+            return item[key]
+    return None
+
+
+def compare(model: torch.nn.Module, dataset: Any, out: str | os.PathLike,
+            observations: Sequence[str], normalization: Any, config: CompareConfig | None = None,
+            device: str = "cpu", progress: bool = True) -> dict[str, Any]:
+    """Run every metric for every method over ``dataset`` (items with ``image``, ``target``
+    and ``finding_masks`` or ``box_mask``); write the files listed in the module doc."""
+    from tqdm import tqdm
+
+    from .plots import plot_aopc, plot_localisation, plot_randomisation
+
+    cfg = config or CompareConfig()
+    t0 = time.perf_counter()
+    out = Path(out)
+    names = list(observations)
+    model = model.to(device).eval()
+    targets = np.asarray(dataset.targets) if hasattr(dataset, "targets") else \
+        np.stack([np.asarray(dataset[i]["target"]) for i in range(len(dataset))])
+    if cfg.classes is None:
+        from ..data.phantom import FINDINGS
+
+        wanted = [names.index(c) for c in FINDINGS if c in names] if getattr(dataset, "with_masks", False) \
+            else list(range(len(names)))
+    else:
+        unknown = [c for c in cfg.classes if c not in names]
+        if unknown:
+            raise ChexplainError(f"unknown class {unknown[0]!r}; the model's outputs are {', '.join(names)}")
+        wanted = [names.index(c) for c in cfg.classes]
+    items = evaluation_items(targets, wanted)
+    if cfg.max_items is not None:
+        items = items[:cfg.max_items]
+    if len(items) == 0:
+        raise ChexplainError(f"no positive finding among {', '.join(names[c] for c in wanted)} "
+                             "in this data set: nothing to evaluate")
+    explainers = {m: Attributor(model, m, normalization, seed=cfg.seed, **cfg.method_params.get(m, {}))
+                  for m in cfg.methods}
+    from ..data.images import get_normalization
+
+    bounds = get_normalization(normalization).bounds()
+    per: dict[str, dict[str, list]] = {m: {k: [] for k in METRICS} for m in cfg.methods}
+    curves: dict[str, dict[str, list]] = {m: {"morf": [], "lerf": []} for m in cfg.methods}
+    rows: list[dict] = []
+    counts = {"n_empty": 0, "n_no_mask": 0}
+    rand_x, rand_t = [], []
+    images = np.unique(items[:, 0])
+    bar = tqdm(total=len(items), desc="compare", unit="item", disable=not progress)
+    for lo in range(0, len(images), cfg.batch_size):
+        chunk = images[lo:lo + cfg.batch_size]
+        loaded = {int(i): dataset[int(i)] for i in chunk}
+        sel = items[np.isin(items[:, 0], chunk)]
+        x = torch.stack([loaded[int(i)]["image"] for i, _ in sel]).to(device)
+        t = torch.as_tensor(sel[:, 1], dtype=torch.long, device=device)
+        masks = [_item_masks(loaded[int(i)]) for i, _ in sel]
+        has_masks = all(m is not None for m in masks)
+        M = torch.stack([m[c] for m, (_, c) in zip(masks, sel)]).to(device) if has_masks else None
+        if M is None:
+            counts["n_no_mask"] += len(sel)
+        else:
+            counts["n_empty"] += int((~M.flatten(1).any(1)).sum())
+        if sum(len(v) for v in rand_x) < cfg.randomisation_items:
+            rand_x.append(x[:cfg.randomisation_items])
+            rand_t.append(t[:cfg.randomisation_items])
+        for m, att in explainers.items():
+            R = att(x, t).float()
+            loc = localisation_metrics(R, M, cfg.tolerance, cfg.iou_threshold) if M is not None \
+                else {k: np.full(len(sel), np.nan) for k in LOCALISATION}
+            pert = region_perturbation(model, x, R, t, cfg.patch, cfg.steps, cfg.fraction,
+                                       cfg.baseline, bounds=bounds, batch_size=max(cfg.batch_size, 32),
+                                       seed=cfg.seed)
+            faith = aopc_summary(pert)
+            for order in ("morf", "lerf"):
+                curves[m][order].append(pert[order]["drop"])
+            for k in METRICS:
+                per[m][k].append(np.asarray(loc[k] if k in LOCALISATION else faith[k], dtype=float))
+            for j, (i, c) in enumerate(sel):
+                rows.append({"image": loaded[int(i)].get("path", str(int(i))), "class": names[c],
+                             "method": m, **{k: float(per[m][k][-1][j]) for k in METRICS}})
+        bar.update(len(sel))
+    bar.close()
+    values = {m: {k: np.concatenate(v) for k, v in d.items()} for m, d in per.items()}
+    summary = {m: {k: dict(zip(("mean", "ci_low", "ci_high"),
+                               bootstrap_ci(values[m][k], cfg.bootstrap, cfg.seed)))
+                   | {"n": int(np.isfinite(values[m][k]).sum())} for k in METRICS}
+               for m in cfg.methods}
+    item_classes = np.array([names[c] for c in items[:, 1]])
+    per_class = {m: {cls: {k: _nanmean(values[m][k][item_classes == cls]) for k in METRICS}
+                     | {"n": int((item_classes == cls).sum())}
+                     for cls in dict.fromkeys(item_classes)} for m in cfg.methods}
+    aopc_curves = {m: {o: np.concatenate(curves[m][o]).mean(0).tolist() for o in ("morf", "lerf")}
+                   for m in cfg.methods}
+    randomisation = _randomise(model, torch.cat(rand_x)[:cfg.randomisation_items],
+                               torch.cat(rand_t)[:cfg.randomisation_items], cfg, normalization,
+                               progress) if cfg.randomisation_items > 0 else {}
+    result = {
+        "config": asdict(cfg) | {"methods": list(cfg.methods)},
+        "observations": names, "classes": [names[c] for c in wanted],
+        "n_images": int(len(images)), "n_items": int(len(items)),
+        "items_per_class": {c: int((item_classes == c).sum()) for c in dict.fromkeys(item_classes)},
+        **counts, "summary": summary, "per_class": per_class,
+        "aopc_curves": {"removed_fraction": [k / cfg.steps * cfg.fraction for k in range(cfg.steps + 1)],
+                        **aopc_curves},
+        "randomisation": randomisation, "seconds": 0.0,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    plot_aopc(out / "aopc_curves.png", result)
+    plot_localisation(out / "localisation.png", result)
+    if randomisation:
+        plot_randomisation(out / "randomisation.png", result)
+    _write_csv(out / "items.csv", rows)
+    _write_csv(out / "summary.csv", [{"method": m, "metric": k, **v} for m, d in summary.items()
+                                     for k, v in d.items()])
+    _write_csv(out / "per_class.csv", [{"method": m, "class": c, **v} for m, d in per_class.items()
+                                       for c, v in d.items()])
+    result["seconds"] = round(time.perf_counter() - t0, 2)
+    write_json(out / "compare.json", _finite(result))
+    return result
+
+
+def _nanmean(v: np.ndarray) -> float | None:
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if v.size else None
+
+
+def _randomise(model, x, t, cfg: CompareConfig, normalization, progress: bool) -> dict:
+    out = {}
+    for m in cfg.methods:
+        res = cascading_randomisation(
+            model, x, t, lambda net, m=m: Attributor(net, m, normalization, seed=cfg.seed,
+                                                     **cfg.method_params.get(m, {})),
+            max_steps=cfg.randomisation_steps, seed=cfg.seed)
+        out[m] = {"layers": res["layers"], "n": int(x.shape[0])}
+        for k in ("spearman", "spearman_abs", "ssim"):
+            with np.errstate(all="ignore"):
+                out[m][k] = [_nanmean(col) for col in res[k].T]
+    return out
+
+
+def _finite(obj: Any) -> Any:
+    """JSON-safe: NaN/inf → None, numpy scalars → Python."""
+    if isinstance(obj, dict):
+        return {str(k): _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            if rows:
+                w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+                w.writeheader()
+                w.writerows(_finite(rows))
+
+
+def summary_markdown(result: dict[str, Any], metrics: Sequence[str] = METRICS) -> str:
+    """Method × metric table: mean [95 % CI] (n)."""
+    head = "| method | " + " | ".join(metrics) + " |"
+    lines = [head, "|---|" + "---:|" * len(metrics)]
+    for m, d in result["summary"].items():
+        cells = []
+        for k in metrics:
+            v = d[k]
+            cells.append("n/a" if v["mean"] is None else
+                         f"{v['mean']:.3f} [{v['ci_low']:.3f}, {v['ci_high']:.3f}]")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

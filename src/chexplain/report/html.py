@@ -1,0 +1,187 @@
+"""One self-contained HTML report: every image embedded as a base64 data URI, inline CSS, no
+scripts and no external asset, so it opens offline and can be mailed as one file. All text
+is escaped.
+
+Sections (each a ``<section id=...>``): ``summary`` (what ran, how long), ``auroc`` (the
+per-class AUROC table beside the study's Table 2), ``figures`` (example explanation figures),
+``comparison`` (method × metric with 95 % intervals, per-class table, AOPC and localisation
+plots), ``randomisation`` (cascading randomisation curves and table) and ``mnist`` (the quick
+reproduction of Bach et al. 2015). A section whose input is missing says so.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..io import write_text
+
+SECTIONS = ("summary", "auroc", "figures", "comparison", "randomisation", "mnist")
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;
+max-width:1150px;color:#222;line-height:1.4}
+h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.8em}
+table{border-collapse:collapse;margin:.6em 0;font-size:.85em}
+th,td{border:1px solid #ccc;padding:.25em .5em;text-align:right}
+th:first-child,td:first-child{text-align:left}th{background:#f3f3f3}
+td.best{font-weight:bold;background:#eef7ee}
+figure{margin:1em 0}figure img{max-width:100%;border:1px solid #ddd}
+figcaption{font-size:.85em;color:#555}.note{font-size:.85em;color:#555}
+"""
+
+
+def esc(text: Any) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def data_uri(path: str | os.PathLike) -> str:
+    """A PNG (or JPEG) file as a data URI."""
+    p = Path(path)
+    mime = "image/jpeg" if p.suffix.lower() in (".jpg", ".jpeg") else "image/png"
+    return f"data:{mime};base64," + base64.b64encode(p.read_bytes()).decode("ascii")
+
+
+def figure(path: str | os.PathLike, caption: str) -> str:
+    p = Path(path)
+    if not p.is_file():
+        return f'<p class="note">figure missing: {esc(p.name)}</p>'
+    return (f'<figure><img alt="{esc(caption)}" src="{data_uri(p)}">'
+            f"<figcaption>{esc(caption)}</figcaption></figure>")
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[Any]], best: Sequence[set] | None = None) -> str:
+    """An HTML table; ``best[i]`` holds the column indices of row i to emphasise."""
+    out = ["<table><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr></thead><tbody>"]
+    for i, row in enumerate(rows):
+        marks = best[i] if best else set()
+        cells = [(' class="best"' if j in marks else "", esc(c)) for j, c in enumerate(row)]
+        out.append("<tr>" + "".join(f"<td{cls}>{text}</td>" for cls, text in cells) + "</tr>")
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    return "n/a" if v is None else f"{v:.{digits}f}"
+
+
+def auroc_section(auroc: dict[str, Any] | None) -> str:
+    from ..evaluate.auroc import IRVIN_2019, STUDY_TABLE2, format_auroc
+
+    if not auroc:
+        return '<p class="note">No AUROC evaluation was run.</p>'
+    rows = []
+    for name, value in auroc["auroc"].items():
+        study = STUDY_TABLE2.get(name)
+        rows.append([name, "not given" if study is None else f"{study:.2f}",
+                     "" if name not in IRVIN_2019 else f"{IRVIN_2019[name]:.3f}",
+                     format_auroc(value, auroc["undefined"].get(name)),
+                     auroc["positives"][name], auroc["negatives"][name]])
+    rows.append([f"Mean ({auroc['defined']} defined classes)", "0.73", "", _fmt(auroc["mean_auroc"]), "", ""])
+    return (table(["Observation", "Study (Alam 2022)", "Irvin 2019", "ours", "positives", "negatives"], rows)
+            + '<p class="note">Undefined AUROC (no positives or no negatives) is n/a and left out of '
+              "the mean; the study printed such classes as 0.00 / 1.00.</p>")
+
+
+def comparison_section(result: dict[str, Any] | None, plots: Path | None) -> str:
+    from ..evaluate.compare import HIGHER_IS_BETTER, METRICS
+
+    if not result:
+        return '<p class="note">No comparison was run.</p>'
+    methods = list(result["summary"])
+    rows, best = [], []
+    for m in methods:
+        rows.append([m] + [("n/a" if result["summary"][m][k]["mean"] is None else
+                            f"{result['summary'][m][k]['mean']:.3f} "
+                            f"[{result['summary'][m][k]['ci_low']:.3f}, {result['summary'][m][k]['ci_high']:.3f}]")
+                           for k in METRICS])
+        best.append(set())
+    for j, k in enumerate(METRICS):
+        vals = [(result["summary"][m][k]["mean"], i) for i, m in enumerate(methods)
+                if result["summary"][m][k]["mean"] is not None]
+        if vals:
+            pick = max(vals) if HIGHER_IS_BETTER[k] else min(vals)
+            best[pick[1]].add(j + 1)
+    parts = [f"<p>{esc(result['n_items'])} evaluation items ((image, positive finding) pairs) from "
+             f"{esc(result['n_images'])} images; classes: {esc(', '.join(result['classes']))}. "
+             f"Empty masks excluded from localisation: {esc(result['n_empty'])}. Perturbation: "
+             f"{esc(result['config']['patch'])} px regions, {esc(result['config']['steps'])} steps, "
+             f"{esc(result['config']['baseline'])} baseline, on the explained class's logit. "
+             "Mean [95 % bootstrap interval]; bold: best per column.</p>",
+             table(["method"] + list(METRICS), rows, best)]
+    classes = list(next(iter(result["per_class"].values())))
+    crow = [[m, c, result["per_class"][m][c]["n"]] + [_fmt(result["per_class"][m][c][k])
+            for k in ("pointing_game", "relevance_mass", "aopc_morf")]
+            for m in methods for c in classes]
+    parts.append("<h3>Per finding</h3>" + table(["method", "finding", "items", "pointing game",
+                                                  "relevance mass", "AOPC (MoRF)"], crow))
+    if plots is not None:
+        parts.append(figure(plots / "aopc_curves.png", "Region perturbation: mean logit drop"))
+        parts.append(figure(plots / "localisation.png", "Localisation against the masks (95 % CI)"))
+    return "".join(parts)
+
+
+def randomisation_section(result: dict[str, Any] | None, plots: Path | None) -> str:
+    if not result or not result.get("randomisation"):
+        return '<p class="note">No randomisation test was run.</p>'
+    rnd = result["randomisation"]
+    rows = [[m, rnd[m]["n"], _fmt(rnd[m]["spearman_abs"][0]), _fmt(rnd[m]["spearman_abs"][-1]),
+             _fmt(rnd[m]["ssim"][0]), _fmt(rnd[m]["ssim"][-1])] for m in rnd]
+    first = next(iter(rnd.values()))["layers"]
+    parts = [f"<p>Cascading randomisation (Adebayo et al. 2018) of {esc(len(first))} layer groups, "
+             f"from {esc(first[0])} down to {esc(first[-1])}. A map that depends on the learned "
+             "weights loses its similarity to the original (low values are good).</p>",
+             table(["method", "items", "Spearman |map| (first step)", "Spearman |map| (all random)",
+                    "SSIM (first step)", "SSIM (all random)"], rows)]
+    if plots is not None:
+        parts.append(figure(plots / "randomisation.png", "Similarity to the original map per step"))
+    return "".join(parts)
+
+
+def mnist_section(mnist: dict[str, Any] | None, folder: Path | None) -> str:
+    if not mnist:
+        return '<p class="note">The MNIST reproduction was not run.</p>'
+    rows = [[m["experiment"], m["net"], f"{m['iterations']:,}", f"{m['paper_iterations']:,}",
+             f"{m['test_accuracy']:.2%}", f"{m['paper_accuracy']:.2%}"] for m in mnist["experiments"]]
+    parts = [f"<p>{esc(mnist['study'])}. Data: {esc(mnist['data_source'])}."
+             + (" <b>Quick run: far fewer iterations than the study; accuracies are not comparable.</b>"
+                if mnist.get("quick") else "") + "</p>",
+             table(["experiment", "net", "iterations", "study's iterations", "test accuracy",
+                    "study's accuracy"], rows)]
+    for rel in mnist.get("figures", []):
+        if folder is not None and rel.endswith(".png"):
+            parts.append(figure(folder / rel, rel))
+    return "".join(parts)
+
+
+def write_report(path: str | os.PathLike, title: str, summary: Sequence[tuple[str, Any]],
+                 auroc: dict[str, Any] | None = None,
+                 figures: Sequence[tuple[str, str | os.PathLike]] = (),
+                 comparison: dict[str, Any] | None = None, comparison_dir: str | os.PathLike | None = None,
+                 mnist: dict[str, Any] | None = None, mnist_dir: str | os.PathLike | None = None) -> Path:
+    """Write the report (atomically); ``summary`` is (label, value) rows, ``figures`` (caption,
+    PNG path) pairs. Returns the path."""
+    plots = Path(comparison_dir) if comparison_dir is not None else None
+    body = {
+        "summary": table(["", ""], [[k, v] for k, v in summary]),
+        "auroc": auroc_section(auroc),
+        "figures": "".join(figure(p, c) for c, p in figures) or '<p class="note">No figures.</p>',
+        "comparison": comparison_section(comparison, plots),
+        "randomisation": randomisation_section(comparison, plots),
+        "mnist": mnist_section(mnist, Path(mnist_dir) if mnist_dir is not None else None),
+    }
+    heads = {"summary": "Run", "auroc": "Classification: AUROC per finding",
+             "figures": "Explanations: example figures",
+             "comparison": "Comparison: faithfulness and localisation",
+             "randomisation": "Sanity check: cascading parameter randomisation",
+             "mnist": "MNIST: quick reproduction of Bach et al. 2015"}
+    doc = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+           f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>", f"<h1>{esc(title)}</h1>",
+           "<nav><ul>" + "".join(f'<li><a href="#{s}">{esc(heads[s])}</a></li>' for s in SECTIONS)
+           + "</ul></nav>"]
+    for s in SECTIONS:
+        doc.append(f'<section id="{s}"><h2>{esc(heads[s])}</h2>{body[s]}</section>')
+    doc.append("</body></html>")
+    return write_text(path, "\n".join(doc) + "\n")

@@ -1,0 +1,39 @@
+"""`chexplain demo --quick`: every step end to end, and the report it writes."""
+
+from __future__ import annotations
+
+import json
+from html.parser import HTMLParser
+
+from chexplain.cli import main
+from chexplain.report.html import SECTIONS
+
+
+def test_demo_quick_end_to_end(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert f"report: {out / 'report.html'}" in printed
+    res = json.loads((out / "demo.json").read_text())
+    assert set(res["seconds"]) >= {"phantom", "train", "auroc", "explain", "compare", "mnist", "total"}
+    cmp = json.loads((out / "compare" / "compare.json").read_text())
+    assert set(cmp["summary"]) == {"lrp-epsilon", "gradcam"}
+    for m in cmp["summary"].values():
+        pg = m["pointing_game"]
+        assert pg["mean"] is None or (0 <= pg["ci_low"] <= pg["mean"] <= pg["ci_high"] <= 1)
+    for f in ("summary.csv", "items.csv", "per_class.csv", "aopc_curves.png", "localisation.png",
+              "randomisation.png"):
+        assert (out / "compare" / f).is_file(), f
+
+    ids = []
+
+    class P(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            if tag == "section":
+                ids.append(dict(attrs)["id"])
+
+    P().feed((out / "report.html").read_text(encoding="utf-8"))
+    assert ids == list(SECTIONS)
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert html.count("data:image/png;base64,") >= 5
+    assert "No comparison was run" not in html and "was not run" not in html

@@ -1,0 +1,80 @@
+"""The HTML report: self-contained, escaped, every section present (parsed)."""
+
+from __future__ import annotations
+
+from html.parser import HTMLParser
+
+import numpy as np
+from PIL import Image
+
+from chexplain.report.html import SECTIONS, write_report
+
+
+class Collect(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.sections, self.srcs, self.links, self.tags, self.text = [], [], [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        self.tags.append(tag)
+        if tag == "section":
+            self.sections.append(a.get("id"))
+        if "src" in a:
+            self.srcs.append(a["src"])
+        if tag in ("link", "script"):
+            self.links.append(tag)
+        if "href" in a:
+            self.links.append(a["href"])
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def parse(path):
+    p = Collect()
+    p.feed(path.read_text(encoding="utf-8"))
+    return p
+
+
+def _comparison():
+    s = {"mean": 0.5, "ci_low": 0.4, "ci_high": 0.6, "n": 3}
+    metrics = ("pointing_game", "relevance_mass", "relevance_rank", "iou", "aopc_morf", "aopc_lerf", "aopc_gap")
+    return {"summary": {m: {k: dict(s) for k in metrics} for m in ("lrp-epsilon", "gradcam")},
+            "per_class": {m: {"Pleural Effusion": {**{k: 0.5 for k in metrics}, "n": 3}}
+                          for m in ("lrp-epsilon", "gradcam")},
+            "n_items": 3, "n_images": 2, "n_empty": 1, "classes": ["Pleural Effusion"],
+            "config": {"patch": 8, "steps": 4, "baseline": "blur", "methods": ["lrp-epsilon", "gradcam"]},
+            "randomisation": {m: {"layers": ["classifier", "features.conv0"], "n": 2,
+                                  "spearman_abs": [0.9, 0.1], "ssim": [0.8, None]}
+                              for m in ("lrp-epsilon", "gradcam")}}
+
+
+def test_report_has_every_section_embeds_images_and_escapes(tmp_path):
+    png = tmp_path / "fig.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(png)
+    auroc = {"auroc": {"Cardiomegaly": 0.8, "Fracture": None}, "undefined": {"Fracture": "no positives"},
+             "positives": {"Cardiomegaly": 3, "Fracture": 0}, "negatives": {"Cardiomegaly": 5, "Fracture": 8},
+             "mean_auroc": 0.8, "defined": 1}
+    mnist = {"study": "Bach et al. 2015", "data_source": "sample", "quick": True, "figures": ["fig.png"],
+             "experiments": [{"experiment": "1", "net": "a", "iterations": 10, "paper_iterations": 100,
+                              "test_accuracy": 0.9, "paper_accuracy": 0.98}]}
+    out = write_report(tmp_path / "r.html", "demo <script>", [("x", "<b>&")], auroc=auroc,
+                       figures=[("cap <i>", png)], comparison=_comparison(), comparison_dir=tmp_path,
+                       mnist=mnist, mnist_dir=tmp_path)
+    p = parse(out)
+    assert p.sections == list(SECTIONS)
+    assert p.srcs and all(s.startswith("data:image/png;base64,") for s in p.srcs)
+    assert [link for link in p.links if not str(link).startswith("#")] == []  # no external assets
+    assert "script" not in p.tags and "i" not in p.tags  # escaped text
+    assert "<b>&" in "".join(p.text)
+    text = "".join(p.text)
+    assert "demo <script>" in text and "n/a (no positives)" in text
+    assert "0.500 [0.400, 0.600]" in text and "Pleural Effusion" in text
+
+
+def test_missing_inputs_say_so(tmp_path):
+    p = parse(write_report(tmp_path / "r.html", "t", []))
+    assert p.sections == list(SECTIONS)
+    text = "".join(p.text)
+    assert "No comparison was run" in text and "MNIST reproduction was not run" in text
