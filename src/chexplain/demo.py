@@ -46,7 +46,7 @@ class DemoConfig:
     patch: int = 8
     steps: int = 16
     randomisation_items: int = 6
-    randomisation_steps: int | None = None
+    randomisation_steps: int | None = 4  # merged layer groups: classifier … conv0 in 4 steps
     bootstrap: int = 1000
     mnist: bool = True
     mnist_max_iterations: int | None = None

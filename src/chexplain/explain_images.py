@@ -118,19 +118,18 @@ def read_labels(path: str | os.PathLike, names: Sequence[str]) -> dict[str, np.n
         return out
     if "Path" not in frame.columns:
         raise DataError(f"{path}: neither a CheXpert CSV (Path column) nor NIH's Data_Entry CSV")
-    for _, row in frame.iterrows():
-        v = np.array([row[c] if c in frame.columns else np.nan for c in names], dtype=float)
-        v[(v != 0) & (v != 1)] = np.nan
-        out[str(row["Path"])] = v
-    return out
+    cols = np.stack([pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=float) if c in frame.columns
+                     else np.full(len(frame), np.nan) for c in names], 1)
+    cols[(cols != 0) & (cols != 1)] = np.nan  # blank and uncertain: not used
+    return {str(p): v for p, v in zip(frame["Path"], cols)}
 
 
 def _labels_for(labels: dict[str, np.ndarray], path: Path) -> np.ndarray | None:
-    if path.name in labels:
-        return labels[path.name]
-    text = path.as_posix()
-    for key, v in labels.items():
-        if text.endswith(key):
+    """The labels whose key is the longest-matching tail of ``path`` (file name first)."""
+    parts = Path(path).resolve().parts
+    for k in range(1, len(parts) + 1):
+        v = labels.get("/".join(parts[-k:]))
+        if v is not None:
             return v
     return None
 

@@ -58,3 +58,14 @@ def test_input_only_map_passes_as_unchanged():
     res = cascading_randomisation(model, x, [0, 1], edge, max_steps=3)
     assert np.allclose(res["spearman"], 1.0) and np.allclose(res["ssim"], 1.0)
     assert len(res["layers"]) == 3
+
+
+def test_merge_groups_keeps_order_and_ends_fully_random():
+    from chexplain.evaluate.randomisation import merge_groups
+
+    model, _ = chexpert_densenet("tiny", 3, None)
+    groups = layer_groups(model)
+    merged = merge_groups(groups, 3)
+    assert len(merged) == 3
+    assert [p for _, ps in merged for p in ps] == [p for _, ps in groups for p in ps]
+    assert merged[0][0].startswith("classifier") and merged[-1][0].endswith("features.conv0")

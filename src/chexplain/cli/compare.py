@@ -34,6 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-items", type=int, help="evaluate at most this many items")
     p.add_argument("--randomisation-items", type=int, default=8,
                    help="items for the randomisation test (0: skip it)")
+    p.add_argument("--randomisation-steps", type=int, default=None, metavar="K",
+                   help="merge the layer groups into K cascade steps (default: every group)")
     p.add_argument("--bootstrap", type=int, default=1000)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
@@ -60,7 +62,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     cfg = CompareConfig(methods=tuple(methods), classes=classes, patch=args.patch, steps=args.steps,
                         baseline=args.baseline, tolerance=args.tolerance,
                         iou_threshold=args.iou_threshold, max_items=args.max_items,
-                        randomisation_items=args.randomisation_items, batch_size=args.batch_size,
+                        randomisation_items=args.randomisation_items,
+                        randomisation_steps=args.randomisation_steps, batch_size=args.batch_size,
                         bootstrap=args.bootstrap, seed=args.seed)
     res = compare(model, ds, args.out, meta["observations"], meta["normalization"], cfg,
                   args.device, progress=not args.quiet)

@@ -56,7 +56,7 @@ class CompareConfig:
     iou_threshold: float = 0.5
     max_items: int | None = None
     randomisation_items: int = 8
-    randomisation_steps: int | None = None  # layer groups randomised; None: all
+    randomisation_steps: int | None = None  # steps (merged layer groups, output first); None: all
     batch_size: int = 16
     bootstrap: int = 1000
     seed: int = 0
@@ -221,7 +221,7 @@ def _randomise(model, x, t, cfg: CompareConfig, normalization, progress: bool) -
         res = cascading_randomisation(
             model, x, t, lambda net, m=m: Attributor(net, m, normalization, seed=cfg.seed,
                                                      **cfg.method_params.get(m, {})),
-            max_steps=cfg.randomisation_steps, seed=cfg.seed)
+            n_groups=cfg.randomisation_steps, seed=cfg.seed)
         out[m] = {"layers": res["layers"], "n": int(x.shape[0])}
         for k in ("spearman", "spearman_abs", "ssim"):
             with np.errstate(all="ignore"):

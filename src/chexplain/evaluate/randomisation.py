@@ -38,6 +38,21 @@ def layer_groups(model: torch.nn.Module, depth: int = 2) -> list[tuple[str, list
     return list(reversed(list(groups.items())))
 
 
+def merge_groups(groups: Sequence[tuple[str, list[str]]], k: int) -> list[tuple[str, list[str]]]:
+    """At most ``k`` consecutive groups (order kept), as even as possible, so that a short
+    cascade still ends with every layer randomised; names join the first and last merged."""
+    groups = list(groups)
+    if k >= len(groups) or k < 1:
+        return groups
+    edges = np.linspace(0, len(groups), k + 1).round().astype(int)
+    out = []
+    for a, b in zip(edges[:-1], edges[1:]):
+        part = groups[a:b]
+        name = part[0][0] if len(part) == 1 else f"{part[0][0]} … {part[-1][0]}"
+        out.append((name, [p for _, paths in part for p in paths]))
+    return out
+
+
 def _reinit(module: torch.nn.Module, generator: torch.Generator) -> None:
     """Adebayo et al.'s re-initialisation: weights ~ truncated normal (He scale), biases 0;
     norm layers to weight 1, bias 0 and fresh running statistics."""
@@ -107,6 +122,7 @@ def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5)
 def cascading_randomisation(model: torch.nn.Module, x: torch.Tensor, target: Any,
                             explainer: Callable[[torch.nn.Module], Callable[..., torch.Tensor]],
                             depth: int = 2, max_steps: int | None = None, seed: int = 0,
+                            n_groups: int | None = None,
                             groups: Sequence[tuple[str, list[str]]] | None = None) -> dict[str, Any]:
     """Similarity of each item's map to the original as groups are randomised top-down.
 
@@ -119,6 +135,8 @@ def cascading_randomisation(model: torch.nn.Module, x: torch.Tensor, target: Any
     if model.training:
         raise InputError("cascading randomisation needs the model in eval mode")
     groups = list(groups if groups is not None else layer_groups(model, depth))
+    if n_groups is not None:
+        groups = merge_groups(groups, n_groups)
     if max_steps is not None:
         groups = groups[:max_steps]
     if not groups:
