@@ -138,8 +138,12 @@ def explain_images(model: torch.nn.Module, inputs: Sequence[str | os.PathLike], 
                    normalization: Any, image_size: int, observations: Sequence[str] = OBSERVATIONS,
                    methods: str | Sequence[str] | None = None, classes: str | Sequence[str] = "top3",
                    labels: str | os.PathLike | None = None, threshold: float = 0.5,
-                   device: str = "cpu", progress: bool = True) -> dict[str, Any]:
+                   device: str = "cpu", display_size: int = 256, progress: bool = True) -> dict[str, Any]:
     """Explain every image of ``inputs`` with ``methods`` for ``classes``; see module doc.
+
+    Overlays and figures show the radiograph at ``display_size`` pixels (shorter side; the
+    maps are upsampled bilinearly onto it); the ``.npy`` files keep the maps in model-input
+    pixels.
 
     ``normalization`` and ``image_size`` are the model's preprocessing (stored in chexplain
     checkpoints). Returns the summary also written to ``out/explain.json``.
@@ -163,8 +167,9 @@ def explain_images(model: torch.nn.Module, inputs: Sequence[str | os.PathLike], 
     records, cache = [], []
     stems: dict[str, int] = {}
     for path in tqdm(files, desc="explain", unit="img", disable=not progress):
-        img = pre.image(read_image(path))
-        x = norm.apply(img)[None].to(device)
+        raw = read_image(path)
+        x = norm.apply(pre.image(raw))[None].to(device)
+        img = Preprocess(max(int(display_size), int(image_size)), None, norm).image(raw)
         with torch.no_grad():
             prob = torch.sigmoid(model(x))[0].double().cpu().numpy()
         chosen = select_classes(classes, prob, names)

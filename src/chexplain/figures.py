@@ -38,6 +38,12 @@ def method_overlay(method: str, R: np.ndarray, image: np.ndarray) -> np.ndarray:
     return overlay(np.asarray(R, dtype=np.float64), image, **style(method))
 
 
+def flag(method: str, R: np.ndarray) -> str:
+    """`` (zero map)`` when a map holds no positive value: Grad-CAM after its ReLU when every
+    channel weight points against the class (shown as the bare radiograph, not as colour)."""
+    return " (zero map)" if float(np.max(R)) <= 0 and float(np.min(R)) >= 0 else ""
+
+
 def grey_rgb(image: np.ndarray) -> np.ndarray:
     g = np.clip(np.asarray(image, dtype=np.float64), 0, 1)
     return np.rint(np.repeat(g[..., None], 3, axis=-1) * 255).astype(np.uint8)
@@ -87,7 +93,7 @@ def lrp_rules_figure(path, image: np.ndarray, maps: dict[str, np.ndarray], label
     """Fig. 4: the radiograph, then one overlay per LRP rule (``maps``: method → (H, W))."""
     names = list(maps)
     cells = [[grey_rgb(image)] + [method_overlay(m, maps[m], image) for m in names]]
-    titles = [["input"] + names]
+    titles = [["input"] + [m + flag(m, maps[m]) for m in names]]
     return figure_grid(path, cells, titles, [label], title or f"LRP rules: {label}",
                        np.stack([maps[m] for m in names]))
 
@@ -98,7 +104,7 @@ def top_findings_figure(path, image: np.ndarray, maps: dict[str, np.ndarray],
     cells, titles = [], []
     for m, R in maps.items():
         cells.append([grey_rgb(image)] + [method_overlay(m, r, image) for r in R])
-        titles.append(["input"] + [f"{c} ({p:.2f})" for c, p in zip(classes, probs)])
+        titles.append(["input"] + [f"{c} ({p:.2f}){flag(m, r)}" for c, p, r in zip(classes, probs, R)])
     return figure_grid(path, cells, titles, list(maps), title or "top findings",
                        np.stack(list(maps.values())))
 
@@ -107,7 +113,7 @@ def classes_figure(path, image: np.ndarray, method: str, R: np.ndarray, classes:
                    probs: Sequence[float], title: str | None = None) -> Path:
     """Fig. 7/8: one method (Grad-CAM) for several classes ((T, H, W)), one row."""
     cells = [[grey_rgb(image)] + [method_overlay(method, r, image) for r in R]]
-    titles = [["input"] + [f"{c} ({p:.2f})" for c, p in zip(classes, probs)]]
+    titles = [["input"] + [f"{c} ({p:.2f}){flag(method, r)}" for c, p, r in zip(classes, probs, R)]]
     return figure_grid(path, cells, titles, [method], title or f"{method} per class", R)
 
 
@@ -117,7 +123,7 @@ def methods_figure(path, image: np.ndarray, maps: dict[str, np.ndarray], classes
     names = list(maps)
     cells = [[grey_rgb(image)] + [method_overlay(m, maps[m][k], image) for m in names]
              for k in range(len(classes))]
-    titles = [["input"] + names for _ in classes]
+    titles = [["input"] + [m + flag(m, maps[m][k]) for m in names] for k in range(len(classes))]
     labels = [f"{c} ({p:.2f})" for c, p in zip(classes, probs)]
     return figure_grid(path, cells, titles, labels, title or "LRP beside Grad-CAM",
                        np.stack([maps[m] for m in names], 1))
@@ -137,7 +143,7 @@ def correct_incorrect_figure(path, rows: Sequence[dict], method: str, title: str
                 maps.append(np.zeros((1, 1)))
                 continue
             line += [grey_rgb(case["image"]), method_overlay(method, case["map"], case["image"])]
-            caps += [f"{kind}: {case['caption']}", method]
+            caps += [f"{kind}: {case['caption']}", method + flag(method, case["map"])]
             maps.append(case["map"])
         cells.append(line)
         titles.append(caps)

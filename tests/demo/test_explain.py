@@ -38,7 +38,7 @@ def test_explain_cli_writes_maps_figures_and_predictions(tmp_path, phantom_csv, 
     folder0 = out / "view1_frontal"
     for m in ("lrp_epsilon", "dtd", "gradcam"):
         png = folder0 / m / "pleural_effusion.png"
-        assert png.is_file() and Image.open(png).size == (64, 64)
+        assert png.is_file() and Image.open(png).size == (256, 256)  # display size
         assert np.load(png.with_suffix(".npy")).shape == (64, 64)
     for fig in ("fig4_lrp_rules.png", "fig6_top3.png", "fig7_gradcam_classes.png", "lrp_vs_gradcam.png"):
         assert (folder0 / fig).is_file(), fig

@@ -28,6 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "CheXpert-format CSV or NIH's Data_Entry_2017 CSV")
     p.add_argument("--threshold", type=float, default=0.5, help="probability of a positive "
                    "prediction (default 0.5)")
+    p.add_argument("--display-size", type=int, default=256, metavar="PX",
+                   help="side of the radiograph in overlays and figures (default 256; the .npy "
+                        "maps stay in model-input pixels)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -40,7 +43,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     model, meta = load_for_explain(args.checkpoint, args.device)
     res = explain_images(model, args.images, args.out, meta["normalization"], meta["image_size"],
                          meta["observations"], args.methods, args.classes, args.labels,
-                         args.threshold, args.device, progress=not args.quiet)
+                         args.threshold, args.device, display_size=args.display_size,
+                         progress=not args.quiet)
     for rec in res["images"]:
         top = sorted(rec["probabilities"].items(), key=lambda kv: -kv[1])[:3]
         print(f"{rec['path']}: " + ", ".join(f"{n} {p:.2f}" for n, p in top))

@@ -260,6 +260,6 @@ def summary_markdown(result: dict[str, Any], metrics: Sequence[str] = METRICS) -
         for k in metrics:
             v = d[k]
             cells.append("n/a" if v["mean"] is None else
-                         f"{v['mean']:.3f} [{v['ci_low']:.3f}, {v['ci_high']:.3f}]")
+                         f"{v['mean']:.3f} [{v['ci_low']:.3f}, {v['ci_high']:.3f}] n={v['n']}")
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

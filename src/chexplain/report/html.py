@@ -95,7 +95,8 @@ def comparison_section(result: dict[str, Any] | None, plots: Path | None) -> str
     for m in methods:
         rows.append([m] + [("n/a" if result["summary"][m][k]["mean"] is None else
                             f"{result['summary'][m][k]['mean']:.3f} "
-                            f"[{result['summary'][m][k]['ci_low']:.3f}, {result['summary'][m][k]['ci_high']:.3f}]")
+                            f"[{result['summary'][m][k]['ci_low']:.3f}, {result['summary'][m][k]['ci_high']:.3f}] "
+                            f"n={result['summary'][m][k]['n']}")
                            for k in METRICS])
         best.append(set())
     for j, k in enumerate(METRICS):
@@ -109,7 +110,8 @@ def comparison_section(result: dict[str, Any] | None, plots: Path | None) -> str
              f"Empty masks excluded from localisation: {esc(result['n_empty'])}. Perturbation: "
              f"{esc(result['config']['patch'])} px regions, {esc(result['config']['steps'])} steps, "
              f"{esc(result['config']['baseline'])} baseline, on the explained class's logit. "
-             "Mean [95 % bootstrap interval]; bold: best per column.</p>",
+             "Mean [95 % bootstrap interval] n=items scored (items without positive relevance or "
+             "with an empty mask are not scored for localisation); bold: best per column.</p>",
              table(["method"] + list(METRICS), rows, best)]
     classes = list(next(iter(result["per_class"].values())))
     crow = [[m, c, result["per_class"][m][c]["n"]] + [_fmt(result["per_class"][m][c][k])
