@@ -8,8 +8,9 @@ Public API::
 """
 
 from .api import explain, methods
+from .cam import GradCAM
 from .lrp.composites import PRESETS, Composite
 from .lrp.engine import LRP
 
-__all__ = ["explain", "methods", "LRP", "Composite", "PRESETS"]
+__all__ = ["explain", "methods", "LRP", "GradCAM", "Composite", "PRESETS"]
 __version__ = "0.1.0"

@@ -39,8 +39,9 @@ def lrp_oracle(rule: str, W: torch.Tensor, b: torch.Tensor, x: torch.Tensor, R: 
         c = torch.where(sn == 0, 0.0, beta).double().masked_fill(sp == 0, -1.0)
         return (a * zp / stab(sp, eps)[None, :] * R[None, :] - c * zn / stab(sn, eps)[None, :] * R[None, :]).sum(1)
     if rule == "zplus":
-        zp = zij.clamp(min=0)
-        return (zp / stab(zp.sum(0), eps)[None, :] * R[None, :]).sum(1)
+        zp, zn = zij.clamp(min=0), zij.clamp(max=0)
+        q = torch.where(zp.sum(0)[None, :] == 0, zn, zp)  # no positive part: the negative one
+        return (q / stab(q.sum(0), eps)[None, :] * R[None, :]).sum(1)
     if rule == "gamma":
         out = torch.zeros_like(x)
         for j in range(W.shape[0]):

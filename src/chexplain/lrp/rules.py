@@ -184,7 +184,9 @@ class AlphaBeta(Rule):
 class ZPlus(Rule):
     """z⁺ (Montavon et al. 2017, Deep Taylor decomposition, Eq. 10): R_i = Σ_j z_ij⁺ / Σ_i z_ij⁺ R_j.
 
-    z_ij⁺ = x_i⁺ w_ij⁺ + x_i⁻ w_ij⁻ (the positive products); biases are ignored.
+    z_ij⁺ = x_i⁺ w_ij⁺ + x_i⁻ w_ij⁻ (the positive products); biases are ignored. A neuron
+    without positive contributions (e.g. a negative logit) passes its relevance through its
+    negative ones, so the rule stays conservative.
     """
 
     stabilizer: float = 1e-6
@@ -193,8 +195,13 @@ class ZPlus(Rule):
     def __call__(self, layer, x, z, R, nonnegative=False):
         wp, wn = layer.signed_weights()
         xp, xn = _split(x, nonnegative)
-        s = _ratio(R, _z(layer, xp, xn, wp, wn, None), self.stabilizer)
-        return _back(layer, xp, xn, wp, wn, s)
+        z_pos = _z(layer, xp, xn, wp, wn, None)
+        out = _back(layer, xp, xn, wp, wn, _ratio(R, z_pos, self.stabilizer))
+        empty = z_pos == 0
+        if bool(empty.any()):
+            s = _ratio(R * empty.to(R.dtype).unsqueeze(1), _z(layer, xp, xn, wn, wp, None), self.stabilizer)
+            out = out + _back(layer, xp, xn, wn, wp, s)
+        return out
 
 
 @dataclass(repr=False)
