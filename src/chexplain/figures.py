@@ -34,7 +34,10 @@ def style(method: str) -> dict:
 
 
 def method_overlay(method: str, R: np.ndarray, image: np.ndarray) -> np.ndarray:
-    """The overlay of ``R`` on the grey ``image`` in ``method``'s style."""
+    """The overlay of ``R`` on the grey ``image`` in ``method``'s style (the bare radiograph
+    for a zero map, see :func:`flag`)."""
+    if flag(method, R):
+        return grey_rgb(image)
     return overlay(np.asarray(R, dtype=np.float64), image, **style(method))
 
 

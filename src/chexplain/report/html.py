@@ -142,7 +142,7 @@ def randomisation_section(result: dict[str, Any] | None, plots: Path | None) -> 
     return "".join(parts)
 
 
-def mnist_section(mnist: dict[str, Any] | None, folder: Path | None) -> str:
+def mnist_section(mnist: dict[str, Any] | None, folder: Path | None, max_figures: int = 4) -> str:
     if not mnist:
         return '<p class="note">The MNIST reproduction was not run.</p>'
     rows = [[m["experiment"], m["net"], f"{m['iterations']:,}", f"{m['paper_iterations']:,}",
@@ -152,9 +152,11 @@ def mnist_section(mnist: dict[str, Any] | None, folder: Path | None) -> str:
                 if mnist.get("quick") else "") + "</p>",
              table(["experiment", "net", "iterations", "study's iterations", "test accuracy",
                     "study's accuracy"], rows)]
-    for rel in mnist.get("figures", []):
-        if folder is not None and rel.endswith(".png"):
-            parts.append(figure(folder / rel, rel))
+    pngs = [r for r in mnist.get("figures", []) if r.endswith(".png")]
+    # figure (a) and (b) of every net first, then (c): at most max_figures, the file stays small
+    pngs.sort(key=lambda r: (0 if "_a_" in r or Path(r).name.startswith("b_") else 1))
+    for rel in pngs[:max_figures] if folder is not None else []:
+        parts.append(figure(folder / rel, rel))
     return "".join(parts)
 
 
