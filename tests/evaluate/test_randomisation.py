@@ -69,3 +69,18 @@ def test_merge_groups_keeps_order_and_ends_fully_random():
     assert len(merged) == 3
     assert [p for _, ps in merged for p in ps] == [p for _, ps in groups for p in ps]
     assert merged[0][0].startswith("classifier") and merged[-1][0].endswith("features.conv0")
+
+
+def test_attributor_classes_match_per_class_calls():
+    torch.manual_seed(0)
+    model, _ = chexpert_densenet("tiny", 4, None)
+    model.eval()
+    x = torch.randn(2, 3, 32, 32)
+    for method in ("lrp-epsilon", "epsilon-gamma-box", "gradcam", "gradient-x-input"):
+        att = Attributor(model, method, "imagenet")
+        both = att(x, classes=[1, 3])
+        assert both.shape == (2, 2, 32, 32)
+        one = att(x, torch.tensor([3, 3]))
+        assert torch.allclose(both[:, 1], one, atol=1e-5, rtol=1e-4), method
+    g = gradient_x_input(model, x, torch.tensor([1, 1]))
+    assert torch.allclose(Attributor(model, "gradient-x-input")(x, 1), g)

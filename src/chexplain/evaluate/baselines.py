@@ -76,6 +76,8 @@ class Attributor:
         if self.kind == "cam":
             return self._cam(x, target=target, classes=classes).detach()
         if classes is not None:
+            if self.kind == "lrp":  # one relevance pass carries every class
+                return self._lrp_map(x, None, classes)
             maps = [self(x, torch.full((x.shape[0],), int(c), device=x.device)) for c in classes]
             return torch.stack(maps, 1)
         if target is None:
@@ -91,7 +93,7 @@ class Attributor:
             return random_map(x, self.seed * 100003 + self._calls)
         return self._lrp_map(x, t)
 
-    def _lrp_map(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def _lrp_map(self, x: torch.Tensor, t: torch.Tensor | None, classes: Any = None) -> torch.Tensor:
         from ..lrp.engine import LRP
 
         params = dict(self.params)
@@ -105,4 +107,6 @@ class Attributor:
             params.update(low=torch.tensor(low), high=torch.tensor(high))
         if self._lrp is None:
             self._lrp = LRP(self.model, composite=self.method, **params)
+        if classes is not None:
+            return self._lrp(x, classes=[int(c) for c in classes]).sum(2).detach()
         return self._lrp(x, target=t).sum(1).detach()
