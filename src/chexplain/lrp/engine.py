@@ -63,8 +63,7 @@ class LRP:
         self._device = None if param is None else param.device
         self.graph: Graph = trace(model)
         self._first = self.graph.first_layer()
-        self._cache: dict[tuple, Graph] = {}
-        self._nonnegative: dict[int, set[str]] = {}
+        self._cache: dict[tuple, tuple[Graph, set[str]]] = {}
 
     # ------------------------------------------------------------------ public
     def __call__(self, x: Tensor, target: TargetSpec = None, classes: Sequence[int] | None = None) -> Tensor:
@@ -74,7 +73,7 @@ class LRP:
                 report: bool = False) -> Explanation:
         """Explain the logits of ``x`` for ``target``/``classes`` (see :func:`chexplain.explain`)."""
         self._check_input(x)
-        graph = self.canonized(x)
+        graph, nonneg = self._prepared(x)
         fast = x.detach()
         if fast.ndim == 4:  # channels-last convolutions and their transposes are faster (oneDNN, cuDNN)
             fast = fast.contiguous(memory_format=torch.channels_last)
@@ -82,7 +81,7 @@ class LRP:
             values = _forward(graph, fast)
             logits = values[graph.output]
             targets = resolve_targets(logits, target, classes)
-            rel, records = self._relevance(graph, values, logits, targets.index, report)
+            rel, records = self._relevance(graph, nonneg, values, logits, targets.index, report)
         summary = None
         if report:
             summary = ConservationReport(records, logits.gather(1, targets.index), rel.flatten(2).sum(-1))
@@ -91,6 +90,10 @@ class LRP:
 
     def canonized(self, x: Tensor) -> Graph:
         """The canonized graph for inputs shaped like ``x`` (cached per shape, dtype, device)."""
+        return self._prepared(x)[0]
+
+    def _prepared(self, x: Tensor) -> tuple[Graph, set[str]]:
+        """The canonized graph and its nodes with non-negative values, cached."""
         key = (tuple(x.shape[1:]), x.dtype, x.device)
         if key not in self._cache:
             g64 = _to(self.graph, torch.float64, torch.device("cpu"))
@@ -99,8 +102,7 @@ class LRP:
                 values = _forward(g64, probe)
             shapes = {k: v.shape for k, v in values.items() if isinstance(v, Tensor)}
             graph = _to(canonize(g64, shapes), x.dtype, x.device)
-            self._cache[key] = graph
-            self._nonnegative[id(graph)] = _nonnegative_nodes(graph)
+            self._cache[key] = (graph, _nonnegative_nodes(graph))
         return self._cache[key]
 
     # ------------------------------------------------------------------ internals
@@ -119,7 +121,7 @@ class LRP:
     def _rule_for(self, node: Node):
         return self.composite.rule_for(node.path, node.op.layer_type, node.name == self._first)
 
-    def _relevance(self, graph: Graph, values: dict[str, Any], logits: Tensor, index: Tensor,
+    def _relevance(self, graph: Graph, nonneg: set[str], values: dict[str, Any], logits: Tensor, index: Tensor,
                    report: bool) -> tuple[Tensor, list[LayerRelevance]]:
         n, t = index.shape
         start = torch.zeros((n, t, logits.shape[1]), dtype=logits.dtype, device=logits.device)
@@ -128,7 +130,6 @@ class LRP:
         records: list[LayerRelevance] = []
         owned: set[str] = set()  # accumulators allocated here, safe to add into in place
         input_name = graph.nodes[0].name
-        nonneg = self._nonnegative[id(graph)]
         for node in reversed(graph.nodes):
             R = relevance.pop(node.name, None)
             if R is None or node.op is None:
