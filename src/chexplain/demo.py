@@ -42,7 +42,7 @@ class DemoConfig:
     explain_methods: Sequence[str] = ("lrp-epsilon", "lrp-alpha1beta0", "lrp-alpha2beta1",
                                       "epsilon-gamma-box", "gradcam")
     compare_methods: Sequence[str] = BENCHMARK_METHODS
-    compare_items: int = 60
+    compare_items: int = 48
     patch: int = 8
     steps: int = 16
     randomisation_items: int = 6
