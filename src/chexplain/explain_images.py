@@ -34,6 +34,10 @@ from .render import save_heatmap
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm", ".dicom")
 DEFAULT_METHODS = ("lrp-epsilon", "lrp-alpha1beta0", "lrp-alpha2beta1", "dtd", "gradcam")
+#: Methods preferred for the one-method figure (Fig. 5): composites and αβ before the noisy
+#: single-rule LRP-ε/z on deep networks (Kohlbrenner et al. 2020).
+FIGURE_PREFERENCE = ("epsilon-gamma-box", "epsilon-plus-flat", "epsilon-alpha2beta1-flat",
+                     "epsilon-plus", "lrp-alpha2beta1", "dtd", "gradcam")
 #: NIH ChestX-ray14 labels → CheXpert observations (for ``--labels`` with NIH's Data_Entry CSV).
 NIH_TO_CHEXPERT = {"Atelectasis": "Atelectasis", "Cardiomegaly": "Cardiomegaly",
                    "Effusion": "Pleural Effusion", "Pneumothorax": "Pneumothorax",
@@ -138,12 +142,14 @@ def explain_images(model: torch.nn.Module, inputs: Sequence[str | os.PathLike], 
                    normalization: Any, image_size: int, observations: Sequence[str] = OBSERVATIONS,
                    methods: str | Sequence[str] | None = None, classes: str | Sequence[str] = "top3",
                    labels: str | os.PathLike | None = None, threshold: float = 0.5,
-                   device: str = "cpu", display_size: int = 256, progress: bool = True) -> dict[str, Any]:
+                   device: str = "cpu", display_size: int = 256, figure_method: str | None = None,
+                   progress: bool = True) -> dict[str, Any]:
     """Explain every image of ``inputs`` with ``methods`` for ``classes``; see module doc.
 
     Overlays and figures show the radiograph at ``display_size`` pixels (shorter side; the
     maps are upsampled bilinearly onto it); the ``.npy`` files keep the maps in model-input
-    pixels.
+    pixels. ``figure_method`` draws the correct/incorrect figure (default: the first of
+    :data:`FIGURE_PREFERENCE` among ``methods``, else the first method).
 
     ``normalization`` and ``image_size`` are the model's preprocessing (stored in chexplain
     checkpoints). Returns the summary also written to ``out/explain.json``.
@@ -215,8 +221,11 @@ def explain_images(model: torch.nn.Module, inputs: Sequence[str | os.PathLike], 
         cache.append((img, x, prob, truth))
     fig5 = None
     if label_map is not None:
-        fig5 = _figure5(out / "fig5_correct_incorrect.png", cache, names, explainers[methods[0]],
-                        methods[0], classes, threshold)
+        fm = figure_method or next((m for m in FIGURE_PREFERENCE if m in methods), methods[0])
+        if fm not in explainers:
+            raise ChexplainError(f"figure method {fm!r} is not among --methods ({', '.join(methods)})")
+        fig5 = _figure5(out / "fig5_correct_incorrect.png", cache, names, explainers[fm], fm,
+                        classes, threshold)
     _write_predictions(out, records, names)
     summary = {"checkpoint_observations": names, "methods": methods, "classes": classes,
                "image_size": int(image_size), "normalization": str(normalization),
@@ -261,6 +270,8 @@ def _figure5(path: Path, cache, names, explainer, method, classes, threshold) ->
             row[kind] = {"image": img, "map": R, "caption": f"p={probs[i, c]:.2f}, {lab}"}
         if row["correct"] is not None or row["incorrect"] is not None:
             rows.append(row)
+    both = [r for r in rows if r["correct"] is not None and r["incorrect"] is not None]
+    rows = both or rows  # classes with both cases first: the comparison the figure is for
     if not rows:
         return None
     return correct_incorrect_figure(path, rows, method)

@@ -82,7 +82,8 @@ def figure_grid(path: str | os.PathLike, cells: Sequence[Sequence[np.ndarray | N
                 ax.set_ylabel(str(row_labels[i]), fontsize=9)
     if title:
         fig.suptitle(str(title), fontsize=10)
-    fig.tight_layout()
+    top = 1.0 - (0.5 / fig.get_figheight() if title else 0.0)  # room for the title
+    fig.tight_layout(rect=(0, 0, 1, top))
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi)

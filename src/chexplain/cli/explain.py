@@ -26,6 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help='top3 (topK), all, or observation names: "Pleural Effusion,Cardiomegaly"')
     p.add_argument("--labels", metavar="CSV", help="labels for the correct/incorrect figure: a "
                    "CheXpert-format CSV or NIH's Data_Entry_2017 CSV")
+    p.add_argument("--figure-method", metavar="METHOD", help="method of the correct/incorrect "
+                   "figure (default: a composite or alpha-beta among --methods, else the first)")
     p.add_argument("--threshold", type=float, default=0.5, help="probability of a positive "
                    "prediction (default 0.5)")
     p.add_argument("--display-size", type=int, default=256, metavar="PX",
@@ -44,6 +46,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     res = explain_images(model, args.images, args.out, meta["normalization"], meta["image_size"],
                          meta["observations"], args.methods, args.classes, args.labels,
                          args.threshold, args.device, display_size=args.display_size,
+                         figure_method=args.figure_method,
                          progress=not args.quiet)
     for rec in res["images"]:
         top = sorted(rec["probabilities"].items(), key=lambda kv: -kv[1])[:3]
