@@ -1,23 +1,13 @@
-"""Fixtures for the MNIST reproduction tests; ``slow`` tests run only with CHEXPLAIN_SLOW=1."""
+"""Fixtures for the MNIST reproduction tests (``slow`` ones are skipped by tests/conftest.py)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist"
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if os.environ.get("CHEXPLAIN_SLOW") == "1":
-        return
-    skip = pytest.mark.skip(reason="slow; set CHEXPLAIN_SLOW=1 to run")
-    for item in items:
-        if "slow" in item.keywords and str(item.fspath).startswith(str(Path(__file__).parent)):
-            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")
