@@ -134,7 +134,9 @@ def randomisation_section(result: dict[str, Any] | None, plots: Path | None) -> 
     first = next(iter(rnd.values()))["layers"]
     parts = [f"<p>Cascading randomisation (Adebayo et al. 2018) of {esc(len(first))} layer groups, "
              f"from {esc(first[0])} down to {esc(first[-1])}. A map that depends on the learned "
-             "weights loses its similarity to the original (low values are good).</p>",
+             "weights loses its similarity to the original (low values are good). The random "
+             "baseline is a fixed-seed map that ignores the model: its similarity stays 1, "
+             "i.e. it fails the check, as a model-independent map should.</p>",
              table(["method", "items", "Spearman |map| (first step)", "Spearman |map| (all random)",
                     "SSIM (first step)", "SSIM (all random)"], rows)]
     if plots is not None:
