@@ -18,18 +18,25 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def interleaved(cases: dict[str, Callable[[], object]], rounds: int = 3, device: str = "cpu") -> dict[str, float]:
-    """Median seconds per case over ``rounds`` round-robin rounds, after one warm-up call each."""
-    for fn in cases.values():
+def interleaved(cases: dict[str, Callable[[], object]], rounds: int = 3, device: str = "cpu",
+                verbose: bool = True) -> dict[str, float]:
+    """Median seconds per case over ``rounds`` round-robin rounds, after one warm-up call each
+    (which also pays for tracing and caches). With ``verbose`` every timing is printed as it comes."""
+    for name, fn in cases.items():
+        t = time.perf_counter()
         fn()
+        if verbose:
+            print(f"  warm-up  {name}: {time.perf_counter() - t:.3f} s", flush=True)
     times: dict[str, list[float]] = {name: [] for name in cases}
-    for _ in range(rounds):
+    for r in range(rounds):
         for name, fn in cases.items():
             _sync(device)
             t = time.perf_counter()
             fn()
             _sync(device)
             times[name].append(time.perf_counter() - t)
+            if verbose:
+                print(f"  round {r + 1}  {name}: {times[name][-1]:.3f} s", flush=True)
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 

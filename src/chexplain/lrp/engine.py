@@ -97,10 +97,7 @@ class LRP:
         key = (tuple(x.shape[1:]), x.dtype, x.device)
         if key not in self._cache:
             g64 = _to(self.graph, torch.float64, torch.device("cpu"))
-            probe = torch.zeros((1, *x.shape[1:]), dtype=torch.float64)
-            with torch.no_grad():
-                values = _forward(g64, probe)
-            shapes = {k: v.shape for k, v in values.items() if isinstance(v, Tensor)}
+            shapes = _shapes(self.graph, x)
             graph = _to(canonize(g64, shapes), x.dtype, x.device)
             self._cache[key] = (graph, _nonnegative_nodes(graph))
         return self._cache[key]
@@ -197,6 +194,16 @@ def _winner_takes_all(op: ops.MaxPoolOp, x: Tensor, R: Tensor) -> Tensor:
     out = torch.zeros((n, t, c, x[0, 0].numel()), dtype=R.dtype, device=R.device)
     out.scatter_add_(3, idx, R.reshape(n, t, c, -1))
     return out.view(n, t, *x.shape[1:])
+
+
+def _shapes(graph: Graph, x: Tensor) -> dict[str, torch.Size]:
+    """Output shape of every node for inputs shaped like ``x`` (one sample, on the meta device)."""
+    try:
+        meta = _to(graph, torch.float32, torch.device("meta"))
+        values = _forward(meta, torch.empty((1, *x.shape[1:]), device="meta"))
+    except InputError:  # an op without meta support: measure on a real zero input
+        values = _forward(_to(graph, torch.float32, torch.device("cpu")), torch.zeros((1, *x.shape[1:])))
+    return {k: v.shape for k, v in values.items() if isinstance(v, Tensor)}
 
 
 def _nonnegative_nodes(graph: Graph) -> set[str]:
