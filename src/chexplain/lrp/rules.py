@@ -59,9 +59,9 @@ def _z(layer: LinearOp, xp: Tensor, xn: Optional[Tensor], wp: Tensor, wn: Tensor
 
 def _back(layer: LinearOp, xp: Tensor, xn: Optional[Tensor], wp: Tensor, wn: Tensor, s: Tensor) -> Tensor:
     """x⁺_i (w^(p)ᵀ s)_i + x⁻_i (w^(n)ᵀ s)_i."""
-    r = xp.unsqueeze(1) * _vjp(layer, s, wp, xp.shape)
+    r = _vjp(layer, s, wp, xp.shape).mul_(xp.unsqueeze(1))  # in place: no second N·T-sized tensor
     if xn is not None:
-        r = r + xn.unsqueeze(1) * _vjp(layer, s, wn, xn.shape)
+        r.add_(_vjp(layer, s, wn, xn.shape).mul_(xn.unsqueeze(1)))
     return r
 
 
@@ -95,7 +95,7 @@ class Epsilon(Rule):
     name = "epsilon"
 
     def __call__(self, layer, x, z, R, nonnegative=False):
-        return x.unsqueeze(1) * _vjp(layer, _ratio(R, z, self.epsilon), layer.weight, x.shape)
+        return _vjp(layer, _ratio(R, z, self.epsilon), layer.weight, x.shape).mul_(x.unsqueeze(1))
 
 
 class Z(Epsilon):
