@@ -10,7 +10,6 @@ Uncertain labels follow the policy: ``zeros`` (U-Zeros, the study's: uncertain â
 from __future__ import annotations
 
 import os
-import warnings
 import re
 from pathlib import Path
 from typing import Sequence
@@ -22,6 +21,7 @@ from torch.utils.data import Dataset
 
 from ..errors import DataError
 from .images import IMAGENET, Normalization, Preprocess, get_normalization, read_image
+from .tables import read_csv_strict
 
 #: The 14 observations, in the order of CheXpert's CSV and of the study's Table 1.
 OBSERVATIONS: tuple[str, ...] = (
@@ -46,22 +46,8 @@ def read_chexpert_csv(path: str | os.PathLike) -> pd.DataFrame:
     :class:`DataError` naming the file, column, line and value for anything else.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: CSV file not found")
-    try:
-        with warnings.catch_warnings():  # a row longer than the header warns, then drops data
-            warnings.simplefilter("error", pd.errors.ParserWarning)
-            df = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False,
-                             index_col=False)
-        header = list(df.columns)
-    except pd.errors.ParserWarning:
-        raise DataError(f"{path}: malformed CSV: a row has more fields than the header") from None
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{path}: empty CSV file") from None
-    except pd.errors.ParserError as exc:
-        raise DataError(f"{path}: malformed CSV: {str(exc).strip().splitlines()[-1]}") from None
-    except (UnicodeDecodeError, OSError, EOFError) as exc:
-        raise DataError(f"{path}: not a readable text CSV ({type(exc).__name__})") from None
+    df = read_csv_strict(path)
+    header = list(df.columns)
     _check_header(path, header)
     if len(df) == 0:
         raise DataError(f"{path}: CSV has a header but no rows")

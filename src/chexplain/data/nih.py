@@ -9,7 +9,6 @@ through the same resize/crop as the image, so box masks align with the model inp
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -20,6 +19,7 @@ from torch.utils.data import Dataset
 
 from ..errors import DataError
 from .images import IMAGENET, Normalization, Preprocess, box_mask, get_normalization, read_image
+from .tables import read_csv_strict
 
 #: The 14 ChestX-ray14 labels, in the order of Wang et al. 2017.
 NIH_LABELS: tuple[str, ...] = (
@@ -33,30 +33,11 @@ BOX_FRAME = 1024
 _BOX_ALIASES = {"Infiltrate": "Infiltration"}  # BBox_List_2017 spells it differently
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
-    if not path.is_file():
-        raise DataError(f"{path}: CSV file not found")
-    try:
-        with warnings.catch_warnings():  # a row longer than the header warns, then drops data
-            warnings.simplefilter("error", pd.errors.ParserWarning)
-            df = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False,
-                             index_col=False)
-        return df
-    except pd.errors.ParserWarning:
-        raise DataError(f"{path}: malformed CSV: a row has more fields than the header") from None
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{path}: empty CSV file") from None
-    except pd.errors.ParserError as exc:
-        raise DataError(f"{path}: malformed CSV: {str(exc).strip().splitlines()[-1]}") from None
-    except (UnicodeDecodeError, OSError, EOFError) as exc:
-        raise DataError(f"{path}: not a readable text CSV ({type(exc).__name__})") from None
-
-
 def read_nih_entries(path: str | os.PathLike) -> pd.DataFrame:
     """Read ``Data_Entry_2017*.csv``; every label must be one of :data:`NIH_LABELS` or
     ``No Finding`` (alone)."""
     path = Path(path)
-    df = _read_csv(path)
+    df = read_csv_strict(path)
     for col in ("Image Index", "Finding Labels"):
         if col not in df:
             raise DataError(f"{path}: missing column {col!r} (not a Data_Entry_2017 CSV?)")
@@ -89,7 +70,7 @@ def nih_targets(entries: pd.DataFrame) -> np.ndarray:
 def read_nih_boxes(path: str | os.PathLike) -> pd.DataFrame:
     """Read ``BBox_List_2017.csv`` into columns image, label, x, y, w, h (1024 frame)."""
     path = Path(path)
-    df = _read_csv(path)
+    df = read_csv_strict(path)
     if df.shape[1] < 6 or list(df.columns[:2]) != ["Image Index", "Finding Label"]:
         raise DataError(f"{path}: expected columns 'Image Index', 'Finding Label', x, y, w, h "
                         "(not a BBox_List_2017 CSV?)")
