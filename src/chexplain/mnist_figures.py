@@ -90,11 +90,13 @@ def figure_pairs(
     if not models:
         raise ChexplainError("figure (b) needs at least one model")
     digits = sorted({d for d, _ in pairs})
+    classes = sorted({c for _, c in pairs})
     idx = dict(zip(digits, first_of_each(data.test_labels, digits)))
+    images = data.test_images[[idx[d] for d in digits]]
     rows = []
-    for model, meta in models.values():
-        cells = [relevance_maps(model, meta, data.test_images[[idx[d]]], [c], method, **params)[0, 0] for d, c in pairs]
-        rows.append(np.stack(cells))
+    for model, meta in models.values():  # one explanation pass per model serves every cell
+        maps = relevance_maps(model, meta, images, classes, method, **params)
+        rows.append(np.stack([maps[digits.index(d), classes.index(c)] for d, c in pairs]))
     inputs = data.test_images[[idx[d] for d, _ in pairs]].numpy()
     labels = [f"{meta.get('label', name)} (exp. {meta.get('experiment', '?')})" for name, (_, meta) in models.items()]
     if len(set(labels)) < len(labels):
