@@ -39,6 +39,24 @@ def test_all_targets_equal_the_per_class_loop(densenet, preset):
         torch.testing.assert_close(every[:, c], lrp(x, target=c), rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("preset", ["epsilon-gamma-box", "lrp-alpha2beta1", "lrp-zplus", "epsilon-plus-flat"])
+def test_target_chunks_give_the_same_result(densenet, preset):
+    """Targets processed in chunks (each layer's R-independent part shared) equal one pass."""
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    model = copy.deepcopy(densenet).double()
+    kw = {"low": -3.0, "high": 3.0} if "box" in preset else {}
+    one = chexplain.LRP(model, preset, target_chunk=6, **kw).explain(x, target="all", report=True)
+    for chunk in (1, 4):
+        lrp = chexplain.LRP(model, preset, target_chunk=chunk, **kw)
+        res = lrp.explain(x, target="all", report=True)
+        torch.testing.assert_close(res.relevance, one.relevance, rtol=1e-12, atol=1e-12)
+        assert [r.name for r in res.report.layers] == [r.name for r in one.report.layers]
+        for a, b in zip(res.report.layers, one.report.layers):
+            torch.testing.assert_close(a.relevance_in, b.relevance_in, rtol=1e-12, atol=1e-12)
+        assert res.report.layers[0].relevance_out.shape == (2, 6)
+    torch.testing.assert_close(lrp(x, target=3), one.relevance[:, 3], rtol=1e-12, atol=1e-12)
+
+
 def test_target_forms(densenet):
     x = torch.randn(2, 3, 32, 32)
     lrp = chexplain.LRP(densenet, "lrp-epsilon")

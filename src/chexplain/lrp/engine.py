@@ -22,9 +22,11 @@ from .canonize import canonize
 from .composites import Composite, make_composite
 from .graph import Graph, Node, trace
 from .report import ConservationReport, LayerRelevance
-from .rules import stabilize
+from .rules import inverse
 
 Tensor = torch.Tensor
+#: On CPU, targets are processed in chunks whose largest relevance tensor has about this size.
+CPU_CHUNK_BYTES = 32 << 20
 
 
 @dataclass
@@ -44,9 +46,11 @@ class LRP:
     ``LRP(model, composite="epsilon-plus-flat", epsilon=..., ...)`` snapshots the model (a deep
     copy, in eval mode); the caller's model is never modified. A model in training mode is
     explained in eval mode (BatchNorm running statistics, no dropout), with a warning.
+    ``target_chunk``: targets per relevance pass (default: automatic, see ``_target_chunk``).
     """
 
-    def __init__(self, model: nn.Module, composite: str | Composite = "epsilon-plus-flat", **params: Any) -> None:
+    def __init__(self, model: nn.Module, composite: str | Composite = "epsilon-plus-flat",
+                 target_chunk: int | None = None, **params: Any) -> None:
         if not isinstance(model, nn.Module):
             raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if isinstance(composite, Composite):
@@ -64,6 +68,7 @@ class LRP:
         self.graph: Graph = trace(model)
         self._first = self.graph.first_layer()
         self._cache: dict[tuple, tuple[Graph, set[str]]] = {}
+        self.target_chunk = target_chunk
 
     # ------------------------------------------------------------------ public
     def __call__(self, x: Tensor, target: TargetSpec = None, classes: Sequence[int] | None = None) -> Tensor:
@@ -120,9 +125,39 @@ class LRP:
 
     def _relevance(self, graph: Graph, nonneg: set[str], values: dict[str, Any], logits: Tensor, index: Tensor,
                    report: bool) -> tuple[Tensor, list[LayerRelevance]]:
+        """The relevance pass for the targets ``index`` (N, T), in chunks of targets that share
+        each layer's R-independent part (``Rule.prepare``), computed once."""
         n, t = index.shape
-        start = torch.zeros((n, t, logits.shape[1]), dtype=logits.dtype, device=logits.device)
-        start.scatter_(2, index.unsqueeze(2), logits.gather(1, index).unsqueeze(2))
+        chunk = self._target_chunk(graph, values, n, t, logits.device)
+        states: dict[str, Any] = {}
+        parts, chunk_records = [], []
+        for lo in range(0, t, chunk):
+            idx = index[:, lo:lo + chunk]
+            start = torch.zeros((n, idx.shape[1], logits.shape[1]), dtype=logits.dtype, device=logits.device)
+            start.scatter_(2, idx.unsqueeze(2), logits.gather(1, idx).unsqueeze(2))
+            rel, records = self._pass(graph, nonneg, values, start, states, report)
+            parts.append(rel)
+            chunk_records.append(records)
+        records = [LayerRelevance(r[0].name, r[0].path, r[0].kind, r[0].rule,
+                                  torch.cat([x.relevance_out for x in r], 1), torch.cat([x.relevance_in for x in r], 1))
+                   for r in zip(*chunk_records)] if report else []
+        return (parts[0] if len(parts) == 1 else torch.cat(parts, 1)), records
+
+    def _target_chunk(self, graph: Graph, values: dict[str, Any], n: int, t: int, device: torch.device) -> int:
+        """Targets per relevance pass: on CPU, small enough that the largest relevance tensor
+        stays near the cache (measured 1.6× faster on DenseNet-121 than all 14 at once); on
+        accelerators all at once, unless ``target_chunk`` is set."""
+        if self.target_chunk is not None:
+            return max(1, int(self.target_chunk))
+        if device.type != "cpu":
+            return t
+        largest = max((v[0].numel() * v.element_size() for v in values.values() if isinstance(v, Tensor)
+                       and v.ndim > 0), default=1)
+        return max(1, min(t, CPU_CHUNK_BYTES // (n * largest)))
+
+    def _pass(self, graph: Graph, nonneg: set[str], values: dict[str, Any], start: Tensor, states: dict[str, Any],
+              report: bool) -> tuple[Tensor, list[LayerRelevance]]:
+        n, t = start.shape[:2]
         relevance: dict[str, Tensor] = {graph.output: start}
         records: list[LayerRelevance] = []
         owned: set[str] = set()  # accumulators allocated here, safe to add into in place
@@ -132,10 +167,10 @@ class LRP:
             if R is None or node.op is None:
                 if node.op is None:
                     relevance[node.name] = R if R is not None else torch.zeros(
-                        (n, t, *values[node.name].shape[1:]), dtype=logits.dtype, device=logits.device)
+                        (n, t, *values[node.name].shape[1:]), dtype=start.dtype, device=start.device)
                 continue
             inputs = [values[i] for i in node.inputs]
-            parts, rule = self._propagate(node, inputs, values[node.name], R, nonneg)
+            parts, rule = self._propagate(node, inputs, values[node.name], R, nonneg, states)
             if report and rule is not None:
                 r_in = sum(p.flatten(2).sum(-1) for p in parts if p is not None)
                 records.append(LayerRelevance(node.name, node.path, node.kind, rule, R.flatten(2).sum(-1), r_in))
@@ -150,26 +185,36 @@ class LRP:
                     relevance[name] = part
         return relevance[input_name], records
 
-    def _propagate(self, node: Node, inputs: list[Any], z: Tensor, R: Tensor,
-                   nonneg: set[str]) -> tuple[list, str | None]:
-        """Relevance of each input of ``node`` (None for non-tensor inputs) and the rule's name."""
+    def _propagate(self, node: Node, inputs: list[Any], z: Tensor, R: Tensor, nonneg: set[str],
+                   states: dict[str, Any]) -> tuple[list, str | None]:
+        """Relevance of each input of ``node`` (None for non-tensor inputs) and the rule's name;
+        ``states`` keeps each node's R-independent part across target chunks."""
         op, eps = node.op, self.composite.stabilizer
         extra = [None] * (len(inputs) - 1)
         if isinstance(op, ops.LinearOp):
             rule = self._rule_for(node)
-            return [rule(op, inputs[0], z, R, nonnegative=node.inputs[0] in nonneg)], repr(rule)
+            if node.name not in states:
+                states[node.name] = rule.prepare(op, inputs[0], z, nonnegative=node.inputs[0] in nonneg)
+            return [rule.apply(op, inputs[0], states[node.name], R)], repr(rule)
         if isinstance(op, (ops.ActivationOp, ops.ThresholdReLUOp, ops.IdentityOp)):
             return [R] + extra, None
         if isinstance(op, ops.ReshapeOp):
             return [R.reshape(*R.shape[:2], *inputs[0].shape[1:])] + extra, None
         if isinstance(op, ops.MaxPoolOp):
             if self.composite.maxpool == "proportional":
-                return [_proportional_pool(op.as_average(), inputs[0], R, eps)], "max pool (proportional)"
+                pool = op.as_average()
+                if node.name not in states:
+                    states[node.name] = inverse(pool.forward(inputs[0]), eps)
+                return [_proportional_pool(pool, inputs[0], R, states[node.name])], "max pool (proportional)"
             return [_winner_takes_all(op, inputs[0], R)], None
         if isinstance(op, ops.PoolOp):
-            return [_proportional_pool(op, inputs[0], R, eps)], f"proportional ({op.description})"
+            if node.name not in states:
+                states[node.name] = inverse(z, eps)
+            return [_proportional_pool(op, inputs[0], R, states[node.name])], f"proportional ({op.description})"
         if isinstance(op, ops.AddOp):
-            s = R / stabilize(z, eps).unsqueeze(1)
+            if node.name not in states:
+                states[node.name] = inverse(z, eps)
+            s = R * states[node.name].unsqueeze(1)
             return [x.unsqueeze(1) * s for x in inputs], "proportional (sum)"
         if isinstance(op, ops.CatOp):
             dim = op.dim + 1 if op.dim >= 0 else op.dim
@@ -179,12 +224,12 @@ class LRP:
         raise AssertionError(f"no relevance rule for {type(op).__name__}")
 
 
-def _proportional_pool(op: ops.PoolOp, x: Tensor, R: Tensor, eps: float) -> Tensor:
-    """R_i = x_i Σ_j p_ij / z_j R_j for a linear pooling z_j = Σ_i p_ij x_i (the z rule)."""
-    z = op.forward(x)
+def _proportional_pool(op: ops.PoolOp, x: Tensor, R: Tensor, inv: Tensor) -> Tensor:
+    """R_i = x_i Σ_j p_ij / z_j R_j for a linear pooling z_j = Σ_i p_ij x_i (the z rule);
+    ``inv`` = 1 / stab(z)."""
     n, t = R.shape[:2]
-    s = (R / stabilize(z, eps).unsqueeze(1)).reshape(n * t, *R.shape[2:])
-    return x.unsqueeze(1) * op.vjp(s, x.shape).view(n, t, *x.shape[1:])
+    s = (R * inv.unsqueeze(1)).reshape(n * t, *R.shape[2:])
+    return x.unsqueeze(1) * op.vjp(s, x.shape).view(n, t, *x.shape[1:])  # x first: its (channels-last) layout
 
 
 def _winner_takes_all(op: ops.MaxPoolOp, x: Tensor, R: Tensor) -> Tensor:

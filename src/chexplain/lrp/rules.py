@@ -11,6 +11,10 @@ s = R / stab(z), R_i = Σ_k a_k,i · (w_kᵀ s)_i — never by materialising q_i
 Shapes: x (N, *in) the layer input, z (N, *out) its output, R (N, T, *out) the relevance of T
 targets; a rule returns (N, T, *in).
 
+Every rule is linear in R: ``prepare`` computes what does not depend on R (modified forwards,
+1/stab(z), masks) once per layer and explanation, ``apply`` maps any number of targets, so that
+the engine can process targets in chunks without repeating the forwards.
+
 stab(z) = z + ε·sign(z), with sign(0) = +1 (the convention of Bach et al. 2015 Eq. 58).
 """
 
@@ -22,7 +26,7 @@ from typing import Optional
 import torch
 
 from ..errors import ChexplainError
-from .ops import LinearOp
+from .ops import ConvOp, DenseOp, LinearOp
 
 Tensor = torch.Tensor
 
@@ -32,14 +36,24 @@ def stabilize(z: Tensor, epsilon: float) -> Tensor:
     return torch.where(z >= 0, z + epsilon, z - epsilon)
 
 
+def inverse(z: Tensor, epsilon: float, mask: Optional[Tensor] = None) -> Tensor:
+    """1 / stab(z) (times ``mask``): the per-neuron factor s_j = R_j · inverse_j.
+
+    Computed as 1 / (z + copysign(ε, z)), which differs from stab only at z = −0, where every
+    contribution z_ij is zero, so R_i does not depend on it.
+    """
+    inv = torch.full_like(z, epsilon).copysign_(z).add_(z).reciprocal_()
+    return inv if mask is None else inv.mul_(mask)
+
+
 def _vjp(layer: LinearOp, s: Tensor, weight: Tensor, x_shape: torch.Size) -> Tensor:
     n, t = s.shape[:2]
     g = layer.vjp(s.reshape(n * t, *s.shape[2:]), weight, x_shape)
     return g.view(n, t, *g.shape[1:])
 
 
-def _ratio(R: Tensor, z: Tensor, epsilon: float) -> Tensor:
-    return R / stabilize(z, epsilon).unsqueeze(1)
+def _scale(R: Tensor, inv: Tensor) -> Tensor:
+    return R * inv.unsqueeze(1)
 
 
 def _split(x: Tensor, nonnegative: bool = False) -> tuple[Tensor, Optional[Tensor]]:
@@ -65,6 +79,49 @@ def _back(layer: LinearOp, xp: Tensor, xn: Optional[Tensor], wp: Tensor, wn: Ten
     return r
 
 
+def _fusable(layer: LinearOp) -> bool:
+    """Whether w1ᵀs1 + w2ᵀs2 can be one transposed op on concatenated weights."""
+    return isinstance(layer, DenseOp) or (isinstance(layer, ConvOp) and layer.groups == 1)
+
+
+def _pair(layer: LinearOp, w1: Tensor, w2: Tensor) -> Optional[Tensor]:
+    """[w1; w2] along the output dimension, for :func:`_back2` (None if not fusable)."""
+    return torch.cat([w1, w2], 0) if _fusable(layer) else None
+
+
+def _cat_scaled(R: Tensor, inv1: Tensor, inv2: Tensor) -> Tensor:
+    """cat([R·inv1, R·inv2]) along the output channels, written once in R's layout."""
+    n, t, c = R.shape[:3]
+    if R.ndim > 3 and R.stride(2) == 1 and R.shape[2] > 1:  # channels last: keep it
+        buf = R.new_empty((n, t, *R.shape[3:], 2 * c)).movedim(-1, 2)
+    else:
+        buf = R.new_empty((n, t, 2 * c, *R.shape[3:]))
+    torch.mul(R, inv1.unsqueeze(1), out=buf[:, :, :c])
+    torch.mul(R, inv2.unsqueeze(1), out=buf[:, :, c:])
+    return buf
+
+
+def _back2(layer: LinearOp, xp: Tensor, xn: Optional[Tensor], w1: Tensor, w2: Tensor, inv1: Tensor,
+           inv2: Optional[Tensor], pairs: tuple, R: Tensor) -> Tensor:
+    """_back(w1, w2, R·inv1) + _back(w2, w1, R·inv2), i.e. x⁺ ⊙ (w1ᵀs1 + w2ᵀs2) + x⁻ ⊙ (w2ᵀs1 + w1ᵀs2),
+    with each pair of transposed ops fused into one on concatenated weights ``pairs``."""
+    if inv2 is None:
+        return _back(layer, xp, xn, w1, w2, _scale(R, inv1))
+    p12, p21 = pairs
+    if p12 is None:
+        out = _back(layer, xp, xn, w1, w2, _scale(R, inv1))
+        return out.add_(_back(layer, xp, xn, w2, w1, _scale(R, inv2)))
+    s = _cat_scaled(R, inv1, inv2)
+    out = _vjp(layer, s, p12, xp.shape).mul_(xp.unsqueeze(1))
+    if xn is not None:
+        out.add_(_vjp(layer, s, p21, xn.shape).mul_(xn.unsqueeze(1)))
+    return out
+
+
+def _pairs(layer: LinearOp, xn: Optional[Tensor], w1: Tensor, w2: Tensor) -> tuple:
+    return _pair(layer, w1, w2), (_pair(layer, w2, w1) if xn is not None else None)
+
+
 def _pos(t: Optional[Tensor]) -> Optional[Tensor]:
     return None if t is None else t.clamp(min=0)
 
@@ -78,9 +135,16 @@ class Rule:
 
     name = "rule"
 
-    def __call__(self, layer: LinearOp, x: Tensor, z: Tensor, R: Tensor, nonnegative: bool = False) -> Tensor:
-        """Relevance of the inputs; ``nonnegative`` says that x ≥ 0 is known (after a ReLU)."""
+    def prepare(self, layer: LinearOp, x: Tensor, z: Tensor, nonnegative: bool = False) -> tuple:
+        """What does not depend on R (once per layer); ``nonnegative``: x ≥ 0 is known."""
         raise NotImplementedError  # pragma: no cover
+
+    def apply(self, layer: LinearOp, x: Tensor, state: tuple, R: Tensor) -> Tensor:
+        """Relevance of the inputs (N, T, *in) for R (N, T, *out)."""
+        raise NotImplementedError  # pragma: no cover
+
+    def __call__(self, layer: LinearOp, x: Tensor, z: Tensor, R: Tensor, nonnegative: bool = False) -> Tensor:
+        return self.apply(layer, x, self.prepare(layer, x, z, nonnegative), R)
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v}" for k, v in vars(self).items() if not isinstance(v, Tensor))
@@ -94,8 +158,11 @@ class Epsilon(Rule):
     epsilon: float = 1e-6
     name = "epsilon"
 
-    def __call__(self, layer, x, z, R, nonnegative=False):
-        return _vjp(layer, _ratio(R, z, self.epsilon), layer.weight, x.shape).mul_(x.unsqueeze(1))
+    def prepare(self, layer, x, z, nonnegative=False):
+        return (inverse(z, self.epsilon),)
+
+    def apply(self, layer, x, state, R):
+        return _vjp(layer, _scale(R, state[0]), layer.weight, x.shape).mul_(x.unsqueeze(1))
 
 
 class Z(Epsilon):
@@ -120,21 +187,21 @@ class Gamma(Rule):
     stabilizer: float = 1e-6
     name = "gamma"
 
-    def __call__(self, layer, x, z, R, nonnegative=False):
+    def prepare(self, layer, x, z, nonnegative=False):
         w, b, g = layer.weight, layer.bias, self.gamma
         w_pos, w_neg = layer.signed_weights()
         wp, wn = w + g * w_pos, w + g * w_neg
         bp = None if b is None else b + g * b.clamp(min=0)
         bn = None if b is None else b + g * b.clamp(max=0)
         xp, xn = _split(x, nonnegative)
-        pos = (z > 0).to(R.dtype).unsqueeze(1)
-        s = _ratio(R * pos, _z(layer, xp, xn, wp, wn, bp), self.stabilizer)
-        out = _back(layer, xp, xn, wp, wn, s)
-        if bool((z < 0).any()):
-            neg = (z < 0).to(R.dtype).unsqueeze(1)
-            s = _ratio(R * neg, _z(layer, xp, xn, wn, wp, bn), self.stabilizer)
-            out = out + _back(layer, xp, xn, wn, wp, s)
-        return out
+        inv_p = inverse(_z(layer, xp, xn, wp, wn, bp), self.stabilizer, (z > 0).to(z.dtype))
+        if not bool((z < 0).any()):
+            return xp, xn, wp, wn, inv_p, None, None
+        inv_n = inverse(_z(layer, xp, xn, wn, wp, bn), self.stabilizer, (z < 0).to(z.dtype))
+        return xp, xn, wp, wn, inv_p, inv_n, _pairs(layer, xn, wp, wn)
+
+    def apply(self, layer, x, state, R):
+        return _back2(layer, *state[:6], state[6], R)
 
 
 @dataclass(repr=False)
@@ -157,27 +224,30 @@ class AlphaBeta(Rule):
             raise ChexplainError(
                 f"LRP-alpha-beta needs alpha - beta = 1 and beta >= 0, got alpha={self.alpha}, beta={self.beta}")
 
-    def __call__(self, layer, x, z, R, nonnegative=False):
+    def prepare(self, layer, x, z, nonnegative=False):
         b = layer.bias
         wp, wn = layer.signed_weights()
         xp, xn = _split(x, nonnegative)
         z_pos = _z(layer, xp, xn, wp, wn, _pos(b))
         # Where one side is empty (z_j⁺ = 0 or z_j⁻ = 0) Eq. 60 is 0/0; the limit that keeps the
         # rule conservative gives the whole R_j to the other side.
-        alpha = torch.full_like(z_pos, self.alpha)
-        beta = None
-        need_negative = self.beta != 0 or bool((z_pos == 0).any())
-        if need_negative:
-            z_neg = _z(layer, xp, xn, wn, wp, _neg(b))
-            empty_neg, empty_pos = z_neg == 0, z_pos == 0
-            alpha = torch.where(empty_neg, 1.0, alpha).masked_fill(empty_pos, 0.0)
-            beta = torch.where(empty_neg, 0.0, self.beta).to(alpha.dtype).masked_fill(empty_pos, -1.0)
-        s = _ratio(R * alpha.unsqueeze(1), z_pos, self.stabilizer)
-        out = _back(layer, xp, xn, wp, wn, s)
-        if beta is not None:
-            s = _ratio(R * beta.unsqueeze(1), z_neg, self.stabilizer)
-            out = out - _back(layer, xp, xn, wn, wp, s)
-        return out
+        if self.beta == 0 and not bool((z_pos == 0).any()):
+            return xp, xn, wp, wn, inverse(z_pos, self.stabilizer).mul_(self.alpha), None, None
+        z_neg = _z(layer, xp, xn, wn, wp, _neg(b))
+        inv_a, inv_b = inverse(z_pos, self.stabilizer), inverse(z_neg, self.stabilizer)
+        empty_neg, empty_pos = z_neg == 0, z_pos == 0
+        if bool(empty_neg.any()) or bool(empty_pos.any()):
+            alpha = torch.full_like(z_pos, self.alpha).masked_fill_(empty_neg, 1.0).masked_fill_(empty_pos, 0.0)
+            beta = torch.full_like(z_neg, self.beta).masked_fill_(empty_neg, 0.0).masked_fill_(empty_pos, -1.0)
+            inv_a.mul_(alpha), inv_b.mul_(beta.neg_())
+        else:
+            inv_a.mul_(self.alpha)
+            inv_b = inv_b.mul_(-self.beta) if self.beta else None
+        # the β-term enters with its sign folded into inv_b: out = _back(w⁺, w⁻, αs⁺) + _back(w⁻, w⁺, −βs⁻)
+        return xp, xn, wp, wn, inv_a, inv_b, None if inv_b is None else _pairs(layer, xn, wp, wn)
+
+    def apply(self, layer, x, state, R):
+        return _back2(layer, *state[:6], state[6], R)
 
 
 @dataclass(repr=False)
@@ -192,16 +262,19 @@ class ZPlus(Rule):
     stabilizer: float = 1e-6
     name = "z-plus"
 
-    def __call__(self, layer, x, z, R, nonnegative=False):
+    def prepare(self, layer, x, z, nonnegative=False):
         wp, wn = layer.signed_weights()
         xp, xn = _split(x, nonnegative)
         z_pos = _z(layer, xp, xn, wp, wn, None)
-        out = _back(layer, xp, xn, wp, wn, _ratio(R, z_pos, self.stabilizer))
         empty = z_pos == 0
-        if bool(empty.any()):
-            s = _ratio(R * empty.to(R.dtype).unsqueeze(1), _z(layer, xp, xn, wn, wp, None), self.stabilizer)
-            out = out + _back(layer, xp, xn, wn, wp, s)
-        return out
+        if not bool(empty.any()):
+            return xp, xn, wp, wn, inverse(z_pos, self.stabilizer), None, None
+        inv_e = inverse(_z(layer, xp, xn, wn, wp, None), self.stabilizer, empty.to(z_pos.dtype))
+        return (xp, xn, wp, wn, inverse(z_pos, self.stabilizer, (~empty).to(z_pos.dtype)), inv_e,
+                _pairs(layer, xn, wp, wn))
+
+    def apply(self, layer, x, state, R):
+        return _back2(layer, *state[:6], state[6], R)
 
 
 @dataclass(repr=False)
@@ -214,11 +287,13 @@ class WSquare(Rule):
     def _weight(self, w: Tensor) -> Tensor:
         return w * w
 
-    def __call__(self, layer, x, z, R, nonnegative=False):
+    def prepare(self, layer, x, z, nonnegative=False):
         w2 = self._weight(layer.weight)
-        ones = torch.ones_like(x)
-        s = _ratio(R, layer.forward_with(ones, w2, None), self.stabilizer)
-        return _vjp(layer, s, w2, x.shape)
+        return w2, inverse(layer.forward_with(torch.ones_like(x[:1]), w2, None), self.stabilizer)
+
+    def apply(self, layer, x, state, R):
+        w2, inv = state
+        return _vjp(layer, R * inv, w2, x.shape)
 
 
 class Flat(WSquare):
@@ -257,11 +332,17 @@ class ZBox(Rule):
                 f"z^B bounds of shape {tuple(t.shape)} do not fit the input of shape {tuple(x.shape)}; give a "
                 "float, one value per channel, or a tensor of the input's shape") from None
 
-    def __call__(self, layer, x, z, R, nonnegative=False):
+    def prepare(self, layer, x, z, nonnegative=False):
         w = layer.weight
         wp, wn = layer.signed_weights()
         low, high = self._bound(self.low, x), self._bound(self.high, x)
         zb = layer.forward_with(x, w, None) - layer.forward_with(low, wp, None) - layer.forward_with(high, wn, None)
-        s = _ratio(R, zb, self.stabilizer)
-        return (x.unsqueeze(1) * _vjp(layer, s, w, x.shape) - low.unsqueeze(1) * _vjp(layer, s, wp, x.shape)
-                - high.unsqueeze(1) * _vjp(layer, s, wn, x.shape))
+        return low, high, inverse(zb, self.stabilizer)
+
+    def apply(self, layer, x, state, R):
+        low, high, inv = state
+        s = _scale(R, inv)
+        wp, wn = layer.signed_weights()
+        out = _vjp(layer, s, layer.weight, x.shape).mul_(x.unsqueeze(1))
+        out.sub_(_vjp(layer, s, wp, x.shape).mul_(low.unsqueeze(1)))
+        return out.sub_(_vjp(layer, s, wn, x.shape).mul_(high.unsqueeze(1)))
