@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from .data.chexpert import OBSERVATIONS
+from .data.nih import NIH_TO_CHEXPERT
 from .errors import ChexplainError, DataError
 from .evaluate.baselines import Attributor, all_methods
 from .figures import classes_figure, correct_incorrect_figure, lrp_rules_figure, \
@@ -38,11 +39,6 @@ DEFAULT_METHODS = ("lrp-epsilon", "lrp-alpha1beta0", "lrp-alpha2beta1", "dtd", "
 #: single-rule LRP-ε/z on deep networks (Kohlbrenner et al. 2020).
 FIGURE_PREFERENCE = ("epsilon-gamma-box", "epsilon-plus-flat", "epsilon-alpha2beta1-flat",
                      "epsilon-plus", "lrp-alpha2beta1", "dtd", "gradcam")
-#: NIH ChestX-ray14 labels → CheXpert observations (for ``--labels`` with NIH's Data_Entry CSV).
-NIH_TO_CHEXPERT = {"Atelectasis": "Atelectasis", "Cardiomegaly": "Cardiomegaly",
-                   "Effusion": "Pleural Effusion", "Pneumothorax": "Pneumothorax",
-                   "Consolidation": "Consolidation", "Edema": "Edema", "Pneumonia": "Pneumonia",
-                   "Mass": "Lung Lesion", "Nodule": "Lung Lesion", "No Finding": "No Finding"}
 
 
 def slug(name: str) -> str:

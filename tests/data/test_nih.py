@@ -91,3 +91,55 @@ def test_dataset_on_real_images(nih):
     assert item["box_mask"].shape == (14, 64, 64) and item["box_mask"][k].sum() > 200
     plain = ds[by_name["00000129_000.png"]]
     assert plain["target"].sum() == 0 and not plain["box_mask"].any()
+
+
+def test_as_observations_merges_mapped_labels(tmp_path):
+    """Mass and Nodule both become Lung Lesion (targets and boxes united); Emphysema has no
+    CheXpert counterpart; an entry without findings is No Finding."""
+    from PIL import Image
+
+    from chexplain.data.chexpert import OBSERVATIONS
+    from chexplain.data.nih import NIHAsObservations, nih_folder
+
+    (tmp_path / "images").mkdir()
+    for name in ("a.png", "b.png"):
+        Image.fromarray(np.full((64, 64), 128, np.uint8)).save(tmp_path / "images" / name)
+    (tmp_path / "Data_Entry_2017.csv").write_text(
+        "Image Index,Finding Labels\na.png,Mass|Nodule|Emphysema\nb.png,No Finding\n")
+    (tmp_path / "BBox_List_2017.csv").write_text(
+        "Image Index,Finding Label,Bbox [x,y,w,h],,,\n"
+        "a.png,Mass,0,0,256,256\na.png,Nodule,768,768,256,256\n")
+    ds = NIHAsObservations(NIHDataset(*nih_folder(tmp_path), size=64), OBSERVATIONS)
+    lesion, none = OBSERVATIONS.index("Lung Lesion"), OBSERVATIONS.index("No Finding")
+    assert ds.default_classes == ["Lung Lesion"]
+    a, b = ds[0], ds[1]
+    assert a["target"].nonzero().flatten().tolist() == [lesion]
+    assert b["target"].nonzero().flatten().tolist() == [none]
+    assert a["box_mask"].shape == (14, 64, 64) and a["has_box"].nonzero().flatten().tolist() == [lesion]
+    m = a["box_mask"][lesion]
+    assert m[:16, :16].all() and m[48:, 48:].all() and m.sum() == 2 * 16 * 16
+    assert not b["box_mask"].any()
+
+
+def test_nih_folder_errors(tmp_path):
+    from chexplain.data.nih import nih_folder
+
+    with pytest.raises(DataError, match="NIH folder not found"):
+        nih_folder(tmp_path / "absent")
+    with pytest.raises(DataError, match="no Data_Entry_2017"):
+        nih_folder(tmp_path)
+
+
+def test_as_observations_on_real_images(nih):
+    from chexplain.data.chexpert import OBSERVATIONS
+    from chexplain.data.nih import NIHAsObservations, nih_folder
+
+    ds = NIHAsObservations(NIHDataset(*nih_folder(nih["dir"]), size=64, missing="skip"), OBSERVATIONS)
+    names = list(ds.base.entries["Image Index"])
+    t = {n: {OBSERVATIONS[k] for k in np.flatnonzero(ds.targets[i])} for i, n in enumerate(names)}
+    assert t["00004387_000.png"] == {"Pleural Effusion"} and t["00002927_000.png"] == {"Lung Lesion"}
+    assert t["00000284_000.png"] == set()  # Hernia: no CheXpert counterpart
+    assert t["00000129_000.png"] == {"No Finding"}
+    assert ds.default_classes == ["Cardiomegaly"]  # the only boxes among the 12 samples
+    item = ds[names.index("00001369_000.png")]
+    assert item["has_box"].nonzero().flatten().tolist() == [OBSERVATIONS.index("Cardiomegaly")]

@@ -14,13 +14,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "compare", help="compare explanation methods: AOPC, pointing game, relevance mass, "
                         "randomisation",
         description="Runs every metric for every method over a CheXpert-format data set (the "
-                    "phantom's finding masks for localisation); one item per (image, positive "
+                    "phantom's finding masks for localisation) or NIH ChestX-ray14 images (the "
+                    "radiologists' boxes); one item per (image, positive "
                     "finding). Writes DIR/compare.json (mean and bootstrap 95%% interval per "
                     "method and metric), summary.csv, items.csv, per_class.csv and plots.")
     p.add_argument("--checkpoint", required=True, metavar="CKPT")
     p.add_argument("--data", metavar="ROOT", help="folder the CSV's Paths are relative to "
                    "(default: from the CSV's place)")
-    p.add_argument("--csv", required=True, help="CheXpert-format labels (the phantom's train.csv)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--csv", help="CheXpert-format labels (the phantom's train.csv)")
+    src.add_argument("--nih", metavar="DIR", help="a ChestX-ray14 folder (images/, Data_Entry_2017*.csv, "
+                     "BBox_List_2017.csv): its radiologist boxes as masks, its labels mapped to the "
+                     "model's observations")
     p.add_argument("--methods", default=",".join(BENCHMARK_METHODS),
                    help=f"comma-separated (default {','.join(BENCHMARK_METHODS)})")
     p.add_argument("--classes", help="observations to evaluate, comma-separated (default: the "
@@ -54,10 +59,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     methods = parse_methods(args.methods)
     model, meta = load_trained(args.checkpoint, map_location=args.device)
-    csv = resolve_csv(args.csv, args.data)
-    root = resolve_root(args.data, read_chexpert_csv(csv)["Path"].iloc[0])
-    ds = CheXpertDataset(csv, root, masks=True, size=meta["image_size"],
-                         normalization=meta["normalization"])
+    if args.nih:
+        from ..data.nih import NIHAsObservations, NIHDataset, nih_folder
+
+        images, entries, boxes = nih_folder(args.nih)
+        ds = NIHAsObservations(NIHDataset(images, entries, boxes, size=meta["image_size"],
+                                          normalization=meta["normalization"], missing="skip"),
+                               meta["observations"])
+    else:
+        csv = resolve_csv(args.csv, args.data)
+        root = resolve_root(args.data, read_chexpert_csv(csv)["Path"].iloc[0])
+        ds = CheXpertDataset(csv, root, masks=True, size=meta["image_size"],
+                             normalization=meta["normalization"])
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
     cfg = CompareConfig(methods=tuple(methods), classes=classes, patch=args.patch, steps=args.steps,
                         baseline=args.baseline, tolerance=args.tolerance,

@@ -31,6 +31,16 @@ NO_FINDING = "No Finding"
 #: The frame of the BBox CSV's coordinates.
 BOX_FRAME = 1024
 _BOX_ALIASES = {"Infiltrate": "Infiltration"}  # BBox_List_2017 spells it differently
+#: ChestX-ray14 labels → the CheXpert observation (Irvin et al. 2019) that a CheXpert-trained
+#: model predicts for them: CheXpert's labeller counts nodules and masses as Lung Lesion,
+#: infiltrates as Lung Opacity and pleural thickening as Pleural Other. Emphysema, Fibrosis and
+#: Hernia have no CheXpert counterpart.
+NIH_TO_CHEXPERT: dict[str, str] = {
+    "Atelectasis": "Atelectasis", "Cardiomegaly": "Cardiomegaly", "Effusion": "Pleural Effusion",
+    "Infiltration": "Lung Opacity", "Mass": "Lung Lesion", "Nodule": "Lung Lesion",
+    "Pneumonia": "Pneumonia", "Pneumothorax": "Pneumothorax", "Consolidation": "Consolidation",
+    "Edema": "Edema", "Pleural_Thickening": "Pleural Other", NO_FINDING: NO_FINDING,
+}
 
 
 def read_nih_entries(path: str | os.PathLike) -> pd.DataFrame:
@@ -157,6 +167,12 @@ class NIHDataset(Dataset):
     def __len__(self) -> int:
         return len(self.entries)
 
+    def boxes_labels(self) -> list[str]:
+        """The NIH labels with at least one box among this data set's images."""
+        found = {label for name in self.entries["Image Index"] if name in self.boxes
+                 for label in self.boxes[name]["label"]}
+        return [name for name in NIH_LABELS if name in found]
+
     def __getitem__(self, index: int) -> dict:
         name = self.entries["Image Index"].iloc[index]
         path = self.images_dir / name
@@ -171,3 +187,51 @@ class NIHDataset(Dataset):
             "index": index,
             "path": str(path),
         }
+
+
+def nih_folder(root: str | os.PathLike) -> tuple[Path, Path, Path | None]:
+    """(images folder, Data_Entry CSV, BBox CSV or None) of a ChestX-ray14 folder laid out as
+    NIH ships it: ``images/``, ``Data_Entry_2017*.csv[.gz]``, ``BBox_List_2017.csv[.gz]``."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: NIH folder not found")
+    images = root / "images" if (root / "images").is_dir() else root
+    entries = sorted(root.glob("Data_Entry_2017*.csv*"))
+    if not entries:
+        raise DataError(f"{root}: no Data_Entry_2017*.csv(.gz) with the image labels")
+    boxes = sorted(root.glob("BBox_List_2017.csv*"))
+    return images, entries[-1], boxes[0] if boxes else None
+
+
+class NIHAsObservations(Dataset):
+    """An :class:`NIHDataset` in a model's label space: targets and box masks of the NIH labels
+    that :data:`NIH_TO_CHEXPERT` maps to one observation are merged (a union); observations
+    without an NIH counterpart stay negative with empty masks, and are not evaluated by default
+    (``default_classes``: the observations NIH's boxes can localise)."""
+
+    def __init__(self, base: NIHDataset, observations: Sequence[str]) -> None:
+        self.base = base
+        self.observations = list(observations)
+        index = {name: k for k, name in enumerate(self.observations)}
+        self._map = np.zeros((len(NIH_LABELS), len(self.observations)), dtype=np.float32)
+        for k, label in enumerate(NIH_LABELS):
+            if NIH_TO_CHEXPERT.get(label) in index:
+                self._map[k, index[NIH_TO_CHEXPERT[label]]] = 1.0
+        self.targets = (base.targets @ self._map > 0).astype(np.float32)
+        if NO_FINDING in index:
+            self.targets[:, index[NO_FINDING]] = base.targets.sum(1) == 0
+        boxed = {NIH_TO_CHEXPERT.get(label) for label in base.boxes_labels()}
+        self.default_classes = [c for c in self.observations if c in boxed]
+
+    @property
+    def normalization(self) -> Normalization:
+        return self.base.normalization
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int) -> dict:
+        item = self.base[index]
+        masks = torch.einsum("khw,kc->chw", item["box_mask"].float(), torch.from_numpy(self._map)) > 0
+        return item | {"target": torch.from_numpy(self.targets[index]), "box_mask": masks,
+                       "has_box": masks.flatten(1).any(1)}

@@ -8,7 +8,7 @@ places, each with the mask of every pixel its drawing changed:
 - ``Pneumothorax``: a dark rim without lung markings at one lung's apex and lateral edge,
   bounded by a thin pleural line;
 - ``Cardiomegaly``: a heart 30–50 % wider (the mask is the whole enlarged heart);
-- ``Lung Lesion``: a nodule in a lung field;
+- ``Lung Lesion``: a round nodule (6–10 % of the image width) in a lung field;
 - ``Support Devices``: a wire or line from the shoulder to the mediastinum.
 
 An optional :class:`Confounder` draws a text marker whose presence correlates with a label,
@@ -166,7 +166,7 @@ def phantom_sample(size: int | tuple[int, int] = 224, seed: int = 0, index: int 
     # ----------------------------------------------------------- finding parameters
     eff_side, eff_level = int(rng.integers(2)), rng.uniform(0.30, 0.45)
     ptx_side, ptx_shrink = int(rng.integers(2)), rng.uniform(0.70, 0.82)
-    nod_r = max(1.5 / s, rng.uniform(0.018, 0.035))
+    nod_r = max(2.0 / s, rng.uniform(0.03, 0.05))
     nod_u = rng.random(2)
     dev_side, dev_ctrl = int(rng.integers(2)), rng.uniform(0, 1, 6)
     marker_u = rng.random(3)
@@ -205,8 +205,8 @@ def phantom_sample(size: int | tuple[int, int] = 224, seed: int = 0, index: int 
         k = int(nod_u[1] * len(ys)) if len(ys) else 0
         ny, nx = (float(ys[k] + 0.5) / h, float(xs[k] + 0.5) / w) if len(ys) else (cy, cx)
         d2 = ((x - nx) * w) ** 2 + ((y - ny) * h) ** 2
-        bump = np.clip(1 - d2 / (nod_r * s) ** 2, 0, 1)
-        img = img + 0.28 * bump
+        bump = np.sqrt(np.clip(1 - d2 / (nod_r * s) ** 2, 0, 1))  # a sphere's projected thickness
+        img = img + 0.25 * bump
         masks["Lung Lesion"] = bump > 0
     if present["Support Devices"]:
         masks["Support Devices"] = _device(h, w, dev_side, dev_ctrl)

@@ -113,8 +113,10 @@ def compare(model: torch.nn.Module, dataset: Any, out: str | os.PathLike,
     if cfg.classes is None:
         from ..data.phantom import FINDINGS
 
-        wanted = [names.index(c) for c in FINDINGS if c in names] if getattr(dataset, "with_masks", False) \
-            else list(range(len(names)))
+        default = getattr(dataset, "default_classes", None)
+        if default is None and getattr(dataset, "with_masks", False):
+            default = FINDINGS
+        wanted = list(range(len(names))) if default is None else [names.index(c) for c in default if c in names]
     else:
         unknown = [c for c in cfg.classes if c not in names]
         if unknown:
