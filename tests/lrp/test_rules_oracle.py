@@ -55,6 +55,10 @@ def test_rule_equals_per_neuron_formula(rule_name, layer_name, bias):
     make, kwargs = RULES[rule_name]
     got = make()(op, x, z, R)
     assert got.shape == (n, t, *in_shape)
+    fused = make().forward_prepare(op, x)  # αβ and γ: the layer's output from the rule's own forwards
+    if fused is not None:
+        torch.testing.assert_close(fused[0], z, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(make().apply(op, x, fused[1], R), got, rtol=1e-10, atol=1e-12)
 
     W = dense_matrix(lambda v: layer._conv_forward(v.unsqueeze(0), layer.weight, None)[0]
                      if isinstance(layer, (nn.Conv1d, nn.Conv2d)) else v @ layer.weight.T, in_shape)

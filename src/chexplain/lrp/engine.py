@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn as nn
@@ -82,11 +82,12 @@ class LRP:
         fast = x.detach()
         if fast.ndim == 4:  # channels-last convolutions and their transposes are faster (oneDNN, cuDNN)
             fast = fast.contiguous(memory_format=torch.channels_last)
+        states: dict[str, Any] = {}
         with torch.no_grad():
-            values = _forward(graph, fast)
+            values = _forward(graph, fast, self._forward_prepare(nonneg, states))
             logits = values[graph.output]
             targets = resolve_targets(logits, target, classes)
-            rel, records = self._relevance(graph, nonneg, values, logits, targets.index, report)
+            rel, records = self._relevance(graph, nonneg, values, logits, targets.index, report, states)
         summary = None
         if report:
             summary = ConservationReport(records, logits.gather(1, targets.index), rel.flatten(2).sum(-1))
@@ -120,16 +121,28 @@ class LRP:
         if not bool(torch.isfinite(x).all()):
             raise InputError("the input contains NaN or infinite values")
 
+    def _forward_prepare(self, nonneg: set[str], states: dict[str, Any]):
+        """Forward hook: layers whose rule computes their output from its own modified forwards
+        (αβ, γ: z = z⁺ + z⁻) run those instead, and keep the prepared state."""
+        def run(node: Node, inputs: list[Any]) -> Tensor | None:
+            if not isinstance(node.op, ops.LinearOp):
+                return None
+            got = self._rule_for(node).forward_prepare(node.op, inputs[0], node.inputs[0] in nonneg)
+            if got is None:
+                return None
+            z, states[node.name] = got
+            return z
+        return run
+
     def _rule_for(self, node: Node):
         return self.composite.rule_for(node.path, node.op.layer_type, node.name == self._first)
 
     def _relevance(self, graph: Graph, nonneg: set[str], values: dict[str, Any], logits: Tensor, index: Tensor,
-                   report: bool) -> tuple[Tensor, list[LayerRelevance]]:
+                   report: bool, states: dict[str, Any]) -> tuple[Tensor, list[LayerRelevance]]:
         """The relevance pass for the targets ``index`` (N, T), in chunks of targets that share
-        each layer's R-independent part (``Rule.prepare``), computed once."""
+        each layer's R-independent part (``Rule.prepare``, kept in ``states``), computed once."""
         n, t = index.shape
         chunk = self._target_chunk(graph, values, n, t, logits.device)
-        states: dict[str, Any] = {}
         parts, chunk_records = [], []
         for lo in range(0, t, chunk):
             idx = index[:, lo:lo + chunk]
@@ -268,12 +281,16 @@ def _nonnegative_nodes(graph: Graph) -> set[str]:
     return out
 
 
-def _forward(graph: Graph, x: Tensor) -> dict[str, Any]:
+def _forward(graph: Graph, x: Tensor, hook: Callable[[Node, list], Tensor | None] | None = None) -> dict[str, Any]:
+    """Every node's value; ``hook(node, inputs)`` may supply a node's output instead of its op."""
     values: dict[str, Any] = {graph.nodes[0].name: x}
     n = x.shape[0]
     for node in graph.nodes[1:]:
         try:
-            out = node.op.forward(*[values[i] for i in node.inputs])
+            inputs = [values[i] for i in node.inputs]
+            out = hook(node, inputs) if hook is not None else None
+            if out is None:
+                out = node.op.forward(*inputs)
         except (RuntimeError, ValueError, IndexError, TypeError) as exc:
             where = f"'{node.path}'" if node.path else f"'{node.name}' (top-level forward)"
             text = str(exc).strip().splitlines()

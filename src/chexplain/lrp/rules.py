@@ -46,6 +46,13 @@ def inverse(z: Tensor, epsilon: float, mask: Optional[Tensor] = None) -> Tensor:
     return inv if mask is None else inv.mul_(mask)
 
 
+def _inverse_signed(z: Tensor, epsilon: float, sign: float) -> Tensor:
+    """1 / stab(z) for z of known sign (z ≥ 0 for sign +1, z ≤ 0 for −1), **in place** on a
+    z the caller no longer needs: two passes, not four. At z = 0 it may differ from stab's
+    sign(0) = +1, where only zero contributions meet it."""
+    return z.add_(epsilon * sign).reciprocal_()
+
+
 def _vjp(layer: LinearOp, s: Tensor, weight: Tensor, x_shape: torch.Size) -> Tensor:
     n, t = s.shape[:2]
     g = layer.vjp(s.reshape(n * t, *s.shape[2:]), weight, x_shape)
@@ -143,6 +150,11 @@ class Rule:
         """Relevance of the inputs (N, T, *in) for R (N, T, *out)."""
         raise NotImplementedError  # pragma: no cover
 
+    def forward_prepare(self, layer: LinearOp, x: Tensor, nonnegative: bool = False) -> Optional[tuple[Tensor, tuple]]:
+        """(z, state) when the rule's modified forwards also give the layer's output z (saving
+        its own forward), else None."""
+        return None
+
     def __call__(self, layer: LinearOp, x: Tensor, z: Tensor, R: Tensor, nonnegative: bool = False) -> Tensor:
         return self.apply(layer, x, self.prepare(layer, x, z, nonnegative), R)
 
@@ -187,17 +199,37 @@ class Gamma(Rule):
     stabilizer: float = 1e-6
     name = "gamma"
 
-    def prepare(self, layer, x, z, nonnegative=False):
-        w, b, g = layer.weight, layer.bias, self.gamma
+    def _weights(self, layer: LinearOp) -> tuple[Tensor, Tensor]:
         w_pos, w_neg = layer.signed_weights()
-        wp, wn = w + g * w_pos, w + g * w_neg
-        bp = None if b is None else b + g * b.clamp(min=0)
-        bn = None if b is None else b + g * b.clamp(max=0)
+        return layer.weight + self.gamma * w_pos, layer.weight + self.gamma * w_neg
+
+    def prepare(self, layer, x, z, nonnegative=False):
+        b, g = layer.bias, self.gamma
+        wp, wn = self._weights(layer)
         xp, xn = _split(x, nonnegative)
-        inv_p = inverse(_z(layer, xp, xn, wp, wn, bp), self.stabilizer, (z > 0).to(z.dtype))
-        if not bool((z < 0).any()):
+        zg_p = _z(layer, xp, xn, wp, wn, None if b is None else b + g * b.clamp(min=0))
+        zg_n = _z(layer, xp, xn, wn, wp, None if b is None else b + g * b.clamp(max=0)) \
+            if bool((z < 0).any()) else None
+        return self._state(layer, xp, xn, wp, wn, z, zg_p, zg_n)
+
+    def forward_prepare(self, layer, x, nonnegative=False):
+        """With the positive and negative products P = Σ z_ij⁺ + b⁺ and N = Σ z_ij⁻ + b⁻ (x split
+        by sign as for αβ): z = P + N, and the denominators are z + γP (z > 0) and z + γN (z < 0),
+        so two forwards serve what took three."""
+        w_pos, w_neg = layer.signed_weights()
+        xp, xn = _split(x, nonnegative)
+        P = _z(layer, xp, xn, w_pos, w_neg, _pos(layer.bias))
+        N = _z(layer, xp, xn, w_neg, w_pos, _neg(layer.bias))
+        z = P + N
+        zg_n = N.mul_(self.gamma).add_(z) if bool((z < 0).any()) else None
+        wp, wn = self._weights(layer)
+        return z, self._state(layer, xp, xn, wp, wn, z, P.mul_(self.gamma).add_(z), zg_n)
+
+    def _state(self, layer, xp, xn, wp, wn, z, zg_p, zg_n) -> tuple:
+        inv_p = inverse(zg_p, self.stabilizer, (z > 0).to(z.dtype))
+        if zg_n is None:
             return xp, xn, wp, wn, inv_p, None, None
-        inv_n = inverse(_z(layer, xp, xn, wn, wp, bn), self.stabilizer, (z < 0).to(z.dtype))
+        inv_n = inverse(zg_n, self.stabilizer, (z < 0).to(z.dtype))
         return xp, xn, wp, wn, inv_p, inv_n, _pairs(layer, xn, wp, wn)
 
     def apply(self, layer, x, state, R):
@@ -224,21 +256,36 @@ class AlphaBeta(Rule):
             raise ChexplainError(
                 f"LRP-alpha-beta needs alpha - beta = 1 and beta >= 0, got alpha={self.alpha}, beta={self.beta}")
 
-    def prepare(self, layer, x, z, nonnegative=False):
-        b = layer.bias
+    def _parts(self, layer: LinearOp, x: Tensor, nonnegative: bool, need_negative: bool) -> tuple:
         wp, wn = layer.signed_weights()
         xp, xn = _split(x, nonnegative)
-        z_pos = _z(layer, xp, xn, wp, wn, _pos(b))
+        z_pos = _z(layer, xp, xn, wp, wn, _pos(layer.bias))  # ≥ 0: positive products and b⁺
+        need_negative = need_negative or bool(z_pos.amin() == 0)
+        z_neg = _z(layer, xp, xn, wn, wp, _neg(layer.bias)) if need_negative else None  # ≤ 0
+        return xp, xn, wp, wn, z_pos, z_neg
+
+    def prepare(self, layer, x, z, nonnegative=False):
+        return self._state(layer, *self._parts(layer, x, nonnegative, self.beta != 0))
+
+    def forward_prepare(self, layer, x, nonnegative=False):
+        """z = z⁺ + z⁻ (biases included): equal to the layer's output up to rounding."""
+        parts = self._parts(layer, x, nonnegative, True)
+        z = parts[4] + parts[5]  # before _state turns z⁺ and z⁻ into their inverses
+        return z, self._state(layer, *parts)
+
+    def _state(self, layer, xp, xn, wp, wn, z_pos, z_neg) -> tuple:
         # Where one side is empty (z_j⁺ = 0 or z_j⁻ = 0) Eq. 60 is 0/0; the limit that keeps the
         # rule conservative gives the whole R_j to the other side.
-        if self.beta == 0 and not bool((z_pos == 0).any()):
-            return xp, xn, wp, wn, inverse(z_pos, self.stabilizer).mul_(self.alpha), None, None
-        z_neg = _z(layer, xp, xn, wn, wp, _neg(b))
-        inv_a, inv_b = inverse(z_pos, self.stabilizer), inverse(z_neg, self.stabilizer)
-        empty_neg, empty_pos = z_neg == 0, z_pos == 0
-        if bool(empty_neg.any()) or bool(empty_pos.any()):
+        if z_neg is None:  # β = 0 and no empty positive side
+            return xp, xn, wp, wn, _inverse_signed(z_pos, self.stabilizer, 1.0).mul_(self.alpha), None, None
+        alpha = beta = None
+        if bool(z_pos.amin() == 0) or bool(z_neg.amax() == 0):
+            empty_neg, empty_pos = z_neg == 0, z_pos == 0
             alpha = torch.full_like(z_pos, self.alpha).masked_fill_(empty_neg, 1.0).masked_fill_(empty_pos, 0.0)
             beta = torch.full_like(z_neg, self.beta).masked_fill_(empty_neg, 0.0).masked_fill_(empty_pos, -1.0)
+        inv_a = _inverse_signed(z_pos, self.stabilizer, 1.0)
+        inv_b = _inverse_signed(z_neg, self.stabilizer, -1.0)
+        if alpha is not None:
             inv_a.mul_(alpha), inv_b.mul_(beta.neg_())
         else:
             inv_a.mul_(self.alpha)
@@ -265,13 +312,13 @@ class ZPlus(Rule):
     def prepare(self, layer, x, z, nonnegative=False):
         wp, wn = layer.signed_weights()
         xp, xn = _split(x, nonnegative)
-        z_pos = _z(layer, xp, xn, wp, wn, None)
+        z_pos = _z(layer, xp, xn, wp, wn, None)  # ≥ 0
+        if not bool(z_pos.amin() == 0):
+            return xp, xn, wp, wn, _inverse_signed(z_pos, self.stabilizer, 1.0), None, None
         empty = z_pos == 0
-        if not bool(empty.any()):
-            return xp, xn, wp, wn, inverse(z_pos, self.stabilizer), None, None
-        inv_e = inverse(_z(layer, xp, xn, wn, wp, None), self.stabilizer, empty.to(z_pos.dtype))
-        return (xp, xn, wp, wn, inverse(z_pos, self.stabilizer, (~empty).to(z_pos.dtype)), inv_e,
-                _pairs(layer, xn, wp, wn))
+        inv_e = _inverse_signed(_z(layer, xp, xn, wn, wp, None), self.stabilizer, -1.0).mul_(empty)
+        inv = _inverse_signed(z_pos, self.stabilizer, 1.0).mul_(~empty)
+        return xp, xn, wp, wn, inv, inv_e, _pairs(layer, xn, wp, wn)
 
     def apply(self, layer, x, state, R):
         return _back2(layer, *state[:6], state[6], R)
