@@ -74,12 +74,17 @@ def figure_all_classes(
 ) -> Path:
     """Figure (a): heatmaps for all ten classes of the first test digit of each of ``digits``."""
     idx = first_of_each(data.test_labels, digits)
-    images = data.test_images[idx]
+    return _ten_classes(model, meta, data.test_images[idx], path, "all classes",
+                        lambda preds: [f"digit {d} (pred. {p})" for d, p in zip(digits, preds)], method, cmap,
+                        params)
+
+
+def _ten_classes(model: torch.nn.Module, meta: Mapping[str, Any], images: torch.Tensor, path: str | os.PathLike,
+                 title: str, row_labels: Any, method: str, cmap: str, params: dict) -> Path:
+    """One row per image, one column per class 0–9; ``row_labels(predictions)`` names the rows."""
     maps = relevance_maps(model, meta, images, range(10), method, **params)
-    preds = _predict(model, meta, images)
-    rows = [f"digit {d} (pred. {p})" for d, p in zip(digits, preds)]
-    return _save(Path(path), maps, images.numpy(), f"{meta.get('label', '')} net, {method}: all classes",
-                 cmap, row_labels=rows, col_labels=[f"class {c}" for c in range(10)])
+    return _save(Path(path), maps, images.numpy(), f"{meta.get('label', '')} net, {method}: {title}", cmap,
+                 row_labels=row_labels(_predict(model, meta, images)), col_labels=[f"class {c}" for c in range(10)])
 
 
 def figure_pairs(
@@ -112,12 +117,9 @@ def figure_random(
     """Figure (c): ``count`` random test digits (seeded) x ten classes."""
     g = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(data.test_labels), generator=g)[:count]
-    images = data.test_images[idx]
-    maps = relevance_maps(model, meta, images, range(10), method, **params)
-    preds = _predict(model, meta, images)
-    rows = [f"#{int(i)}: {int(data.test_labels[i])} (pred. {p})" for i, p in zip(idx, preds)]
-    return _save(Path(path), maps, images.numpy(), f"{meta.get('label', '')} net, {method}: random test digits",
-                 cmap, row_labels=rows, col_labels=[f"class {c}" for c in range(10)])
+    return _ten_classes(model, meta, data.test_images[idx], path, "random test digits",
+                        lambda preds: [f"#{int(i)}: {int(data.test_labels[i])} (pred. {p})" for i, p in zip(idx, preds)],
+                        method, cmap, params)
 
 
 def make_figures(

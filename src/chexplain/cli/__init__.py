@@ -25,14 +25,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in GROUPS:
-        try:
-            module = importlib.import_module(f"chexplain.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"chexplain.cli.{name}":
-                raise
-            continue  # command group not built yet
-        module.register(sub)
+        importlib.import_module(f"chexplain.cli.{name}").register(sub)
     return parser
+
+
+def command_group(subparsers: argparse._SubParsersAction, name: str, help: str,
+                  description: str) -> argparse._SubParsersAction:
+    """``chexplain NAME SUBCOMMAND``: the group's subparsers; without a subcommand the group
+    prints its help and exits with status 2."""
+    group = subparsers.add_parser(name, help=help, description=description)
+    group.set_defaults(func=lambda args: (group.print_help(), 2)[1])
+    return group.add_subparsers(dest=f"{name}_command", metavar="SUBCOMMAND")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

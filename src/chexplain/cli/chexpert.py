@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 
+from . import command_group
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("chexpert", help="CheXpert: label statistics, training, "
-                                   "evaluation", description="Commands on CheXpert-format data sets.")
-    commands = parser.add_subparsers(dest="chexpert_command", metavar="SUBCOMMAND")
-    parser.set_defaults(func=lambda args: _help(parser))
+    commands = command_group(subparsers, "chexpert", "CheXpert: label statistics, training, evaluation",
+                             "Commands on CheXpert-format data sets.")
 
     stats = commands.add_parser(
         "stats", help="label counts per observation (the study's Table 1)",
@@ -100,11 +100,6 @@ def _register_evaluate(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_evaluate)
-
-
-def _help(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 2
 
 
 def _stats(args: argparse.Namespace) -> int:

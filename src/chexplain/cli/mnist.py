@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..models.mlp import EXPERIMENTS
+from . import command_group
 
 
 def _data_args(p: argparse.ArgumentParser) -> None:
@@ -31,10 +32,8 @@ def _fig_args(p: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    group = subparsers.add_parser("mnist", help="reproduce Bach et al. 2015's MNIST experiments I and II",
-                                  description="Bach et al. 2015 (PLoS ONE e0130140), MNIST experiments I and II.")
-    sub = group.add_subparsers(dest="mnist_command", metavar="COMMAND")
-    group.set_defaults(func=lambda args: (group.print_help(), 2)[1])
+    sub = command_group(subparsers, "mnist", "reproduce Bach et al. 2015's MNIST experiments I and II",
+                        "Bach et al. 2015 (PLoS ONE e0130140), MNIST experiments I and II.")
 
     t = sub.add_parser("train", help="train one experiment's network; writes model.pt and metrics.json")
     t.add_argument("--experiment", required=True, choices=list(EXPERIMENTS))

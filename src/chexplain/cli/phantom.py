@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+from . import command_group
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("phantom", help="synthetic radiographs with finding masks",
-                                   description="Synthetic chest radiographs with known findings.")
-    commands = parser.add_subparsers(dest="phantom_command", metavar="SUBCOMMAND")
-    parser.set_defaults(func=lambda args: _help(parser))
+    commands = command_group(subparsers, "phantom", "synthetic radiographs with finding masks",
+                             "Synthetic chest radiographs with known findings.")
 
     gen = commands.add_parser(
         "generate", help="write a phantom set in CheXpert's layout",
@@ -29,11 +29,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="marker probability on positive and negative images (default 0.9 0.1)")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
     gen.set_defaults(func=_generate)
-
-
-def _help(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 2
 
 
 def _generate(args: argparse.Namespace) -> int:

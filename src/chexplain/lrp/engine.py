@@ -142,7 +142,7 @@ class LRP:
         """The relevance pass for the targets ``index`` (N, T), in chunks of targets that share
         each layer's R-independent part (``Rule.prepare``, kept in ``states``), computed once."""
         n, t = index.shape
-        chunk = self._target_chunk(graph, values, n, t, logits.device)
+        chunk = self._target_chunk(values, n, t, logits.device)
         parts, chunk_records = [], []
         for lo in range(0, t, chunk):
             idx = index[:, lo:lo + chunk]
@@ -156,7 +156,7 @@ class LRP:
                    for r in zip(*chunk_records)] if report else []
         return (parts[0] if len(parts) == 1 else torch.cat(parts, 1)), records
 
-    def _target_chunk(self, graph: Graph, values: dict[str, Any], n: int, t: int, device: torch.device) -> int:
+    def _target_chunk(self, values: dict[str, Any], n: int, t: int, device: torch.device) -> int:
         """Targets per relevance pass: on CPU, small enough that the largest relevance tensor
         stays near the cache (measured 1.6× faster on DenseNet-121 than all 14 at once); on
         accelerators all at once, unless ``target_chunk`` is set."""

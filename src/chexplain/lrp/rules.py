@@ -31,11 +31,6 @@ from .ops import ConvOp, DenseOp, LinearOp
 Tensor = torch.Tensor
 
 
-def stabilize(z: Tensor, epsilon: float) -> Tensor:
-    """z + ε·sign(z) with sign(0) = +1: safe division, sign preserved."""
-    return torch.where(z >= 0, z + epsilon, z - epsilon)
-
-
 def inverse(z: Tensor, epsilon: float, mask: Optional[Tensor] = None) -> Tensor:
     """1 / stab(z) (times ``mask``): the per-neuron factor s_j = R_j · inverse_j.
 
@@ -207,9 +202,8 @@ class Gamma(Rule):
         b, g = layer.bias, self.gamma
         wp, wn = self._weights(layer)
         xp, xn = _split(x, nonnegative)
-        zg_p = _z(layer, xp, xn, wp, wn, None if b is None else b + g * b.clamp(min=0))
-        zg_n = _z(layer, xp, xn, wn, wp, None if b is None else b + g * b.clamp(max=0)) \
-            if bool((z < 0).any()) else None
+        zg_p = _z(layer, xp, xn, wp, wn, None if b is None else b + g * _pos(b))
+        zg_n = _z(layer, xp, xn, wn, wp, None if b is None else b + g * _neg(b)) if bool((z < 0).any()) else None
         return self._state(layer, xp, xn, wp, wn, z, zg_p, zg_n)
 
     def forward_prepare(self, layer, x, nonnegative=False):
@@ -260,9 +254,9 @@ class AlphaBeta(Rule):
         wp, wn = layer.signed_weights()
         xp, xn = _split(x, nonnegative)
         z_pos = _z(layer, xp, xn, wp, wn, _pos(layer.bias))  # ≥ 0: positive products and b⁺
-        need_negative = need_negative or bool(z_pos.amin() == 0)
-        z_neg = _z(layer, xp, xn, wn, wp, _neg(layer.bias)) if need_negative else None  # ≤ 0
-        return xp, xn, wp, wn, z_pos, z_neg
+        empty_pos = bool(z_pos.amin() == 0)
+        z_neg = _z(layer, xp, xn, wn, wp, _neg(layer.bias)) if need_negative or empty_pos else None  # ≤ 0
+        return xp, xn, wp, wn, z_pos, z_neg, empty_pos
 
     def prepare(self, layer, x, z, nonnegative=False):
         return self._state(layer, *self._parts(layer, x, nonnegative, self.beta != 0))
@@ -273,13 +267,13 @@ class AlphaBeta(Rule):
         z = parts[4] + parts[5]  # before _state turns z⁺ and z⁻ into their inverses
         return z, self._state(layer, *parts)
 
-    def _state(self, layer, xp, xn, wp, wn, z_pos, z_neg) -> tuple:
+    def _state(self, layer, xp, xn, wp, wn, z_pos, z_neg, empty_pos) -> tuple:
         # Where one side is empty (z_j⁺ = 0 or z_j⁻ = 0) Eq. 60 is 0/0; the limit that keeps the
         # rule conservative gives the whole R_j to the other side.
         if z_neg is None:  # β = 0 and no empty positive side
             return xp, xn, wp, wn, _inverse_signed(z_pos, self.stabilizer, 1.0).mul_(self.alpha), None, None
         alpha = beta = None
-        if bool(z_pos.amin() == 0) or bool(z_neg.amax() == 0):
+        if empty_pos or bool(z_neg.amax() == 0):
             empty_neg, empty_pos = z_neg == 0, z_pos == 0
             alpha = torch.full_like(z_pos, self.alpha).masked_fill_(empty_neg, 1.0).masked_fill_(empty_pos, 0.0)
             beta = torch.full_like(z_neg, self.beta).masked_fill_(empty_neg, 0.0).masked_fill_(empty_pos, -1.0)
