@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import platform
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -162,7 +162,6 @@ def run_demo(config: DemoConfig | None = None, progress: bool = True,
     if explained.get("fig5"):
         figures.append(("correct vs incorrect predictions per finding", explained["fig5"]))
     figures.append(("ROC curves on the phantom test set", str(out / "auroc" / "roc_curves.png")))
-    total = round(time.perf_counter() - t0, 1)
     summary_rows = [
         ("data", f"phantom radiographs: {cfg.n_train} train, {cfg.n_test} test, {cfg.phantom_size} px"),
         ("model", f"{meta['arch']} at {meta['image_size']} px, {cfg.epochs} epoch(s), random init"),

@@ -52,7 +52,7 @@ def test_explain_cli_writes_maps_figures_and_predictions(tmp_path, phantom_csv, 
 
 
 def test_explain_reads_png_and_dicom(tmp_path, tiny_checkpoint):
-    pydicom = pytest.importorskip("pydicom")
+    pytest.importorskip("pydicom")
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 

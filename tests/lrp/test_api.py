@@ -6,7 +6,6 @@ import warnings
 import pytest
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 import chexplain
 from chexplain.errors import ChexplainError, InputError, TargetError, UnsupportedModelError
@@ -55,6 +54,16 @@ def test_target_chunks_give_the_same_result(densenet, preset):
             torch.testing.assert_close(a.relevance_in, b.relevance_in, rtol=1e-12, atol=1e-12)
         assert res.report.layers[0].relevance_out.shape == (2, 6)
     torch.testing.assert_close(lrp(x, target=3), one.relevance[:, 3], rtol=1e-12, atol=1e-12)
+
+
+def test_explain_under_inference_mode(densenet):
+    """Average poolings transpose with autograd: that must work inside torch.inference_mode too."""
+    x = torch.randn(2, 3, 32, 32)
+    want = chexplain.LRP(densenet, "epsilon-plus-flat", target_chunk=6)(x, target="all")
+    for chunk in (6, 4):
+        with torch.inference_mode():
+            got = chexplain.LRP(densenet, "epsilon-plus-flat", target_chunk=chunk)(x, target="all")
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
 
 
 def test_target_forms(densenet):

@@ -15,8 +15,11 @@ LAYERS = {
     "conv2d": lambda bias: nn.Conv2d(4, 6, 3, stride=2, padding=1, bias=bias),
     "conv2d-dilated-groups": lambda bias: nn.Conv2d(4, 6, 3, stride=1, padding=2, dilation=2, groups=2, bias=bias),
     "conv1d": lambda bias: nn.Conv1d(3, 4, 3, stride=2, padding=1, bias=bias),
+    # an image stem: its transposed convolution runs as a sub-pixel convolution (ops.subpixel_transpose)
+    "conv2d-stem": lambda bias: nn.Conv2d(3, 5, 7, stride=2, padding=3, bias=bias),
 }
-SHAPES = {"dense": (7,), "conv2d": (4, 7, 7), "conv2d-dilated-groups": (4, 6, 6), "conv1d": (3, 9)}
+SHAPES = {"dense": (7,), "conv2d": (4, 7, 7), "conv2d-dilated-groups": (4, 6, 6), "conv1d": (3, 9),
+          "conv2d-stem": (3, 9, 8)}
 
 RULES = {
     "z": (lambda: rules.Z(1e-6), {}),

@@ -148,7 +148,7 @@ class LRP:
             idx = index[:, lo:lo + chunk]
             start = torch.zeros((n, idx.shape[1], logits.shape[1]), dtype=logits.dtype, device=logits.device)
             start.scatter_(2, idx.unsqueeze(2), logits.gather(1, idx).unsqueeze(2))
-            rel, records = self._pass(graph, nonneg, values, start, states, report)
+            rel, records = self._pass(graph, nonneg, values, start, states, report, reuse=chunk < t)
             parts.append(rel)
             chunk_records.append(records)
         records = [LayerRelevance(r[0].name, r[0].path, r[0].kind, r[0].rule,
@@ -169,7 +169,7 @@ class LRP:
         return max(1, min(t, CPU_CHUNK_BYTES // (n * largest)))
 
     def _pass(self, graph: Graph, nonneg: set[str], values: dict[str, Any], start: Tensor, states: dict[str, Any],
-              report: bool) -> tuple[Tensor, list[LayerRelevance]]:
+              report: bool, reuse: bool = False) -> tuple[Tensor, list[LayerRelevance]]:
         n, t = start.shape[:2]
         relevance: dict[str, Tensor] = {graph.output: start}
         records: list[LayerRelevance] = []
@@ -183,7 +183,7 @@ class LRP:
                         (n, t, *values[node.name].shape[1:]), dtype=start.dtype, device=start.device)
                 continue
             inputs = [values[i] for i in node.inputs]
-            parts, rule = self._propagate(node, inputs, values[node.name], R, nonneg, states)
+            parts, rule = self._propagate(node, inputs, values[node.name], R, nonneg, states, reuse)
             if report and rule is not None:
                 r_in = sum(p.flatten(2).sum(-1) for p in parts if p is not None)
                 records.append(LayerRelevance(node.name, node.path, node.kind, rule, R.flatten(2).sum(-1), r_in))
@@ -199,9 +199,10 @@ class LRP:
         return relevance[input_name], records
 
     def _propagate(self, node: Node, inputs: list[Any], z: Tensor, R: Tensor, nonneg: set[str],
-                   states: dict[str, Any]) -> tuple[list, str | None]:
+                   states: dict[str, Any], reuse: bool = False) -> tuple[list, str | None]:
         """Relevance of each input of ``node`` (None for non-tensor inputs) and the rule's name;
-        ``states`` keeps each node's R-independent part across target chunks."""
+        ``states`` keeps each node's R-independent part across target chunks (``reuse``: more
+        chunks follow, so transposed poolings are kept too)."""
         op, eps = node.op, self.composite.stabilizer
         extra = [None] * (len(inputs) - 1)
         if isinstance(op, ops.LinearOp):
@@ -217,13 +218,15 @@ class LRP:
             if self.composite.maxpool == "proportional":
                 pool = op.as_average()
                 if node.name not in states:
-                    states[node.name] = inverse(pool.forward(inputs[0]), eps)
-                return [_proportional_pool(pool, inputs[0], R, states[node.name])], "max pool (proportional)"
-            return [_winner_takes_all(op, inputs[0], R)], None
+                    states[node.name] = (inverse(pool.forward(inputs[0]), eps), {} if reuse else None)
+                return [_proportional_pool(pool, inputs[0], R, *states[node.name])], "max pool (proportional)"
+            if node.name not in states:
+                states[node.name] = op.indices(inputs[0])
+            return [_winner_takes_all(inputs[0], R, states[node.name])], None
         if isinstance(op, ops.PoolOp):
             if node.name not in states:
-                states[node.name] = inverse(z, eps)
-            return [_proportional_pool(op, inputs[0], R, states[node.name])], f"proportional ({op.description})"
+                states[node.name] = (inverse(z, eps), {} if reuse else None)
+            return [_proportional_pool(op, inputs[0], R, *states[node.name])], f"proportional ({op.description})"
         if isinstance(op, ops.AddOp):
             if node.name not in states:
                 states[node.name] = inverse(z, eps)
@@ -237,18 +240,25 @@ class LRP:
         raise AssertionError(f"no relevance rule for {type(op).__name__}")
 
 
-def _proportional_pool(op: ops.PoolOp, x: Tensor, R: Tensor, inv: Tensor) -> Tensor:
+def _proportional_pool(op: ops.PoolOp, x: Tensor, R: Tensor, inv: Tensor, kept: dict | None) -> Tensor:
     """R_i = x_i Σ_j p_ij / z_j R_j for a linear pooling z_j = Σ_i p_ij x_i (the z rule);
-    ``inv`` = 1 / stab(z)."""
+    ``inv`` = 1 / stab(z); ``kept``: transposed poolings by batch size, reused across chunks."""
     n, t = R.shape[:2]
     s = (R * inv.unsqueeze(1)).reshape(n * t, *R.shape[2:])
-    return x.unsqueeze(1) * op.vjp(s, x.shape).view(n, t, *x.shape[1:])  # x first: its (channels-last) layout
+    if kept is None:
+        g = op.vjp(s, x.shape)
+    else:
+        if s.shape[0] not in kept:
+            kept[s.shape[0]] = op.transposed(s.shape[0], x)
+        g = kept[s.shape[0]](s)
+    return x.unsqueeze(1) * g.view(n, t, *x.shape[1:])  # x first: its (channels-last) layout
 
 
-def _winner_takes_all(op: ops.MaxPoolOp, x: Tensor, R: Tensor) -> Tensor:
-    """All relevance of a pooling window goes to its maximum (overlapping windows add up)."""
+def _winner_takes_all(x: Tensor, R: Tensor, indices: Tensor) -> Tensor:
+    """All relevance of a pooling window goes to its maximum (overlapping windows add up);
+    ``indices``: the maxima's flat positions in x, per channel."""
     n, t, c = R.shape[:3]
-    idx = op.indices(x).reshape(n, 1, c, -1).expand(n, t, c, -1)
+    idx = indices.reshape(n, 1, c, -1).expand(n, t, c, -1)
     out = torch.zeros((n, t, c, x[0, 0].numel()), dtype=R.dtype, device=R.device)
     out.scatter_add_(3, idx, R.reshape(n, t, c, -1))
     return out.view(n, t, *x.shape[1:])

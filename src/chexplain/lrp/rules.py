@@ -48,7 +48,7 @@ def _inverse_signed(z: Tensor, epsilon: float, sign: float) -> Tensor:
     return z.add_(epsilon * sign).reciprocal_()
 
 
-def _vjp(layer: LinearOp, s: Tensor, weight: Tensor, x_shape: torch.Size) -> Tensor:
+def _vjp(layer: LinearOp, s: Tensor, weight: Tensor, x_shape: tuple[int, ...]) -> Tensor:
     n, t = s.shape[:2]
     g = layer.vjp(s.reshape(n * t, *s.shape[2:]), weight, x_shape)
     return g.view(n, t, *g.shape[1:])
@@ -345,6 +345,17 @@ class Flat(WSquare):
     def _weight(self, w: Tensor) -> Tensor:
         return torch.ones_like(w)
 
+    def apply(self, layer, x, state, R):
+        if not _fusable(layer):
+            return super().apply(layer, x, state, R)
+        # all weights are one, so (Wᵀs)_i is the same for every input channel: sum s over the
+        # output channels first, transpose onto one input channel, then broadcast
+        ones, inv = state
+        n, t = R.shape[:2]
+        s = _scale(R, inv).sum(2, keepdim=True)
+        one = _vjp(layer, s, ones[:1, :1], (n, 1, *x.shape[2:]))
+        return one.expand(n, t, *x.shape[1:]).contiguous()
+
 
 @dataclass(repr=False)
 class ZBox(Rule):
@@ -377,13 +388,21 @@ class ZBox(Rule):
         w = layer.weight
         wp, wn = layer.signed_weights()
         low, high = self._bound(self.low, x), self._bound(self.high, x)
-        zb = layer.forward_with(x, w, None) - layer.forward_with(low, wp, None) - layer.forward_with(high, wn, None)
-        return low, high, inverse(zb, self.stabilizer)
+        # the bounds are the same for every sample: their forwards once, broadcast over the batch
+        bounds = layer.forward_with(low[:1], wp, None).add_(layer.forward_with(high[:1], wn, None))
+        zb = layer.forward_with(x, w, None).sub_(bounds)
+        # the three transposed ops as one, on [w, w⁺, w⁻] stacked along the input channels
+        stacked = torch.cat([w, wp, wn], 1) if _fusable(layer) else None
+        return low, high, inverse(zb, self.stabilizer), stacked
 
     def apply(self, layer, x, state, R):
-        low, high, inv = state
+        low, high, inv, stacked = state
         s = _scale(R, inv)
-        wp, wn = layer.signed_weights()
-        out = _vjp(layer, s, layer.weight, x.shape).mul_(x.unsqueeze(1))
-        out.sub_(_vjp(layer, s, wp, x.shape).mul_(low.unsqueeze(1)))
-        return out.sub_(_vjp(layer, s, wn, x.shape).mul_(high.unsqueeze(1)))
+        if stacked is not None:
+            g, g_low, g_high = _vjp(layer, s, stacked, (x.shape[0], 3 * x.shape[1], *x.shape[2:])).chunk(3, 2)
+        else:
+            wp, wn = layer.signed_weights()
+            g, g_low, g_high = (_vjp(layer, s, w, x.shape) for w in (layer.weight, wp, wn))
+        out = g * x.unsqueeze(1)
+        out.addcmul_(g_low, low.unsqueeze(1), value=-1.0)
+        return out.addcmul_(g_high, high.unsqueeze(1), value=-1.0)

@@ -38,7 +38,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..data.chexpert import OBSERVATIONS, CheXpertDataset, policy_name
+from ..data.chexpert import OBSERVATIONS, policy_name
 from ..errors import ChexplainError
 from ..evaluate.auroc import per_class_auroc
 from ..io import write_json, write_text
