@@ -15,29 +15,39 @@ import torch
 
 def _sync(device: str) -> None:
     if device.startswith("cuda"):
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(device)
+
+
+def samples(cases: dict[str, Callable[[], object]], rounds: int = 3, device: str = "cpu", warm: bool = True,
+            verbose: bool = True) -> dict[str, list[tuple[float, float]]]:
+    """(wall seconds, process CPU seconds) of every call per case, over ``rounds`` round-robin
+    rounds, after one warm-up call each when ``warm`` (it pays for tracing and caches). With
+    ``verbose`` every timing is printed as it comes."""
+    def clock(fn: Callable[[], object]) -> tuple[float, float]:
+        _sync(device)
+        t, c = time.perf_counter(), time.process_time()
+        fn()
+        _sync(device)
+        return time.perf_counter() - t, time.process_time() - c
+
+    for name, fn in cases.items() if warm else ():
+        wall = clock(fn)[0]
+        if verbose:
+            print(f"  warm-up  {name}: {wall:.3f} s", flush=True)
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in cases}
+    for r in range(rounds):
+        for name, fn in cases.items():
+            times[name].append(clock(fn))
+            if verbose:
+                print(f"  round {r + 1}  {name}: {times[name][-1][0]:.3f} s", flush=True)
+    return times
 
 
 def interleaved(cases: dict[str, Callable[[], object]], rounds: int = 3, device: str = "cpu",
                 verbose: bool = True) -> dict[str, float]:
-    """Median seconds per case over ``rounds`` round-robin rounds, after one warm-up call each
-    (which also pays for tracing and caches). With ``verbose`` every timing is printed as it comes."""
-    for name, fn in cases.items():
-        t = time.perf_counter()
-        fn()
-        if verbose:
-            print(f"  warm-up  {name}: {time.perf_counter() - t:.3f} s", flush=True)
-    times: dict[str, list[float]] = {name: [] for name in cases}
-    for r in range(rounds):
-        for name, fn in cases.items():
-            _sync(device)
-            t = time.perf_counter()
-            fn()
-            _sync(device)
-            times[name].append(time.perf_counter() - t)
-            if verbose:
-                print(f"  round {r + 1}  {name}: {times[name][-1]:.3f} s", flush=True)
-    return {name: statistics.median(ts) for name, ts in times.items()}
+    """Median wall seconds per case of :func:`samples`."""
+    return {name: statistics.median(w for w, _ in ts)
+            for name, ts in samples(cases, rounds, device, verbose=verbose).items()}
 
 
 def table(rows: dict[str, float], reference: str, second: str | None = None) -> str:

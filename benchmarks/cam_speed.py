@@ -16,34 +16,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
-from typing import Callable
+from pathlib import Path
 
 import torch
 import torchvision
 
-
-def _clock(fn: Callable[[], object], device: torch.device) -> tuple[float, float]:
-    """(wall seconds, process CPU seconds) of one call."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    t0, c0 = time.perf_counter(), time.process_time()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - t0, time.process_time() - c0
-
-
-def _rounds(cases: list[tuple[str, Callable[[], object]]], repeats: int, device: torch.device, warm: bool) -> dict:
-    """Interleaved timing: every round times each case once, so load drift hits all alike."""
-    if warm:
-        for _, fn in cases:
-            _clock(fn, device)  # warm-up: tracing, allocator, kernels
-    times: dict[str, list[tuple[float, float]]] = {label: [] for label, _ in cases}
-    for _ in range(repeats):
-        for label, fn in cases:
-            times[label].append(_clock(fn, device))
-    return times
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import samples  # noqa: E402
 
 
 def main() -> None:
@@ -82,14 +63,14 @@ def main() -> None:
     cold = time.perf_counter() - t0
     with PeerGradCAM(model=model, target_layers=[model.features[-1]]) as peer:
         targets = [ClassifierOutputTarget(c) for c in top]
-        one = [
-            ("forward pass (no_grad)", forward),
-            ("chexplain GradCAM object, one class", lambda: ours(x)),
-            ("chexplain explain_cam, one class", lambda: explain_cam(model, x)),
-            ("Captum LayerGradCam, one class", lambda: captum.attribute(x, target=top)),
-            ("pytorch-grad-cam, one class", lambda: peer(input_tensor=x, targets=targets)),
-        ]
-        times = _rounds(one, args.repeats, device, warm=True)
+        one = {
+            "forward pass (no_grad)": forward,
+            "chexplain GradCAM object, one class": lambda: ours(x),
+            "chexplain explain_cam, one class": lambda: explain_cam(model, x),
+            "Captum LayerGradCam, one class": lambda: captum.attribute(x, target=top),
+            "pytorch-grad-cam, one class": lambda: peer(input_tensor=x, targets=targets),
+        }
+        times = samples(one, args.repeats, args.device, verbose=False)
         if not args.skip_all:
             per_class = [[ClassifierOutputTarget(c)] * batch for c in range(14)]
 
@@ -101,13 +82,13 @@ def main() -> None:
                 for t in per_class:
                     peer(input_tensor=x, targets=t)
 
-            every = [
-                ("forward pass (no_grad)", forward),
-                ("chexplain, 14 classes (target='all')", lambda: ours(x, target="all")),
-                ("Captum, 14 classes (loop)", captum_loop),
-                ("pytorch-grad-cam, 14 classes (loop)", peer_loop),
-            ]
-            for label, t in _rounds(every, max(1, args.repeats // 2), device, warm=False).items():
+            every = {
+                "forward pass (no_grad)": forward,
+                "chexplain, 14 classes (target='all')": lambda: ours(x, target="all"),
+                "Captum, 14 classes (loop)": captum_loop,
+                "pytorch-grad-cam, 14 classes (loop)": peer_loop,
+            }
+            for label, t in samples(every, max(1, args.repeats // 2), args.device, warm=False, verbose=False).items():
                 times.setdefault(label, []).extend(t)
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"

@@ -33,7 +33,9 @@ PRESETS = {
     "epsilon-gamma-box": BOUNDS,
     "dtd": BOUNDS,
 }
-ZENNIT = ("EpsilonPlusFlat", "EpsilonAlpha2Beta1Flat", "EpsilonGammaBox")
+#: Zennit's composites and the chexplain preset each is compared with
+ZENNIT = {"EpsilonPlusFlat": "epsilon-plus-flat", "EpsilonAlpha2Beta1Flat": "epsilon-alpha2beta1-flat",
+          "EpsilonGammaBox": "epsilon-gamma-box"}
 
 
 def _zennit_cases(model, x, target):
@@ -97,10 +99,8 @@ def main() -> None:
     print(f"all 14 classes / one class (epsilon-plus-flat): {every / one:.2f}×; each further class "
           f"{(every - one) / 13:.3f} s = {(every - one) / 13 / rows['forward + backward']:.2f}× forward + backward; "
           f"all 14 at once / 14 one-class calls: {every / (14 * one):.2f}")
-    for name in ZENNIT:
+    for name, ours in ZENNIT.items():
         key = f"zennit {name} (no canonizer)"
-        ours = {"EpsilonPlusFlat": "epsilon-plus-flat", "EpsilonAlpha2Beta1Flat": "epsilon-alpha2beta1-flat",
-                "EpsilonGammaBox": "epsilon-gamma-box"}[name]
         if key in rows:
             print(f"zennit {name} / chexplain {ours}: {rows[key] / rows['chexplain ' + ours]:.2f}×")
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -52,7 +52,6 @@ class DemoConfig:
     mnist_max_iterations: int | None = None
     seed: int = 0
     device: str = "cpu"
-    extra: dict = field(default_factory=dict)
 
 
 QUICK = dict(n_train=48, n_test=24, phantom_size=64, image_size=64, arch="tiny", epochs=1,
@@ -201,5 +200,5 @@ def _explain_picks(test: Any, n: int) -> list[int]:
     """Test images with the most positive findings first (the most to show)."""
     import numpy as np
 
-    counts = (np.asarray(test.targets)[:, [i for i in range(test.targets.shape[1]) if i != 0]] > 0.5).sum(1)
+    counts = (np.asarray(test.targets)[:, 1:] > 0.5).sum(1)  # column 0 is No Finding
     return [int(i) for i in np.argsort(-counts, kind="stable")[:n]]

@@ -29,8 +29,8 @@ from .data.nih import NIH_TO_CHEXPERT
 from .errors import ChexplainError, DataError
 from .evaluate.baselines import Attributor, all_methods
 from .figures import classes_figure, correct_incorrect_figure, lrp_rules_figure, \
-    methods_figure, top_findings_figure
-from .io import atomic_path, write_json
+    methods_figure, style, top_findings_figure
+from .io import write_csv, write_json
 from .render import save_heatmap
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm", ".dicom")
@@ -186,7 +186,7 @@ def explain_images(model: torch.nn.Module, inputs: Sequence[str | os.PathLike], 
         for m in methods:
             for k, c in enumerate(explained):
                 save_heatmap(folder / slug(m) / f"{slug(names[c])}.png", maps[m][k],
-                             background=img, **_style(m))
+                             background=img, **style(m))
         pos = {c: k for k, c in enumerate(explained)}
         cls_names, cls_p = [names[c] for c in chosen], [prob[c] for c in chosen]
         figs = []
@@ -232,13 +232,6 @@ def explain_images(model: torch.nn.Module, inputs: Sequence[str | os.PathLike], 
     return summary
 
 
-def _style(method: str) -> dict:
-    from .figures import style
-
-    s = style(method)
-    return {"cmap": s["cmap"], "norm": s["norm"], "alpha": s["alpha"]}
-
-
 def _figure5(path: Path, cache, names, explainer, method, classes, threshold) -> Path | None:
     """Per class with labels: the most confident correct and the most confident incorrect case."""
     rows = []
@@ -274,21 +267,7 @@ def _figure5(path: Path, cache, names, explainer, method, classes, threshold) ->
 
 
 def _write_predictions(out: Path, records: list[dict], names: Sequence[str]) -> None:
-    import csv
-
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / "predictions.csv") as tmp:
-        with open(tmp, "w", newline="", encoding="utf-8") as fh:
-            w = csv.writer(fh)
-            w.writerow(["Path"] + list(names))
-            for r in records:
-                w.writerow([r["path"]] + [f"{r['probabilities'][n]:.6f}" for n in names])
+    write_csv(out / "predictions.csv", ([r["path"]] + [f"{r['probabilities'][n]:.6f}" for n in names]
+                                        for r in records), ["Path", *names])
     write_json(out / "predictions.json", {r["path"]: r["probabilities"] for r in records})
 
-
-def load_for_explain(checkpoint: str | os.PathLike, device: str = "cpu") -> tuple[torch.nn.Module, dict]:
-    """A trained chexplain CheXpert model and its metadata (observations, normalisation, size)."""
-    from .models.densenet import load_trained
-
-    model, meta = load_trained(checkpoint, map_location=device)
-    return model, meta

@@ -20,10 +20,11 @@ from typing import Sequence
 
 import numpy as np
 
+from .api import CAM_METHODS
 from .io import atomic_path, write_npy
 from .render import overlay
 
-CAM_LIKE = ("gradcam", "gradcam++", "hirescam", "random")
+CAM_LIKE = CAM_METHODS + ("random",)
 
 
 def style(method: str) -> dict:

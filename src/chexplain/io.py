@@ -6,11 +6,12 @@ A crash or an exception never leaves a half-written PNG, NPY, JSON, CSV or check
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -29,17 +30,21 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; results get the usual mode
+        os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; results get the usual mode
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
 
 
-def _umask() -> int:
+def _read_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+#: Read once: setting the umask to read it is process-wide, not safe while other threads create files.
+_UMASK = _read_umask()
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
@@ -50,6 +55,17 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
     return write_text(path, json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n")
+
+
+def write_csv(path: str | os.PathLike, rows: Iterable[Sequence[Any]], header: Sequence[str] | None = None) -> Path:
+    """A CSV (the csv module's quoting) with an optional header row."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh)
+            if header is not None:
+                w.writerow(header)
+            w.writerows(rows)
+    return Path(path)
 
 
 def write_npy(path: str | os.PathLike, array: np.ndarray) -> Path:

@@ -102,6 +102,14 @@ def test_interrupted_run_resumes_to_identical_weights(tiny_config, tmp_path, how
                        progress=False)
 
 
+def test_a_finished_run_resumes_with_more_epochs(tiny_config, tmp_path):
+    """Without a cosine schedule tied to --epochs, --resume with more epochs trains on."""
+    train_chexpert(tiny_config(epochs=1, schedule="constant", patience=0), progress=False)
+    summary = train_chexpert(tiny_config(epochs=2, schedule="constant", patience=0), resume=True, progress=False)
+    assert summary["epochs_run"] == 2
+    assert [r["epoch"] for r in _metrics(tmp_path / "run")] == [1, 2]
+
+
 def _uncertain_csv(phantom, tmp_path):
     frame = pd.read_csv(phantom, dtype=str, keep_default_na=False)
     frame.loc[0, "Edema"] = "-1.0"

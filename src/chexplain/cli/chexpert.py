@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 from . import command_group
 
@@ -119,6 +118,7 @@ def _stats(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from ..train.chexpert import ChexpertTrainConfig, train_chexpert
+    from ..train.distributed import env_from_torchrun
 
     config = ChexpertTrainConfig(
         csv=args.csv, out=args.out, data=args.data, valid=args.valid, policy=args.policy,
@@ -132,7 +132,7 @@ def _train(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every, deterministic=args.deterministic)
     summary = train_chexpert(config, resume=args.resume, progress=not args.no_progress)
     best = summary["best_mean_auroc"]
-    if int(os.environ.get("RANK", 0)) == 0:
+    if env_from_torchrun().is_main:
         print(f"best validation mean AUROC {'n/a' if best is None else f'{best:.4f}'} at epoch "
               f"{summary['best_epoch']}; wrote {args.out}/metrics.jsonl, best.pt, last.pt")
     return 0

@@ -40,9 +40,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from ..explain_images import explain_images, load_for_explain
+    from ..explain_images import explain_images
+    from ..models.densenet import load_trained
 
-    model, meta = load_for_explain(args.checkpoint, args.device)
+    model, meta = load_trained(args.checkpoint, map_location=args.device)
     res = explain_images(model, args.images, args.out, meta["normalization"], meta["image_size"],
                          meta["observations"], args.methods, args.classes, args.labels,
                          args.threshold, args.device, display_size=args.display_size,

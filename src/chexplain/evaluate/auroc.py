@@ -94,20 +94,24 @@ def format_auroc(value: float | None, reason: str | None = None) -> str:
     return f"{value:.3f}"
 
 
+def table2_rows(result: dict[str, Any]) -> list[list[str]]:
+    """Table 2's row per observation: name, the study's AUROC, Irvin et al.'s (competition
+    observations), ours, positives, negatives."""
+    rows = []
+    for name, value in result["auroc"].items():
+        study, irvin = STUDY_TABLE2.get(name), IRVIN_2019.get(name)
+        rows.append([name, "not given" if study is None else f"{study:.2f}", "" if irvin is None else f"{irvin:.3f}",
+                     format_auroc(value, result["undefined"].get(name)), str(result["positives"][name]),
+                     str(result["negatives"][name])])
+    return rows
+
+
 def table2_markdown(result: dict[str, Any], title: str = "ours") -> str:
     """The study's Table 2 layout (one row per observation) with its numbers beside ours and
     Irvin et al.'s for the competition observations."""
-    def ref(v: float | None, digits: int) -> str:
-        return "not given" if v is None else f"{v:.{digits}f}"
-
     lines = [f"| Observation | Study (Alam 2022) | Irvin 2019 | {title} | positives | negatives |",
              "|---|---:|---:|---:|---:|---:|"]
-    for name, value in result["auroc"].items():
-        irvin = IRVIN_2019.get(name)
-        lines.append(f"| {name} | {ref(STUDY_TABLE2.get(name), 2)} | "
-                     f"{'' if irvin is None else f'{irvin:.3f}'} | "
-                     f"{format_auroc(value, result['undefined'].get(name))} | "
-                     f"{result['positives'][name]} | {result['negatives'][name]} |")
+    lines += ["| " + " | ".join(row) + " |" for row in table2_rows(result)]
     mean = result["mean_auroc"]
     lines.append(f"| **Mean** (defined classes: {result['defined']}) | {STUDY_MEAN_AUROC:.2f} "
                  f"({STUDY_WEIGHTED_MEAN_AUROC:.2f} weighted) | | {format_auroc(mean)} | | |")
@@ -163,23 +167,22 @@ def save_roc_curves(path: str | os.PathLike, targets, scores, mask=None,
 def evaluate_model(model, dataset, out: str | os.PathLike | None = None,
                    names: Sequence[str] | None = None, device: str = "auto",
                    batch_size: int = 32, workers: int = 0, amp: str = "off",
-                   progress: bool = True, title: str = "") -> dict[str, Any]:
+                   progress: bool = True, title: str = "", about: dict[str, Any] | None = None) -> dict[str, Any]:
     """Per-class AUROC of ``model``'s logits on a :class:`CheXpertDataset`.
 
     ``names`` are the observations of the model's outputs, in order (default: the model's
     ``observations`` attribute, e.g. :class:`~chexplain.models.densenet.XRVLogits`, else all
     14); outputs named None are skipped. With ``out``, writes ``auroc.json``, ``table2.md``,
     ``roc_curves.png`` and ``predictions.csv`` (Path and one probability per output).
+    ``about``: facts of the run (checkpoint, CSV, ...) put first in the report.
     """
-    import torch
     from torch.utils.data import DataLoader
 
-    from ..io import write_json, write_text
+    from ..io import write_csv, write_json, write_text
     from ..train.distributed import DistEnv, resolve_device
     from ..train.loop import predict, resolve_amp
 
-    dev = resolve_device("cuda" if device == "auto" and torch.cuda.is_available() else
-                         "cpu" if device == "auto" else device, DistEnv())
+    dev = resolve_device(device, DistEnv())
     names = list(names or getattr(model, "observations", None) or OBSERVATIONS)
     unknown = [n for n in names if n is not None and n not in OBSERVATIONS]
     if unknown:
@@ -197,7 +200,7 @@ def evaluate_model(model, dataset, out: str | os.PathLike | None = None,
     logits = p["logits"][:, keep]
     target, mask = p["target"][:, cols], p["mask"][:, cols]
     result = per_class_auroc(target, logits, mask, kept)
-    report = {"images": len(dataset), "policy": getattr(dataset, "policy", None), **result}
+    report = {**(about or {}), "images": len(dataset), "policy": getattr(dataset, "policy", None), **result}
     if out is None:
         return report
     out = Path(out)
@@ -211,10 +214,8 @@ def evaluate_model(model, dataset, out: str | os.PathLike | None = None,
                     title=f"{csv_name}{title}")
     probs = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
     paths = dataset.frame["Path"].to_numpy()[p["index"]]
-    header = ",".join(["Path"] + [f'"{n}"' if "," in n else n for n in kept])
-    rows = [header] + [",".join([f'"{path}"' if "," in path else path] + [f"{v:.6f}" for v in row])
-                       for path, row in zip(paths, probs)]
-    write_text(out / "predictions.csv", "\n".join(rows) + "\n")
+    write_csv(out / "predictions.csv", ([path] + [f"{v:.6f}" for v in row] for path, row in zip(paths, probs)),
+              ["Path", *kept])
     return report
 
 
@@ -241,12 +242,8 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, csv: str | os.PathLike,
                          policy=policy or meta.get("policy", "zeros"),
                          frontal_lateral="Frontal" if frontal_only else None,
                          size=meta["image_size"], normalization=meta["normalization"])
-    report = evaluate_model(model, ds, out, meta["observations"], device, batch_size, workers,
-                            amp, progress, f"; checkpoint {Path(checkpoint).name}, epoch "
-                            f"{meta.get('epoch')}")
-    report = {"checkpoint": str(checkpoint), "csv": str(csv), "epoch": meta.get("epoch"),
-              "arch": meta["arch"], "init": meta.get("init"), **report}
-    from ..io import write_json
-
-    write_json(Path(out) / "auroc.json", report)
-    return report
+    about = {"checkpoint": str(checkpoint), "csv": str(csv), "epoch": meta.get("epoch"),
+             "arch": meta["arch"], "init": meta.get("init")}
+    return evaluate_model(model, ds, out, meta["observations"], device, batch_size, workers,
+                          amp, progress, f"; checkpoint {Path(checkpoint).name}, epoch "
+                          f"{meta.get('epoch')}", about)

@@ -15,7 +15,6 @@ interval (``bootstrap`` resamples of the items). Outputs in ``out``: ``compare.j
 
 from __future__ import annotations
 
-import csv
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -26,7 +25,7 @@ import numpy as np
 import torch
 
 from ..errors import ChexplainError
-from ..io import atomic_path, write_json
+from ..io import write_csv, write_json
 from .baselines import Attributor
 from .faithfulness import aopc_summary, region_perturbation
 from .localisation import localisation_metrics
@@ -245,12 +244,13 @@ def _finite(obj: Any) -> Any:
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", newline="", encoding="utf-8") as fh:
-            if rows:
-                w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-                w.writeheader()
-                w.writerows(_finite(rows))
+    header = list(rows[0]) if rows else None
+    write_csv(path, ([r.get(k, "") for k in header] for r in _finite(rows)), header)
+
+
+def summary_cell(v: dict[str, Any]) -> str:
+    """One metric of one method: ``mean [ci_low, ci_high] n=items`` (n/a without items)."""
+    return "n/a" if v["mean"] is None else f"{v['mean']:.3f} [{v['ci_low']:.3f}, {v['ci_high']:.3f}] n={v['n']}"
 
 
 def summary_markdown(result: dict[str, Any], metrics: Sequence[str] = METRICS) -> str:
@@ -258,10 +258,5 @@ def summary_markdown(result: dict[str, Any], metrics: Sequence[str] = METRICS) -
     head = "| method | " + " | ".join(metrics) + " |"
     lines = [head, "|---|" + "---:|" * len(metrics)]
     for m, d in result["summary"].items():
-        cells = []
-        for k in metrics:
-            v = d[k]
-            cells.append("n/a" if v["mean"] is None else
-                         f"{v['mean']:.3f} [{v['ci_low']:.3f}, {v['ci_high']:.3f}] n={v['n']}")
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+        lines.append(f"| {m} | " + " | ".join(summary_cell(d[k]) for k in metrics) + " |")
     return "\n".join(lines) + "\n"

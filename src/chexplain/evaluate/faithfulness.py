@@ -117,24 +117,40 @@ def region_perturbation(model: torch.nn.Module, x: torch.Tensor, maps: Any, targ
                            device=x.device)
     result: dict[str, Any] = {"patch": patch, "steps": steps, "baseline": baseline,
                               "removed_fraction": (removed.cpu().numpy() / n_regions)}
-    for order in orders:
-        r = rank if order == "morf" else (n_regions - 1 - rank)
-        # every (image, step) pair is one perturbed input; chunks of batch_size on the device
-        flat = torch.arange(n * (steps + 1), device=x.device)
-        curve = torch.empty(n * (steps + 1), dtype=torch.float64, device=x.device)
-        with torch.no_grad():
+    # step 0 (nothing removed) and, with fraction 1, the last step (everything replaced by the
+    # baseline) are the same inputs for both orders: their logits are computed once
+    shared = [0] + ([steps] if int(removed[-1]) == n_regions else [])
+    inner = torch.tensor([k for k in range(steps + 1) if k not in shared], device=x.device)
+    with torch.no_grad():
+        ends = {k: _logits(model, x if k == 0 else base, t, batch_size) for k in shared}
+        for order in orders:
+            r = rank if order == "morf" else (n_regions - 1 - rank)
+            curve = torch.empty(n, steps + 1, dtype=torch.float64, device=x.device)
+            for k, logits in ends.items():
+                curve[:, k] = logits
+            # every other (image, step) pair is one perturbed input; chunks of batch_size on the device
+            flat = torch.arange(n * len(inner), device=x.device)
             for lo in range(0, flat.numel(), batch_size):
                 idx = flat[lo:lo + batch_size]
-                item, k = idx // (steps + 1), idx % (steps + 1)
+                item, k = idx // len(inner), inner[idx % len(inner)]
                 gone = (r[item] < removed[k][:, None]).view(-1, 1, gh, gw).to(x.dtype)
                 gone = gone.repeat_interleave(patch, 2).repeat_interleave(patch, 3)[..., :h, :w]
                 xs = x[item] * (1 - gone) + base[item] * gone
-                curve[lo:lo + batch_size] = model(xs).gather(1, t[item][:, None])[:, 0].double()
-        curve = curve.view(n, steps + 1)
-        drop = curve[:, :1] - curve
-        result[order] = {"curve": curve.cpu().numpy(), "drop": drop.cpu().numpy(),
-                         "aopc": drop.mean(1).cpu().numpy()}
+                curve[item, k] = model(xs).gather(1, t[item][:, None])[:, 0].double()
+            result[order] = _curves(curve)
     return result
+
+
+def _logits(model: torch.nn.Module, x: torch.Tensor, t: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """The logits ``t`` (N,) of ``x`` (N, ...), in chunks of ``batch_size``, as float64."""
+    return torch.cat([model(x[lo:lo + batch_size]).gather(1, t[lo:lo + batch_size, None])[:, 0].double()
+                      for lo in range(0, x.shape[0], batch_size)])
+
+
+def _curves(curve: torch.Tensor) -> dict[str, np.ndarray]:
+    """The logit curve (N, steps+1), its drop f(x⁰) − f(xᵏ) and the AOPC (mean drop)."""
+    drop = curve[:, :1] - curve
+    return {"curve": curve.cpu().numpy(), "drop": drop.cpu().numpy(), "aopc": drop.mean(1).cpu().numpy()}
 
 
 def aopc_summary(result: dict[str, Any]) -> dict[str, np.ndarray]:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -128,8 +127,3 @@ def localisation_metrics(maps: Any, masks: Any, tolerance: int = 0,
     out["n_no_positive"] = int((~(R.flatten(1) > 0).any(1) & ~empty).sum())
     return out
 
-
-def mask_share(masks: Any) -> np.ndarray:
-    """(N,) area share of each mask: the expected score of a random map."""
-    M = torch.as_tensor(masks)
-    return M.flatten(1).float().mean(1).cpu().numpy()

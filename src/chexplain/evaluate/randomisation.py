@@ -158,7 +158,3 @@ def cascading_randomisation(model: torch.nn.Module, x: torch.Tensor, target: Any
     return {"layers": [name for name, _ in groups], "spearman": stack(sp),
             "spearman_abs": stack(spa), "ssim": stack(ss)}
 
-
-def summary_curves(result: dict[str, Any]) -> dict[str, np.ndarray]:
-    """Mean over items (ignoring NaN) per step of each similarity."""
-    return {k: np.nanmean(result[k], axis=0) for k in ("spearman", "spearman_abs", "ssim")}

@@ -249,7 +249,7 @@ def _proportional_pool(op: ops.PoolOp, x: Tensor, R: Tensor, inv: Tensor, kept: 
         g = op.vjp(s, x.shape)
     else:
         if s.shape[0] not in kept:
-            kept[s.shape[0]] = op.transposed(s.shape[0], x)
+            kept[s.shape[0]] = op.transposed((s.shape[0], *x.shape[1:]), s.dtype, s.device)
         g = kept[s.shape[0]](s)
     return x.unsqueeze(1) * g.view(n, t, *x.shape[1:])  # x first: its (channels-last) layout
 

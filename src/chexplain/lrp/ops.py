@@ -118,17 +118,17 @@ class ConvOp(LinearOp):
 
     def vjp(self, grad, weight, input_shape):
         """The transposed convolution, with the output padding that restores the input size."""
-        out_pad = []
-        for i in range(self.dims):
-            k = weight.shape[2 + i]
-            size = (grad.shape[2 + i] - 1) * _at(self.stride, i) - 2 * _at(self.padding, i) \
-                + _at(self.dilation, i) * (k - 1) + 1
-            out_pad.append(input_shape[2 + i] - size)
         stride = tuple(_at(self.stride, i) for i in range(self.dims))
         if (self.dims == 2 and self.groups == 1 and weight.shape[1] <= SUBPIXEL_MAX_CHANNELS and max(stride) > 1
                 and min(weight.shape[2:]) > 2 * max(stride) and all(_at(self.dilation, i) == 1 for i in range(2))):
             padding = tuple(_at(self.padding, i) for i in range(2))
             return subpixel_transpose(grad, weight, stride, padding, tuple(input_shape[2:]))
+        out_pad = []
+        for i in range(self.dims):
+            k = weight.shape[2 + i]
+            size = (grad.shape[2 + i] - 1) * stride[i] - 2 * _at(self.padding, i) \
+                + _at(self.dilation, i) * (k - 1) + 1
+            out_pad.append(input_shape[2 + i] - size)
         fn = F.conv_transpose1d if self.dims == 1 else F.conv_transpose2d
         return fn(grad, weight, None, self.stride, self.padding, tuple(out_pad), self.groups, self.dilation)
 
@@ -253,19 +253,15 @@ class PoolOp(Op):
         return self.fn(x)
 
     def vjp(self, grad: torch.Tensor, input_shape: torch.Size) -> torch.Tensor:
-        """Transposed pooling for a batch of output gradients (linear, input-independent); works
-        under ``torch.inference_mode`` too."""
-        with torch.inference_mode(False), torch.enable_grad():
-            probe = torch.zeros((grad.shape[0], *input_shape[1:]), dtype=grad.dtype, device=grad.device,
-                                requires_grad=True)
-            (out,) = torch.autograd.grad(self.fn(probe), probe, grad)
-        return out
+        """Transposed pooling for a batch of output gradients (linear, input-independent)."""
+        return self.transposed((grad.shape[0], *input_shape[1:]), grad.dtype, grad.device)(grad)
 
-    def transposed(self, batch: int, like: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
-        """:meth:`vjp` for ``batch`` inputs shaped like ``like``'s, as a function that keeps one
-        forward on a zero probe (and its graph) for every call."""
+    def transposed(self, shape: tuple[int, ...], dtype: torch.dtype,
+                   device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+        """:meth:`vjp` for inputs of ``shape`` as a function, which keeps one forward on a zero
+        probe (and its graph) for every call; works under ``torch.inference_mode`` too."""
         with torch.inference_mode(False), torch.enable_grad():
-            probe = torch.zeros((batch, *like.shape[1:]), dtype=like.dtype, device=like.device, requires_grad=True)
+            probe = torch.zeros(shape, dtype=dtype, device=device, requires_grad=True)
             out = self.fn(probe)
 
         def vjp(grad: torch.Tensor) -> torch.Tensor:

@@ -63,41 +63,32 @@ def table(header: Sequence[str], rows: Sequence[Sequence[Any]], best: Sequence[s
     return "".join(out)
 
 
-def _fmt(v: Any, digits: int = 3) -> str:
-    return "n/a" if v is None else f"{v:.{digits}f}"
+def _fmt(v: Any) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
 
 
 def auroc_section(auroc: dict[str, Any] | None) -> str:
-    from ..evaluate.auroc import IRVIN_2019, STUDY_TABLE2, format_auroc
+    from ..evaluate.auroc import STUDY_MEAN_AUROC, format_auroc, table2_rows
 
     if not auroc:
         return '<p class="note">No AUROC evaluation was run.</p>'
-    rows = []
-    for name, value in auroc["auroc"].items():
-        study = STUDY_TABLE2.get(name)
-        rows.append([name, "not given" if study is None else f"{study:.2f}",
-                     "" if name not in IRVIN_2019 else f"{IRVIN_2019[name]:.3f}",
-                     format_auroc(value, auroc["undefined"].get(name)),
-                     auroc["positives"][name], auroc["negatives"][name]])
-    rows.append([f"Mean ({auroc['defined']} defined classes)", "0.73", "", _fmt(auroc["mean_auroc"]), "", ""])
+    rows = table2_rows(auroc)
+    rows.append([f"Mean ({auroc['defined']} defined classes)", f"{STUDY_MEAN_AUROC:.2f}", "",
+                 format_auroc(auroc["mean_auroc"]), "", ""])
     return (table(["Observation", "Study (Alam 2022)", "Irvin 2019", "ours", "positives", "negatives"], rows)
             + '<p class="note">Undefined AUROC (no positives or no negatives) is n/a and left out of '
               "the mean; the study printed such classes as 0.00 / 1.00.</p>")
 
 
 def comparison_section(result: dict[str, Any] | None, plots: Path | None) -> str:
-    from ..evaluate.compare import HIGHER_IS_BETTER, METRICS
+    from ..evaluate.compare import HIGHER_IS_BETTER, METRICS, summary_cell
 
     if not result:
         return '<p class="note">No comparison was run.</p>'
     methods = list(result["summary"])
     rows, best = [], []
     for m in methods:
-        rows.append([m] + [("n/a" if result["summary"][m][k]["mean"] is None else
-                            f"{result['summary'][m][k]['mean']:.3f} "
-                            f"[{result['summary'][m][k]['ci_low']:.3f}, {result['summary'][m][k]['ci_high']:.3f}] "
-                            f"n={result['summary'][m][k]['n']}")
-                           for k in METRICS])
+        rows.append([m] + [summary_cell(result["summary"][m][k]) for k in METRICS])
         best.append(set())
     for j, k in enumerate(METRICS):
         vals = [(result["summary"][m][k]["mean"], i) for i, m in enumerate(methods)

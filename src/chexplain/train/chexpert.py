@@ -46,7 +46,7 @@ from ..models.densenet import chexpert_densenet, model_meta
 from . import distributed as D
 from .checkpoint import load_checkpoint, save_checkpoint, set_rng_state, rng_state
 from .data import build_datasets
-from .loop import autocast, masked_bce, predict, resolve_amp, to_device
+from .loop import autocast, cosine_lr, masked_bce, predict, resolve_amp, to_device
 
 SCHEDULES = ("cosine", "plateau", "constant")
 _STOP_SYNC = 10  # distributed: ranks agree on a Ctrl-C / SIGTERM every this many steps
@@ -112,8 +112,7 @@ def _scheduler(config: ChexpertTrainConfig, opt: torch.optim.Optimizer, total_st
         return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.1, patience=1)
     final = config.lr_final if config.schedule == "cosine" else 1.0
     total = max(total_steps, 1)
-    return torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: final + (1 - final) * 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_lr(1.0, s, total, final))
 
 
 class _StopFlag:
@@ -154,10 +153,7 @@ def train_chexpert(config: ChexpertTrainConfig, resume: bool = False, progress: 
     it an ``out`` that already holds a run is refused. ``on_step(epoch, step)`` is called
     after every optimiser step (for tests and monitoring). Runs distributed under torchrun."""
     config.check()
-    device_name = config.device
-    if device_name == "auto":
-        device_name = "cuda" if torch.cuda.is_available() else "cpu"
-    env, device = D.init_distributed(device_name)
+    env, device = D.init_distributed(config.device)
     try:
         return _train(config, env, device, resume, progress, on_step)
     finally:
@@ -351,7 +347,6 @@ def _train(config: ChexpertTrainConfig, env: D.DistEnv, device: torch.device, re
             if config.patience and state["bad_epochs"] >= config.patience:
                 state["finished"] = True
                 say(f"early stop: no better validation mean AUROC for {config.patience} epochs")
-            state["finished"] = state["finished"] or state["epoch"] >= config.epochs
             if main and better:
                 save_checkpoint(best_path, model, None, state["step"], None, meta=meta,
                                 epoch=epoch + 1, mean_auroc=mean, auroc=record["auroc"])

@@ -17,6 +17,7 @@ import torch.distributed as dist
 from torch.utils.data import DistributedSampler, Sampler
 
 from ..errors import ChexplainError
+from . import loop
 
 
 @dataclass(frozen=True)
@@ -46,15 +47,10 @@ def env_from_torchrun() -> DistEnv:
 
 
 def resolve_device(name: str, env: DistEnv) -> torch.device:
-    """``name`` as a device; ``cuda`` becomes ``cuda:LOCAL_RANK`` under torchrun."""
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ChexplainError(f"unknown device {name!r}; use cpu, cuda or cuda:N") from None
+    """``name`` as a device (:func:`loop.resolve_device`); ``cuda`` becomes ``cuda:LOCAL_RANK``
+    under torchrun."""
+    device = loop.resolve_device(name)
     if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ChexplainError(f"device {name!r} requested but CUDA is not available here; "
-                                 "use --device cpu")
         if env.distributed:
             if env.local_rank >= torch.cuda.device_count():
                 raise ChexplainError(f"LOCAL_RANK {env.local_rank} but only "
@@ -63,8 +59,6 @@ def resolve_device(name: str, env: DistEnv) -> torch.device:
         elif device.index is None:
             device = torch.device("cuda", torch.cuda.current_device())
         torch.cuda.set_device(device)
-    elif device.type == "mps" and not torch.backends.mps.is_available():
-        raise ChexplainError("device 'mps' requested but it is not available here")
     elif env.distributed and device.type != "cpu":
         raise ChexplainError(f"distributed training supports cuda and cpu, not {device.type}")
     return device
@@ -84,11 +78,6 @@ def init_distributed(device_name: str) -> tuple[DistEnv, torch.device]:
 def shutdown(env: DistEnv) -> None:
     if env.distributed and dist.is_initialized():
         dist.destroy_process_group()
-
-
-def barrier(env: DistEnv) -> None:
-    if env.distributed:
-        dist.barrier()
 
 
 class ResumableSampler(DistributedSampler):

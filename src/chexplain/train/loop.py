@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Iterable
 
 import numpy as np
@@ -13,6 +14,27 @@ from tqdm.auto import tqdm
 from ..errors import ChexplainError
 
 AMP_MODES = ("auto", "off", "bf16", "fp16")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``torch.device(name)`` (``auto``: CUDA when available, else CPU), with a one-line error
+    when it is unknown or unavailable."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ChexplainError(f"unknown device {name!r}; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ChexplainError(f"device {name!r} requested but CUDA is not available here; use --device cpu")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ChexplainError("device 'mps' requested but it is not available here")
+    return device
+
+
+def cosine_lr(base: float, step: int, total: int, final: float) -> float:
+    """Learning rate at ``step``: cosine decay from ``base`` to ``final * base`` over ``total``."""
+    return base * (final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total)))
 
 
 def masked_bce(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor

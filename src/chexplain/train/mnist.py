@@ -28,6 +28,7 @@ from ..errors import ChexplainError
 from ..io import write_json
 from ..models.mlp import Experiment, get_experiment, mnist_mlp
 from .checkpoint import load_checkpoint, restore, save_checkpoint
+from .loop import cosine_lr, resolve_device
 from .mnist_augment import augment, encode
 
 OPTIMIZERS = ("adam", "sgd")
@@ -61,24 +62,6 @@ class TrainConfig:
             raise ChexplainError(f"unknown optimiser {self.optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
         lr = self.lr if self.lr is not None else DEFAULT_LR[self.optimizer][exp.name[0]]
         return exp, iterations, float(lr)
-
-
-def resolve_device(name: str) -> torch.device:
-    """``torch.device(name)``, with a one-line error when it is unknown or unavailable."""
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ChexplainError(f"unknown device {name!r}; use cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ChexplainError(f"device {name!r} requested but CUDA is not available here; use --device cpu")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ChexplainError("device 'mps' requested but it is not available here")
-    return device
-
-
-def cosine_lr(base: float, step: int, total: int, final: float) -> float:
-    """Learning rate at ``step``: cosine decay from ``base`` to ``final * base`` over ``total``."""
-    return base * (final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total)))
 
 
 @torch.no_grad()
