@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import json
 import os
 import tempfile
@@ -14,6 +15,24 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
+
+from .errors import OutputError
+
+#: The temporaries :func:`atomic_path` makes: ``.<stem>.<random>.tmp<suffix>`` (the random
+#: part from :func:`tempfile.mkstemp`); :func:`chexplain.validate.prepare_out` removes stale ones.
+TEMP_PATTERN = r"^\..+\.[a-z0-9_]{8}\.tmp(\.[A-Za-z0-9]+)?$"
+
+
+def write_error(path: str | os.PathLike, exc: OSError) -> OutputError:
+    """A one-line error for an OSError while writing ``path`` (full disk, permission ...)."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return OutputError(f"no space left on device while writing {path}")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return OutputError(f"cannot write {path}: permission denied (or a read-only file system)")
+    if exc.errno in (errno.ENOTDIR, errno.EEXIST, errno.EISDIR):
+        return OutputError(f"cannot write {path}: a file is in the way of a folder (or a folder "
+                           "of a file)")
+    return OutputError(f"cannot write {path}: {exc.strerror or type(exc).__name__}")
 
 
 @contextlib.contextmanager
@@ -24,14 +43,20 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     (Pillow, matplotlib, numpy) behave as for the final name.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(fd)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise write_error(path, exc) from None
     tmp_path = Path(tmp)
     try:
         yield tmp_path
         os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; results get the usual mode
         os.replace(tmp_path, path)
+    except OSError as exc:  # a full disk, a vanished folder ...: earlier files stay intact
+        tmp_path.unlink(missing_ok=True)
+        raise write_error(path, exc) from None
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise

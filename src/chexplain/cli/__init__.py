@@ -2,7 +2,8 @@
 
 Each command group lives in its own module exposing ``register(subparsers)``; the handler it
 sets with ``set_defaults(func=...)`` returns an exit status. User mistakes raise
-:class:`chexplain.errors.ChexplainError` and are printed as one line.
+:class:`chexplain.errors.ChexplainError` and are printed as one line. Before any handler
+runs, its ``--out`` folder is created and proven writable (:func:`chexplain.validate.prepare_out`).
 """
 
 from __future__ import annotations
@@ -38,13 +39,24 @@ def command_group(subparsers: argparse._SubParsersAction, name: str, help: str,
     return group.add_subparsers(dest=f"{name}_command", metavar="SUBCOMMAND")
 
 
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    return f"chexplain: warning: {message}\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    import warnings
+
+    warnings.formatwarning = _format_warning  # one line per warning, no source line
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
     try:
+        if getattr(args, "out", None):
+            from ..validate import prepare_out
+
+            prepare_out(args.out)
         return int(args.func(args) or 0)
     except ChexplainError as exc:
         print(f"chexplain: error: {exc}", file=sys.stderr)

@@ -27,13 +27,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gen.add_argument("--confounder-p", type=float, nargs=2, default=(0.9, 0.1),
                      metavar=("P_POS", "P_NEG"),
                      help="marker probability on positive and negative images (default 0.9 0.1)")
+    gen.add_argument("--overwrite", action="store_true", help="write into a non-empty DIR; an "
+                     "older phantom's images and masks there are removed first")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
     gen.set_defaults(func=_generate)
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from ..data.phantom import Confounder, write_phantom
+    from ..data.phantom import Confounder, clear_phantom, write_phantom
+    from ..validate import positive_int, require_empty
 
+    positive_int(args.n, "--n")
+    require_empty(args.out, args.overwrite)
+    if args.overwrite:
+        clear_phantom(args.out)
     confounder = None
     if args.confounder:
         confounder = Confounder(args.confounder, *args.confounder_p)

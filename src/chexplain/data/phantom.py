@@ -331,6 +331,18 @@ def _csv_row(rel: str, sample: PhantomSample, rng: np.random.Generator) -> str:
     return ",".join(cells)
 
 
+def clear_phantom(out: str | os.PathLike) -> None:
+    """Remove an older phantom under ``out`` (its ``train/`` images and masks, CSV and
+    ``phantom.json``), so that no stale mask outlives its image; other files stay."""
+    import shutil
+
+    out = Path(out)
+    if (out / "phantom.json").is_file():
+        shutil.rmtree(out / "train", ignore_errors=True)
+        for name in ("train.csv", "phantom.json"):
+            (out / name).unlink(missing_ok=True)
+
+
 def write_phantom(out: str | os.PathLike, n: int, size: int | tuple[int, int] = 224,
                   seed: int = 0, prevalence: float | Mapping[str, float] | None = None,
                   confounder: Confounder | None = None, quality: int = 95,

@@ -1,0 +1,131 @@
+"""Checks made before any work: output folders and files, and option values.
+
+Every command calls :func:`prepare_out` on its output folder first, so that a file in the
+way, a folder without write permission or a read-only disk is reported in one line before
+minutes of training or explaining, not after. It also removes the stale temporaries that a
+killed run of ours left behind (:data:`chexplain.io.TEMP_PATTERN`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Iterable
+
+from .errors import ChexplainError, OutputError
+from .io import TEMP_PATTERN, write_error
+
+
+def _file_in_the_way(path: Path) -> Path | None:
+    """The first existing non-folder among ``path`` and its parents, if any."""
+    for p in (path, *path.parents):
+        if p.exists():
+            return None if p.is_dir() else p
+    return None
+
+
+def prepare_out(out: str | os.PathLike, option: str = "--out", clean: bool = True) -> Path:
+    """Create the output folder ``out``, prove it writable, remove our stale temporaries.
+
+    Raises :class:`OutputError` naming ``option`` when ``out`` is a file, lies under a file,
+    or cannot be written (permission, read-only or full disk).
+    """
+    out = Path(out)
+    blocker = _file_in_the_way(out)
+    if blocker is not None:
+        where = "is a file" if blocker == out else f"lies under the file {blocker}"
+        raise OutputError(f"{option} {out} {where}; give a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".chexplain-probe-", dir=out)
+        try:
+            os.write(fd, b"0")
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as exc:
+        raise OutputError(f"{option}: {write_error(out, exc)}") from None
+    if clean:
+        remove_stale_temporaries(out)
+    return out
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete ``.<stem>.<random>.tmp<suffix>`` files (ours, left by a killed run) under
+    ``folder``; returns them."""
+    pattern = re.compile(TEMP_PATTERN)
+    removed = []
+    for dirpath, _dirs, files in os.walk(folder):
+        for name in files:
+            if name.startswith(".") and pattern.match(name):
+                p = Path(dirpath) / name
+                try:
+                    p.unlink()
+                    removed.append(p)
+                except OSError:
+                    pass
+    return removed
+
+
+def check_output_file(path: str | os.PathLike, option: str) -> Path:
+    """An output file's folder is created and writable, and ``path`` is not a folder."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{option} {path} is a folder; give a file name")
+    prepare_out(path.parent if str(path.parent) else Path("."), option, clean=False)
+    return path
+
+
+def require_empty(out: str | os.PathLike, overwrite: bool, keep: Iterable[str] = ()) -> Path:
+    """Refuse a non-empty ``out`` unless ``overwrite`` (entries named in ``keep`` ignored)."""
+    out = Path(out)
+    if out.is_dir() and not overwrite:
+        found = sorted(p.name for p in out.iterdir() if p.name not in set(keep))
+        if found:
+            raise OutputError(f"--out {out} is not empty ({', '.join(found[:3])}"
+                              f"{' ...' if len(found) > 3 else ''}); pass --overwrite to replace "
+                              "its contents or choose an empty folder")
+    return out
+
+
+# ------------------------------------------------------------------------------ options
+
+def positive_int(value: int | None, option: str, minimum: int = 1) -> None:
+    """``value`` (when given) is an integer >= ``minimum``."""
+    if value is not None and int(value) < minimum:
+        raise ChexplainError(f"{option} {value} must be at least {minimum}")
+
+
+def probability(value: float, option: str) -> None:
+    """``value`` lies strictly between 0 and 1."""
+    if not (math.isfinite(value) and 0.0 < value < 1.0):
+        raise ChexplainError(f"{option} {value} must be a probability between 0 and 1")
+
+
+def finite(value: float | None, option: str, nonnegative: bool = False) -> None:
+    """``value`` (when given) is finite (and >= 0 with ``nonnegative``)."""
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    if not math.isfinite(value) or (nonnegative and value < 0):
+        need = "a finite number >= 0" if nonnegative else "a finite number"
+        raise ChexplainError(f"{option}={value} must be {need}")
+
+
+#: Images smaller than this (shorter side, pixels) or more elongated than :data:`MAX_ASPECT`
+#: are upsampled into nonsense; they are explained with a warning.
+MIN_SIDE, MAX_ASPECT = 32, 4.0
+
+
+def warn_odd_size(path: str | os.PathLike, height: int, width: int) -> None:
+    """Warn when an image is tiny or strongly elongated (it is resized to the model's input)."""
+    short, long = min(height, width), max(height, width)
+    if short < MIN_SIDE:
+        warnings.warn(f"{path}: {width}x{height} pixels is below {MIN_SIDE} px; it is upsampled "
+                      "to the model's input and its explanation means little", stacklevel=2)
+    elif long / short > MAX_ASPECT:
+        warnings.warn(f"{path}: {width}x{height} pixels (aspect {long / short:.1f}); it is "
+                      "centre-cropped to a square, most of it is not seen", stacklevel=2)
