@@ -45,15 +45,21 @@ def slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", str(name).lower()).strip("_") or "x"
 
 
-def find_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
+def find_images(inputs: Sequence[str | os.PathLike], exclude: str | os.PathLike | None = None) -> list[Path]:
     """Image files among ``inputs`` (files, or folders searched recursively), sorted per folder;
-    ``*_masks`` folders of the phantom are skipped."""
+    ``*_masks`` folders of the phantom and the folder ``exclude`` (the output) are skipped."""
     found: list[Path] = []
+    skip = Path(exclude).resolve() if exclude is not None else None
+
+    def outside(f: Path) -> bool:
+        return skip is None or not f.resolve().is_relative_to(skip)
+
     for item in inputs:
         p = Path(item)
         if p.is_dir():
             files = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES
-                           and f.is_file() and not any(s.endswith("_masks") for s in f.parts))
+                           and f.is_file() and not any(s.endswith("_masks") for s in f.parts)
+                           and outside(f))
             if not files:
                 raise DataError(f"{p}: no PNG, JPEG or DICOM image in this folder")
             found += files
@@ -79,6 +85,8 @@ def select_classes(spec: str | Sequence[str], probs: np.ndarray,
     """``top3`` / ``topK``, ``all``, or class names (comma-separated or a list) → indices."""
     if isinstance(spec, str):
         s = spec.strip()
+        if not s.replace(",", "").strip():
+            raise ChexplainError(f"--classes {spec!r} names no class; give top3, all or names")
         m = re.fullmatch(r"top(\d+)", s.lower())
         if m:
             k = int(m.group(1))
@@ -100,9 +108,9 @@ def select_classes(spec: str | Sequence[str], probs: np.ndarray,
 def read_labels(path: str | os.PathLike, names: Sequence[str]) -> dict[str, np.ndarray]:
     """Labels by image file name: a CheXpert-format CSV (blank/uncertain → not used: NaN) or
     NIH's Data_Entry CSV (its findings mapped to CheXpert observations)."""
-    import pandas as pd
+    from .data.tables import read_csv_strict
 
-    frame = pd.read_csv(path)
+    frame = read_csv_strict(Path(path))
     out: dict[str, np.ndarray] = {}
     if "Image Index" in frame.columns and "Finding Labels" in frame.columns:
         mapped = {c for c in NIH_TO_CHEXPERT.values() if c in names}
@@ -139,7 +147,7 @@ def explain_images(model: torch.nn.Module, inputs: Sequence[str | os.PathLike], 
                    methods: str | Sequence[str] | None = None, classes: str | Sequence[str] = "top3",
                    labels: str | os.PathLike | None = None, threshold: float = 0.5,
                    device: str = "cpu", display_size: int = 256, figure_method: str | None = None,
-                   progress: bool = True) -> dict[str, Any]:
+                   progress: bool = True, skip_bad: bool = False) -> dict[str, Any]:
     """Explain every image of ``inputs`` with ``methods`` for ``classes``; see module doc.
 
     Overlays and figures show the radiograph at ``display_size`` pixels (shorter side; the
@@ -148,17 +156,27 @@ def explain_images(model: torch.nn.Module, inputs: Sequence[str | os.PathLike], 
     :data:`FIGURE_PREFERENCE` among ``methods``, else the first method).
 
     ``normalization`` and ``image_size`` are the model's preprocessing (stored in chexplain
-    checkpoints). Returns the summary also written to ``out/explain.json``.
+    checkpoints). Returns the summary also written to ``out/explain.json``. Every option is
+    checked before the first image; an unreadable image stops the run naming the file, or with
+    ``skip_bad`` is left out and listed under ``failed`` (the others are explained).
     """
     from tqdm import tqdm
 
     from .data.images import Preprocess, get_normalization, read_image
 
+    from .validate import prepare_out, probability, positive_int, warn_odd_size
+
     t0 = time.perf_counter()
     names = list(observations)
     methods = parse_methods(methods)
-    files = find_images(inputs)
-    out = Path(out)
+    probability(threshold, "--threshold")
+    positive_int(display_size, "--display-size", 16)
+    select_classes(classes, np.zeros(len(names)), names)  # unknown names fail before any work
+    if figure_method is not None and figure_method not in methods:
+        raise ChexplainError(f"--figure-method {figure_method!r} is not among --methods "
+                             f"({', '.join(methods)})")
+    out = prepare_out(out)
+    files = find_images(inputs, exclude=out)
     norm = get_normalization(normalization)
     pre = Preprocess(int(image_size), None, norm)
     model = model.to(device).eval()
@@ -166,10 +184,17 @@ def explain_images(model: torch.nn.Module, inputs: Sequence[str | os.PathLike], 
     label_map = read_labels(labels, names) if labels else None
     lrp = [m for m in methods if explainers[m].kind == "lrp"]
     cams = [m for m in methods if explainers[m].kind == "cam"]
-    records, cache = [], []
+    records, cache, failed = [], [], []
     stems: dict[str, int] = {}
     for path in tqdm(files, desc="explain", unit="img", disable=not progress):
-        raw = read_image(path)
+        try:
+            raw = read_image(path)
+        except DataError as exc:
+            if not skip_bad:
+                raise DataError(f"{exc} (--skip-bad explains the other images)") from None
+            failed.append({"path": str(path), "error": str(exc)})
+            continue
+        warn_odd_size(path, *raw.shape)
         x = norm.apply(pre.image(raw))[None].to(device)
         img = Preprocess(max(int(display_size), int(image_size)), None, norm).image(raw)
         with torch.no_grad():
@@ -215,17 +240,18 @@ def explain_images(model: torch.nn.Module, inputs: Sequence[str | os.PathLike], 
                         {n: (None if np.isnan(v) else int(v)) for n, v in zip(names, truth)},
                         "figures": [str(f) for f in figs]})
         cache.append((img, x, prob, truth))
+    if not records:
+        raise DataError(f"none of the {len(files)} image(s) could be read (first: "
+                        f"{failed[0]['error']})")
     fig5 = None
     if label_map is not None:
         fm = figure_method or next((m for m in FIGURE_PREFERENCE if m in methods), methods[0])
-        if fm not in explainers:
-            raise ChexplainError(f"figure method {fm!r} is not among --methods ({', '.join(methods)})")
         fig5 = _figure5(out / "fig5_correct_incorrect.png", cache, names, explainers[fm], fm,
                         classes, threshold)
     _write_predictions(out, records, names)
     summary = {"checkpoint_observations": names, "methods": methods, "classes": classes,
                "image_size": int(image_size), "normalization": str(normalization),
-               "threshold": threshold, "images": records,
+               "threshold": threshold, "images": records, "failed": failed,
                "fig5": None if fig5 is None else str(fig5),
                "seconds": round(time.perf_counter() - t0, 2)}
     write_json(out / "explain.json", summary)

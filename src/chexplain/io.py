@@ -10,6 +10,8 @@ import csv
 import errno
 import json
 import os
+import shutil
+import signal
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -66,6 +68,55 @@ def _read_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Ctrl-C inside the block is held back and raised when it ends (main thread only)."""
+    got: list[int] = []
+    try:
+        old = signal.signal(signal.SIGINT, lambda signum, frame: got.append(signum))
+    except ValueError:  # not the main thread: signals are not delivered here anyway
+        old = None
+    try:
+        yield
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGINT, old)
+    if got:
+        raise KeyboardInterrupt
+
+
+#: The staging folders of :func:`result_set`: ``.results.<random>.tmp``.
+STAGE_PATTERN = r"^\.results\.[a-z0-9_]{8}\.tmp$"
+
+
+@contextlib.contextmanager
+def result_set(out: str | os.PathLike, names: Sequence[str]) -> Iterator[Path]:
+    """Write a set of result files together: yields a staging folder inside ``out``; on
+    success every file of ``names`` found there replaces its namesake in ``out`` and those
+    not written are removed from ``out``, with Ctrl-C held back meanwhile, so that ``out``
+    never mixes an older run's results with this one's. On an exception (Ctrl-C included)
+    ``out`` keeps the older set and the exception propagates."""
+    out = Path(out)
+    try:
+        stage = Path(tempfile.mkdtemp(prefix=".results.", suffix=".tmp", dir=out))
+    except OSError as exc:
+        raise write_error(out, exc) from None
+    try:
+        yield stage
+        with _sigint_deferred():
+            for name in names:
+                src = stage / name
+                try:
+                    if src.exists():
+                        os.replace(src, out / name)
+                    else:
+                        (out / name).unlink(missing_ok=True)
+                except OSError as exc:
+                    raise write_error(out / name, exc) from None
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 #: Read once: setting the umask to read it is process-wide, not safe while other threads create files.

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Iterable
 
 from .errors import ChexplainError, OutputError
-from .io import TEMP_PATTERN, write_error
+from .io import STAGE_PATTERN, TEMP_PATTERN, write_error
 
 
 def _file_in_the_way(path: Path) -> Path | None:
@@ -54,12 +54,22 @@ def prepare_out(out: str | os.PathLike, option: str = "--out", clean: bool = Tru
     return out
 
 
-def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
-    """Delete ``.<stem>.<random>.tmp<suffix>`` files (ours, left by a killed run) under
-    ``folder``; returns them."""
-    pattern = re.compile(TEMP_PATTERN)
+def remove_stale_temporaries(folder: str | os.PathLike, depth: int = 2) -> list[Path]:
+    """Delete ``.<stem>.<random>.tmp<suffix>`` files (ours, left by a killed run) in ``folder``
+    and its subfolders down to ``depth`` levels (explain's ``<image>/<method>/``), and the
+    staging folders of :func:`chexplain.io.result_set`; returns what was removed."""
+    import shutil
+
+    pattern, stage = re.compile(TEMP_PATTERN), re.compile(STAGE_PATTERN)
     removed = []
-    for dirpath, _dirs, files in os.walk(folder):
+    for name in os.listdir(folder):
+        if stage.match(name) and (Path(folder) / name).is_dir():
+            shutil.rmtree(Path(folder) / name, ignore_errors=True)
+            removed.append(Path(folder) / name)
+    top = len(Path(folder).parts)
+    for dirpath, dirs, files in os.walk(folder):
+        if len(Path(dirpath).parts) - top >= depth:
+            dirs[:] = []
         for name in files:
             if name.startswith(".") and pattern.match(name):
                 p = Path(dirpath) / name

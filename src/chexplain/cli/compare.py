@@ -56,9 +56,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from ..explain_images import parse_methods
     from ..models.densenet import load_trained
     from ..train.data import resolve_csv, resolve_root
+    from ..train.loop import resolve_device
 
     methods = parse_methods(args.methods)
-    model, meta = load_trained(args.checkpoint, map_location=args.device)
+    device = resolve_device(args.device)
+    model, meta = load_trained(args.checkpoint, map_location=device)
     if args.nih:
         from ..data.nih import NIHAsObservations, NIHDataset, nih_folder
 
@@ -71,7 +73,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
         root = resolve_root(args.data, read_chexpert_csv(csv)["Path"].iloc[0])
         ds = CheXpertDataset(csv, root, masks=True, size=meta["image_size"],
                              normalization=meta["normalization"])
-    classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
+    classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
+    if args.classes is not None and not classes:
+        from ..errors import ChexplainError
+
+        raise ChexplainError(f"--classes {args.classes!r} names no class")
     cfg = CompareConfig(methods=tuple(methods), classes=classes, patch=args.patch, steps=args.steps,
                         baseline=args.baseline, tolerance=args.tolerance,
                         iou_threshold=args.iou_threshold, max_items=args.max_items,
@@ -79,7 +85,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
                         randomisation_steps=args.randomisation_steps, batch_size=args.batch_size,
                         bootstrap=args.bootstrap, seed=args.seed)
     res = compare(model, ds, args.out, meta["observations"], meta["normalization"], cfg,
-                  args.device, progress=not args.quiet)
+                  device, progress=not args.quiet)
     print(summary_markdown(res), end="")
     print(f"{res['n_items']} items from {res['n_images']} images ({res['n_empty']} empty masks "
           f"excluded from localisation) in {res['seconds']:.0f} s; results in {args.out}/compare.json")

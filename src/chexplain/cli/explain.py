@@ -33,6 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--display-size", type=int, default=256, metavar="PX",
                    help="side of the radiograph in overlays and figures (default 256; the .npy "
                         "maps stay in model-input pixels)")
+    p.add_argument("--skip-bad", action="store_true", help="leave out unreadable images (listed "
+                   "in explain.json and here) instead of stopping at the first")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -42,16 +44,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def cmd_explain(args: argparse.Namespace) -> int:
     from ..explain_images import explain_images
     from ..models.densenet import load_trained
+    from ..train.loop import resolve_device
 
-    model, meta = load_trained(args.checkpoint, map_location=args.device)
+    device = resolve_device(args.device)
+    model, meta = load_trained(args.checkpoint, map_location=device)
     res = explain_images(model, args.images, args.out, meta["normalization"], meta["image_size"],
                          meta["observations"], args.methods, args.classes, args.labels,
-                         args.threshold, args.device, display_size=args.display_size,
+                         args.threshold, device, display_size=args.display_size,
                          figure_method=args.figure_method,
-                         progress=not args.quiet)
+                         progress=not args.quiet, skip_bad=args.skip_bad)
     for rec in res["images"]:
         top = sorted(rec["probabilities"].items(), key=lambda kv: -kv[1])[:3]
         print(f"{rec['path']}: " + ", ".join(f"{n} {p:.2f}" for n, p in top))
+    for bad in res["failed"]:
+        print(f"skipped {bad['error']}")
     print(f"explained {len(res['images'])} image(s) with {', '.join(res['methods'])} in "
           f"{res['seconds']:.0f} s; figures and maps in {args.out}/")
     return 0

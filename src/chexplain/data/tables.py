@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import gzip
+import io
 import warnings
 from pathlib import Path
 
@@ -19,6 +22,11 @@ def read_csv_strict(path: Path) -> pd.DataFrame:
             warnings.simplefilter("error", pd.errors.ParserWarning)
             df = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False,
                              index_col=False)
+        short = _short_row(path, len(df.columns))
+        if short is not None:
+            line, fields = short
+            raise DataError(f"{path}: line {line}: {fields} field(s), the header has "
+                            f"{len(df.columns)} (a short row, or the file is cut off)")
         return df
     except pd.errors.ParserWarning:
         raise DataError(f"{path}: malformed CSV: a row has more fields than the header") from None
@@ -28,3 +36,19 @@ def read_csv_strict(path: Path) -> pd.DataFrame:
         raise DataError(f"{path}: malformed CSV: {str(exc).strip().splitlines()[-1]}") from None
     except (UnicodeDecodeError, OSError, EOFError) as exc:
         raise DataError(f"{path}: not a readable text CSV ({type(exc).__name__})") from None
+
+
+def _short_row(path: Path, columns: int) -> tuple[int, int] | None:
+    """(line number, fields) of the first non-blank row with fewer fields than the header
+    (pandas would read the missing fields as blanks, i.e. negative labels)."""
+    if path.suffix.lower() in (".bz2", ".zip", ".xz", ".zst", ".tar"):
+        return None  # pandas decompressed it; these are not checked row by row
+    opener = gzip.open if path.suffix.lower() == ".gz" else open
+    with opener(path, "rb") as raw:
+        text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+        reader = csv.reader(text)
+        next(reader, None)
+        for row in reader:
+            if row and len(row) < columns:
+                return reader.line_num, len(row)
+    return None

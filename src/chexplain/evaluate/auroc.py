@@ -235,6 +235,9 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, csv: str | os.PathLike,
     from ..models.densenet import load_trained
     from ..train.data import resolve_csv, resolve_root
 
+    from ..validate import prepare_out
+
+    prepare_out(out)
     model, meta = load_trained(checkpoint)
     csv = resolve_csv(csv, data)
     frame = read_chexpert_csv(csv)

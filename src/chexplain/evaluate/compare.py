@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ..errors import ChexplainError
-from ..io import write_csv, write_json
+from ..io import result_set, write_csv, write_json
 from .baselines import Attributor
 from .faithfulness import aopc_summary, region_perturbation
 from .localisation import localisation_metrics
@@ -102,9 +102,12 @@ def compare(model: torch.nn.Module, dataset: Any, out: str | os.PathLike,
 
     from .plots import plot_aopc, plot_localisation, plot_randomisation
 
+    from ..validate import prepare_out
+
     cfg = config or CompareConfig()
     t0 = time.perf_counter()
-    out = Path(out)
+    _check_config(cfg, dataset)
+    out = prepare_out(out)
     names = list(observations)
     model = model.to(device).eval()
     targets = np.asarray(dataset.targets) if hasattr(dataset, "targets") else \
@@ -196,19 +199,44 @@ def compare(model: torch.nn.Module, dataset: Any, out: str | os.PathLike,
                         **aopc_curves},
         "randomisation": randomisation, "seconds": 0.0,
     }
-    out.mkdir(parents=True, exist_ok=True)
-    plot_aopc(out / "aopc_curves.png", result)
-    plot_localisation(out / "localisation.png", result)
-    if randomisation:
-        plot_randomisation(out / "randomisation.png", result)
-    _write_csv(out / "items.csv", rows)
-    _write_csv(out / "summary.csv", [{"method": m, "metric": k, **v} for m, d in summary.items()
-                                     for k, v in d.items()])
-    _write_csv(out / "per_class.csv", [{"method": m, "class": c, **v} for m, d in per_class.items()
-                                       for c, v in d.items()])
-    result["seconds"] = round(time.perf_counter() - t0, 2)
-    write_json(out / "compare.json", _finite(result))
+    with result_set(out, RESULT_FILES) as stage:
+        plot_aopc(stage / "aopc_curves.png", result)
+        plot_localisation(stage / "localisation.png", result)
+        if randomisation:
+            plot_randomisation(stage / "randomisation.png", result)
+        _write_csv(stage / "items.csv", rows)
+        _write_csv(stage / "summary.csv", [{"method": m, "metric": k, **v} for m, d in summary.items()
+                                           for k, v in d.items()])
+        _write_csv(stage / "per_class.csv", [{"method": m, "class": c, **v} for m, d in per_class.items()
+                                             for c, v in d.items()])
+        result["seconds"] = round(time.perf_counter() - t0, 2)
+        write_json(stage / "compare.json", _finite(result))
     return result
+
+
+#: Every file :func:`compare` writes: replaced together (an older run's extra ones removed).
+RESULT_FILES = ("compare.json", "summary.csv", "items.csv", "per_class.csv", "aopc_curves.png",
+                "localisation.png", "randomisation.png")
+
+
+def _check_config(cfg: CompareConfig, dataset: Any) -> None:
+    """Every option, before any work (the patch against the data's image size)."""
+    from ..validate import positive_int
+
+    for value, option in ((cfg.patch, "--patch"), (cfg.steps, "--steps"),
+                          (cfg.max_items, "--max-items"), (cfg.batch_size, "--batch-size")):
+        positive_int(value, option)
+    positive_int(cfg.bootstrap, "--bootstrap", 0)
+    positive_int(cfg.randomisation_items, "--randomisation-items", 0)
+    positive_int(cfg.randomisation_steps, "--randomisation-steps")
+    positive_int(cfg.tolerance, "--tolerance", 0)
+    if not 0.0 < cfg.iou_threshold <= 1.0:
+        raise ChexplainError(f"--iou-threshold {cfg.iou_threshold} must be in (0, 1]")
+    if len(dataset) == 0:
+        raise ChexplainError("the data set holds no image")
+    side = min(dataset[0]["image"].shape[-2:])
+    if cfg.patch > side:
+        raise ChexplainError(f"--patch {cfg.patch} is larger than the {side}-pixel model input")
 
 
 def _nanmean(v: np.ndarray) -> float | None:

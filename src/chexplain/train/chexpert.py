@@ -42,10 +42,11 @@ from ..data.chexpert import OBSERVATIONS, policy_name
 from ..errors import ChexplainError
 from ..evaluate.auroc import per_class_auroc
 from ..io import write_json, write_text
+from ..validate import prepare_out
 from ..models.densenet import chexpert_densenet, model_meta
 from . import distributed as D
 from .checkpoint import load_checkpoint, save_checkpoint, set_rng_state, rng_state
-from .data import build_datasets
+from .data import build_datasets, data_fingerprint, fingerprint_mismatch
 from .loop import autocast, cosine_lr, masked_bce, predict, resolve_amp, to_device
 
 SCHEDULES = ("cosine", "plateau", "constant")
@@ -153,6 +154,7 @@ def train_chexpert(config: ChexpertTrainConfig, resume: bool = False, progress: 
     it an ``out`` that already holds a run is refused. ``on_step(epoch, step)`` is called
     after every optimiser step (for tests and monitoring). Runs distributed under torchrun."""
     config.check()
+    prepare_out(config.out)
     env, device = D.init_distributed(config.device)
     try:
         return _train(config, env, device, resume, progress, on_step)
@@ -180,6 +182,7 @@ def _train(config: ChexpertTrainConfig, env: D.DistEnv, device: torch.device, re
     channels_last = cuda if config.channels_last is None else bool(config.channels_last)
 
     train_ds, val_ds, split = build_datasets(config)
+    fingerprint = data_fingerprint(config, train_ds, val_ds)
     torch.manual_seed(config.seed)
     model, init = chexpert_densenet(config.arch, len(OBSERVATIONS), config.weights)
     meta = model_meta(config.arch, len(OBSERVATIONS), 3, OBSERVATIONS, "imagenet",
@@ -217,6 +220,10 @@ def _train(config: ChexpertTrainConfig, env: D.DistEnv, device: torch.device, re
             if saved.get(key) != asdict(config)[key]:
                 raise ChexplainError(f"{last_path}: was written with {key}={saved.get(key)!r}, "
                                      f"not {asdict(config)[key]!r}; resume with the same options")
+        differs = fingerprint_mismatch(ckpt.get("data"), fingerprint)
+        if differs:
+            raise ChexplainError(f"{last_path}: resume refused, the data differ from the run's: "
+                                 f"{differs}; resume with the same data or choose another --out")
         if ckpt["state"]["batch"] and ckpt.get("world_size") != env.world_size:
             raise ChexplainError(f"{last_path}: stopped mid-epoch with {ckpt.get('world_size')} "
                                  f"process(es); resume it with the same number")
@@ -244,7 +251,7 @@ def _train(config: ChexpertTrainConfig, env: D.DistEnv, device: torch.device, re
                  "steps_per_epoch": steps_per_epoch, "torch": torch.__version__,
                  "threads": torch.get_num_threads()}
     if main:
-        write_json(out / "config.json", {**asdict(config), "run": run_facts})
+        write_json(out / "config.json", {**asdict(config), "run": run_facts, "data": fingerprint})
         write_text(out / "metrics.jsonl", "".join(_json_line(r) + "\n" for r in state["history"]))
     say(f"{config.arch}: weights {init}; {len(train_ds)} train / {len(val_ds)} val images "
         f"({split}); {device}, {env.world_size} process(es), amp {run_facts['amp']}, "
@@ -260,7 +267,7 @@ def _train(config: ChexpertTrainConfig, env: D.DistEnv, device: torch.device, re
             save_checkpoint(last_path, model, opt, state["step"], None, scheduler=sched.state_dict(),
                             scaler=scaler.state_dict(), state=state, rng_ranks=rngs,
                             world_size=env.world_size, meta=meta,
-                            config=asdict(config))
+                            config=asdict(config), data=fingerprint)
 
     # ------------------------------------------------------------------------ epochs
     with _StopFlag() as stop:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -58,3 +59,44 @@ def build_datasets(config: Any) -> tuple[CheXpertDataset, CheXpertDataset, str]:
         val = CheXpertDataset(train_csv, root, indices=val_idx, **common)
         how = f"patient split of {train_csv.name}: {config.val_fraction:g} of patients, seed {config.seed}"
     return train, val, how
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def data_fingerprint(config: Any, train: CheXpertDataset, val: CheXpertDataset) -> dict[str, Any]:
+    """What a resumed run must find again, per option: ``--csv`` and ``--valid`` (resolved
+    path, rows read, SHA-256 of the file) and ``--data`` (the image root folders)."""
+    def csv_facts(path: Path, rows: int) -> dict[str, Any]:
+        return {"path": str(path.resolve()), "rows": int(rows), "sha256": _sha256(path)}
+
+    train_csv = train.csv_path
+    rows = len(train) + (0 if config.valid else len(val))
+    out = {"--csv": csv_facts(train_csv, rows),
+           "--valid": csv_facts(val.csv_path, len(val)) if config.valid else None,
+           "--data": {"train_root": str(train.root.resolve()), "valid_root": str(val.root.resolve())}}
+    return out
+
+
+def fingerprint_mismatch(saved: dict[str, Any] | None, now: dict[str, Any]) -> str | None:
+    """A one-line description of the first option whose data differ, or None."""
+    if not saved:
+        return None
+    for option in ("--csv", "--valid", "--data"):
+        a, b = saved.get(option), now.get(option)
+        if a == b:
+            continue
+        if a is None or b is None:
+            return (f"{option}: the run was started {'without' if a is None else 'with'} it "
+                    f"({'none' if a is None else a.get('path')}); now "
+                    f"{'none' if b is None else b.get('path')}")
+        for key, what in (("path", "file"), ("rows", "row count"), ("sha256", "contents (SHA-256)"),
+                          ("train_root", "image folder"), ("valid_root", "validation image folder")):
+            if a.get(key) != b.get(key):
+                return f"{option}: its {what} changed ({a.get(key)} when started, now {b.get(key)})"
+    return None

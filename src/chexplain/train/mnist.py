@@ -90,9 +90,11 @@ def train_mnist(
     generators, epoch permutation) every ``checkpoint_every`` iterations and on Ctrl-C;
     ``resume=True`` continues from it. Returns the metrics.
     """
+    from ..validate import prepare_out
+
     exp, iterations, lr = config.resolved()
     device = resolve_device(config.device)
-    out = Path(out_dir)
+    out = prepare_out(out_dir)
     ckpt_path = out / "checkpoint.pt"
     torch.manual_seed(config.seed)
     model = mnist_mlp(exp).to(device)
