@@ -43,6 +43,10 @@ METHODS = ("gradcam", "gradcam++", "hirescam")
 _ADAPTIVE_POOLS = tuple(getattr(nn, f"Adaptive{k}Pool{d}d") for k in ("Avg", "Max") for d in (1, 2, 3))
 _ADAPTIVE_FNS = {getattr(F, f"adaptive_{k}_pool{d}d") for k in ("avg", "max") for d in (1, 2, 3)}
 _INTERP = {1: "linear", 2: "bilinear", 3: "trilinear"}
+#: Half precision runs in float32 (a float32 copy of a half model), returned in the input's dtype.
+_HALF = (torch.float16, torch.bfloat16)
+_SQUASH_FN = {torch.sigmoid, F.sigmoid, torch.softmax, F.softmax, torch.log_softmax, F.log_softmax}
+_SQUASH_MOD = (nn.Sigmoid, nn.Softmax, nn.LogSoftmax)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -75,8 +79,11 @@ def _check_input(x: Any, model: nn.Module) -> torch.Tensor:
         raise InputError(f"the input has shape {tuple(x.shape)}; Grad-CAM needs a non-empty batch (N, C, *spatial)")
     if not x.is_floating_point():
         raise InputError(f"the input must be a floating-point tensor, got {x.dtype}")
+    if not bool(torch.isfinite(x).all()):
+        raise InputError("the input contains NaN or infinite values")
     ref = next((p for p in itertools.chain(model.parameters(), model.buffers()) if p.is_floating_point()), None)
-    if ref is not None and ref.dtype != x.dtype:
+    half = x.dtype in _HALF or (ref is not None and ref.dtype in _HALF)
+    if ref is not None and ref.dtype != x.dtype and not half:
         raise InputError(f"the input is {x.dtype} but the model is {ref.dtype}; convert one to the other")
     if ref is not None and ref.device != x.device:
         raise InputError(f"the input is on {x.device} but the model is on {ref.device}; move one to the other")
@@ -129,6 +136,8 @@ class _Traced:
         gm = fx.GraphModule(model, graph)  # shares the model's submodules and weights
         nodes = [n for n in graph.nodes if n.op not in ("placeholder", "output", "get_attr")]
         out = next(n for n in reversed(graph.nodes) if n.op == "output")
+        _strip_squash(gm, out)
+        _warn_hooks(model, {str(n.target) for n in nodes if n.op == "call_module"})
         feeding = _ancestors(out)
         if layer is None:
             node = self._default(gm, nodes, feeding, example)
@@ -224,6 +233,37 @@ class _Traced:
         return node
 
 
+def _is_squash(gm: fx.GraphModule, n: Any) -> bool:
+    if not isinstance(n, fx.Node):
+        return False
+    return (n.op == "call_function" and n.target in _SQUASH_FN) or (
+        n.op == "call_method" and n.target in ("sigmoid", "softmax", "log_softmax")) or (
+        n.op == "call_module" and isinstance(gm.get_submodule(str(n.target)), _SQUASH_MOD))
+
+
+def _strip_squash(gm: fx.GraphModule, out: fx.Node) -> None:
+    """A model whose forward ends in sigmoid/softmax: explain the logits before it, with a
+    warning (as LRP does); the gradient of a probability saturates and mixes the classes."""
+    final = out.args[0]
+    while _is_squash(gm, final):
+        what = type(gm.get_submodule(str(final.target))).__name__ if final.op == "call_module" else \
+            getattr(final.target, "__name__", str(final.target))
+        warnings.warn(f"the model ends with {what} ('{final.name}'): Grad-CAM explains the logits "
+                      "before it", stacklevel=6)
+        final = final.args[0] if final.args else final.kwargs.get("input")
+    out.args = (final,)
+
+
+def _warn_hooks(model: nn.Module, called: set[str]) -> None:
+    """Forward hooks run only on the modules the traced graph calls; warn about the others."""
+    skipped = [name or "(the model itself)" for name, m in model.named_modules()
+               if (m._forward_hooks or m._forward_pre_hooks) and name not in called]
+    if skipped:
+        warnings.warn(f"forward hooks on {', '.join(skipped[:5])} are not applied by Grad-CAM's traced "
+                      "model (hooks on the layers it calls are); the explained logits may differ from "
+                      "model(x)", stacklevel=6)
+
+
 class _Hooked:
     """Fallback for models torch.fx cannot trace: temporary forward hooks on a module layer."""
 
@@ -283,7 +323,15 @@ _Held = tuple  # (fingerprint, _Traced): a cached trace; never holds the model i
 
 
 def _engine_for(model: nn.Module, layer: str | None, x: torch.Tensor, held: _Held | None) -> tuple[Any, _Held | None]:
-    """The engine for this call and what to cache; a training-mode model gets an eval copy."""
+    """The engine for this call and what to cache; a training-mode model gets an eval copy,
+    a half-precision model a float32 copy (not cached)."""
+    if any(p.dtype in _HALF for p in itertools.chain(model.parameters(), model.buffers())):
+        try:
+            twin = copy.deepcopy(model).float().eval()
+        except Exception as exc:  # noqa: BLE001
+            raise UnsupportedModelError(f"cannot copy the half-precision model to float32 ({_first_line(exc)}); "
+                                        "call model.float()") from exc
+        return _build(twin, layer, x), held
     if _training(model):
         warnings.warn(
             "the model is in training mode; explaining an eval-mode copy (call model.eval() to explain it directly)",
@@ -298,6 +346,12 @@ def _engine_for(model: nn.Module, layer: str | None, x: torch.Tensor, held: _Hel
     fp = _fingerprint(model)
     if held is not None and held[0] == fp:
         return held[1], held
+    if layer is None:  # a forward that fails (wrong channels ...) says so in one line, before tracing
+        try:
+            with torch.no_grad():
+                model(x[:1])
+        except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+            raise InputError(f"the model's forward failed on input of shape {tuple(x.shape)}: {_first_line(exc)}") from None
     engine = _build(model, layer, x)
     return engine, ((fp, engine) if isinstance(engine, _Traced) else None)
 
@@ -336,9 +390,10 @@ class GradCAM:
     def __call__(self, x: torch.Tensor, target: TargetSpec = None, classes: Sequence[int] | None = None) -> torch.Tensor:
         """Explain ``x`` (N, C, *spatial) for ``target`` / ``classes`` (see chexplain.targets)."""
         x = _check_input(x, self.model)
+        dtype, x = x.dtype, (x.float() if x.dtype in _HALF else x)
         engine, self._held = _engine_for(self.model, self._layer, x, self._held)
         self.layer = engine.layer
-        return _explain(engine, x, self.method, target, classes, self.relu, self.upsample)
+        return _explain(engine, x, self.method, target, classes, self.relu, self.upsample).to(dtype)
 
 
 def _check_method(method: str) -> None:
@@ -366,6 +421,9 @@ def _explain(
                 f"layer {name!r} outputs shape {tuple(feats.shape)}, not a spatial feature map (N, C, *spatial) "
                 f"of rank {x.ndim}; pick a convolutional layer"
             )
+        if not bool(torch.isfinite(logits.detach()).all()):
+            raise InputError("the model's output holds NaN or infinite values for this input (NaN or "
+                             "infinite weights?); there is nothing to explain")
         targets = resolve_targets(logits.detach(), target, classes)
         A, cams = feats.detach(), []
         if A.dtype in (torch.float16, torch.bfloat16):
@@ -417,8 +475,9 @@ def explain_cam(
         raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     path = _layer_path(model, layer)
     x = _check_input(x, model)
+    dtype, x = x.dtype, (x.float() if x.dtype in _HALF else x)
     per_model = _CACHE.setdefault(model, {})
     engine, held = _engine_for(model, path, x, per_model.get(path))
     if held is not None:
         per_model[path] = held
-    return _explain(engine, x, method, target, classes, bool(relu), bool(upsample))
+    return _explain(engine, x, method, target, classes, bool(relu), bool(upsample)).to(dtype)

@@ -56,6 +56,8 @@ def resolve_targets(
     if classes is not None:
         if target is not None:
             raise TargetError("give either target= or classes=, not both")
+        if isinstance(classes, (list, tuple)) and len(classes) == 0:
+            raise TargetError("classes= is empty; give at least one class index")
         idx = _as_long(classes, "classes")
         if idx.ndim != 1 or idx.numel() == 0:
             raise TargetError("classes= must be a non-empty list of class indices")

@@ -88,6 +88,21 @@ def _setup(args: argparse.Namespace):
     return data
 
 
+def _check_figure_options(args: argparse.Namespace) -> None:
+    """--method, --cmap, --digits and the LRP parameters, before data are loaded or trained on."""
+    from ..api import methods
+    from ..errors import ChexplainError
+    from ..render import get_cmap
+    from ..validate import finite
+
+    if args.method not in methods():
+        raise ChexplainError(f"unknown --method {args.method!r}; choose from {', '.join(methods())}")
+    get_cmap(args.cmap)
+    _digits(args.digits)
+    for key, value in _params(args).items():
+        finite(value, f"--{key}", nonnegative=key == "epsilon")
+
+
 def _params(args: argparse.Namespace) -> dict:
     return {k: getattr(args, k) for k in ("epsilon", "alpha", "beta") if getattr(args, k, None) is not None}
 
@@ -139,6 +154,7 @@ def cmd_figures(args: argparse.Namespace) -> int:
     from ..models.mlp import load_mnist_mlp
     from ..train.mnist import resolve_device
 
+    _check_figure_options(args)
     data = _setup(args)
     device = resolve_device(args.device)
     models = {}
@@ -157,6 +173,7 @@ def cmd_figures(args: argparse.Namespace) -> int:
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from ..mnist_reproduce import reproduce
 
+    _check_figure_options(args)
     data = _setup(args)
     iterations = _iterations(args.iterations)
     results = reproduce(data, args.out, quick=args.quick, max_iterations=args.max_iterations, iterations=iterations,

@@ -85,18 +85,27 @@ def _read_pillow(path: Path, max_pixels: int) -> np.ndarray:
         raise _fail(path, f"corrupt image: {exc}") from None
 
 
+def _warn_low_bit_depth(path: Path, peak: int) -> None:
+    """A 16-bit image whose values all fit 12 (or 10, 8) bits is most likely such data stored
+    in 16 bits: it is read on the 16-bit scale (near-black), so say so."""
+    if 0 < peak <= 4095:
+        bits = next(b for b in (8, 10, 12) if peak < 2 ** b)
+        warnings.warn(f"{path}: a 16-bit image whose values all lie below {2 ** bits} (probably "
+                      f"{bits}-bit data stored in 16 bits); read on the 16-bit scale it is nearly "
+                      "black: rescale it to the full 16-bit range", stacklevel=4)
+
+
 def _pillow_to_unit(path: Path, im: Image.Image, mode: str) -> np.ndarray:
     if mode == "P":
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")
         mode = im.mode
     if mode == "1":
         return np.asarray(im, dtype=np.float32)
-    if mode in ("I;16", "I;16B", "I;16L"):
-        return np.asarray(im).astype(np.float32) / 65535.0
-    if mode == "I":  # 16-bit PNG in some Pillow versions; values must fit 16 bits
+    if mode in ("I;16", "I;16B", "I;16L", "I"):  # "I": 16-bit PNG in some Pillow versions
         arr = np.asarray(im)
         if arr.min() < 0 or arr.max() > 65535:
             raise _fail(path, "32-bit integer images are not supported")
+        _warn_low_bit_depth(path, int(arr.max()))
         return arr.astype(np.float32) / 65535.0
     if mode not in ("L", "LA", "RGB", "RGBA"):
         raise _fail(path, f"unsupported pixel mode {mode!r} (expected greyscale)")
@@ -131,6 +140,40 @@ def read_dicom(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndar
         ds = pydicom.dcmread(path, force=True)
     except (InvalidDicomError, OSError, ValueError, KeyError, EOFError, TypeError) as exc:
         raise _fail(path, f"corrupt DICOM: {exc}") from None
+    try:
+        return _decode_dicom(path, ds, max_pixels)
+    except DataError:
+        raise
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError, IndexError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise _fail(path, f"malformed DICOM value: {msg}") from None
+
+
+#: DICOM tags whose value must be a finite number when present (a NaN slope makes every pixel
+#: NaN, read as black).
+_FINITE_TAGS = ("RescaleSlope", "RescaleIntercept", "WindowCenter", "WindowWidth")
+
+
+def _check_finite_tags(path: Path, ds) -> None:
+    for tag in _FINITE_TAGS:
+        value = ds.get(tag)
+        if value is None or value == "":
+            continue
+        values = list(value) if type(value).__name__ == "MultiValue" or isinstance(value, (list, tuple)) \
+            else [value]
+        for v in values:
+            try:
+                ok = math.isfinite(float(v))
+            except (TypeError, ValueError):
+                raise _fail(path, f"DICOM tag {tag} has the non-numeric value {str(v)!r}") from None
+            if not ok:
+                raise _fail(path, f"DICOM tag {tag} is {float(v)} (must be a finite number)")
+    if ds.get("RescaleSlope") not in (None, "") and float(ds.RescaleSlope) == 0:
+        raise _fail(path, "DICOM tag RescaleSlope is 0 (every pixel would be the intercept)")
+
+
+def _decode_dicom(path: Path, ds, max_pixels: int) -> np.ndarray:
+    _check_finite_tags(path, ds)
     if "PixelData" not in ds:
         raise _fail(path, "DICOM file has no pixel data")
     rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)

@@ -25,6 +25,10 @@ from .report import ConservationReport, LayerRelevance
 from .rules import inverse
 
 Tensor = torch.Tensor
+#: Input dtypes whose relevance pass runs in float32 (returned in the input's dtype): in half
+#: precision the stabilised divisions over- and underflow (NaN, maps off by several times
+#: their maximum).
+_HALF = (torch.float16, torch.bfloat16)
 #: On CPU, targets are processed in chunks whose largest relevance tensor has about this size.
 CPU_CHUNK_BYTES = 32 << 20
 
@@ -53,6 +57,7 @@ class LRP:
                  target_chunk: int | None = None, **params: Any) -> None:
         if not isinstance(model, nn.Module):
             raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        _check_params(params)
         if isinstance(composite, Composite):
             if params:
                 raise InputError("parameters go into the Composite itself when one is given")
@@ -63,6 +68,7 @@ class LRP:
             warnings.warn(
                 f"{type(model).__name__} is in training mode: chexplain explains it in eval mode (running "
                 "BatchNorm statistics, no dropout); the model itself is left unchanged", stacklevel=2)
+        _warn_hooks(model)
         param = next(iter(model.parameters()), None)
         self._device = None if param is None else param.device
         self.graph: Graph = trace(model)
@@ -78,6 +84,9 @@ class LRP:
                 report: bool = False) -> Explanation:
         """Explain the logits of ``x`` for ``target``/``classes`` (see :func:`chexplain.explain`)."""
         self._check_input(x)
+        dtype = x.dtype
+        if dtype in _HALF:  # computed in float32, returned in the input's dtype
+            x = x.float()
         graph, nonneg = self._prepared(x)
         fast = x.detach()
         if fast.ndim == 4:  # channels-last convolutions and their transposes are faster (oneDNN, cuDNN)
@@ -86,13 +95,16 @@ class LRP:
         with torch.no_grad():
             values = _forward(graph, fast, self._forward_prepare(nonneg, states))
             logits = values[graph.output]
+            if not bool(torch.isfinite(logits).all()):
+                raise InputError("the model's output holds NaN or infinite values for this input "
+                                 "(NaN or infinite weights?); there is nothing to explain")
             targets = resolve_targets(logits, target, classes)
             rel, records = self._relevance(graph, nonneg, values, logits, targets.index, report, states)
         summary = None
         if report:
             summary = ConservationReport(records, logits.gather(1, targets.index), rel.flatten(2).sum(-1))
         rel = rel[:, 0] if targets.squeeze else rel
-        return Explanation(rel.contiguous(), targets.index, logits, summary)
+        return Explanation(rel.contiguous().to(dtype), targets.index, logits.to(dtype), summary)
 
     def canonized(self, x: Tensor) -> Graph:
         """The canonized graph for inputs shaped like ``x`` (cached per shape, dtype, device)."""
@@ -120,6 +132,17 @@ class LRP:
             raise InputError(f"the input is on {x.device} but the model is on {self._device}")
         if not bool(torch.isfinite(x).all()):
             raise InputError("the input contains NaN or infinite values")
+        first = self.graph.by_name.get(self._first) if self._first else None
+        if first is not None and isinstance(first.op, ops.ConvOp) and first.inputs == [self.graph.nodes[0].name]:
+            w, dims = first.op.weight, first.op.dims
+            channels = w.shape[1] * first.op.groups
+            if x.ndim != dims + 2:
+                hint = ": add the batch axis with x[None]" if x.ndim == dims + 1 else ""
+                raise InputError(f"the input has shape {tuple(x.shape)}; the first layer '{first.path}' takes a "
+                                 f"batch of shape (N, {channels}{', H, W' if dims == 2 else ', L'}){hint}")
+            if x.shape[1] != channels:
+                raise InputError(f"the input has {x.shape[1]} channel(s) (shape {tuple(x.shape)}); the first layer "
+                                 f"'{first.path}' takes {channels}")
 
     def _forward_prepare(self, nonneg: set[str], states: dict[str, Any]):
         """Forward hook: layers whose rule computes their output from its own modified forwards
@@ -323,3 +346,30 @@ def _to(graph: Graph, dtype: torch.dtype, device: torch.device) -> Graph:
         if node.op is not None:
             node.op = node.op.to(dtype, device)
     return g
+
+
+def _check_params(params: dict[str, Any]) -> None:
+    """NaN or infinite parameters, and negative ε or γ, are refused (they give NaN or
+    sign-flipped maps without an error)."""
+    from ..validate import finite
+
+    for key, value in params.items():
+        if isinstance(value, Tensor):
+            if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                raise InputError(f"{key}= holds NaN or infinite values")
+            continue
+        finite(value, key, nonnegative=key in ("epsilon", "gamma", "stabilizer"))
+
+
+def _warn_hooks(model: nn.Module) -> None:
+    """Forward (pre-)hooks are not part of the explained function: warn, naming the modules."""
+    from torch.nn.modules import module as _module
+
+    hooked = [name or "(the model itself)" for name, m in model.named_modules()
+              if m._forward_hooks or m._forward_pre_hooks]
+    if _module._global_forward_hooks or _module._global_forward_pre_hooks:
+        hooked.append("(global hooks)")
+    if hooked:
+        warnings.warn(f"forward hooks on {', '.join(hooked[:5])}{' ...' if len(hooked) > 5 else ''} are not part "
+                      "of the function LRP explains: it explains the model without them, so its logits may "
+                      "differ from model(x)", stacklevel=3)

@@ -151,6 +151,7 @@ def load_trained(path: str | os.PathLike, map_location: str | torch.device = "cp
             or "model" not in ckpt:
         raise DataError(f"{path}: not a chexplain CheXpert model checkpoint "
                         "(written by `chexplain chexpert train`)")
+    _check_meta(path, meta)
     model, _ = chexpert_densenet(meta["arch"], meta["num_classes"], None, meta["in_channels"])
     try:
         model.load_state_dict(ckpt["model"])
@@ -164,6 +165,38 @@ def load_trained(path: str | os.PathLike, map_location: str | torch.device = "cp
     if "epoch" not in info and isinstance(ckpt.get("state"), dict):  # last.pt: epochs done
         info["epoch"] = ckpt["state"].get("epoch")
     return model.to(map_location).eval(), info
+
+
+def _check_meta(path: str | os.PathLike, meta: Mapping[str, Any]) -> None:
+    """Every metadata field :func:`load_trained` and its users read, with a sane value."""
+    from ..data.images import NORMALIZATIONS
+
+    def bad(key: str, why: str) -> DataError:
+        return DataError(f"{path}: tampered or damaged checkpoint metadata: {key!r} {why}")
+
+    def whole(key: str, low: int) -> None:
+        v = meta.get(key)
+        if key not in meta:
+            raise bad(key, "is missing")
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise bad(key, f"is {v!r}, expected an integer >= {low}")
+
+    if meta.get("arch") not in ARCHS:
+        raise bad("arch", f"is {meta.get('arch')!r}, expected one of {', '.join(ARCHS)}")
+    whole("num_classes", 1)
+    whole("in_channels", 1)
+    whole("image_size", 32)
+    obs = meta.get("observations")
+    if not isinstance(obs, list) or not all(isinstance(o, str) for o in obs):
+        raise bad("observations", "is not a list of names")
+    if len(obs) != meta["num_classes"]:
+        raise bad("observations", f"names {len(obs)} outputs, num_classes is {meta['num_classes']}")
+    norm = meta.get("normalization")
+    if not isinstance(norm, str) or norm.lower() not in NORMALIZATIONS:
+        raise bad("normalization", f"is {norm!r}, expected one of {', '.join(NORMALIZATIONS)}")
+    if len(NORMALIZATIONS[norm.lower()].mean) != meta["in_channels"]:
+        raise bad("in_channels", f"is {meta['in_channels']} but normalisation {norm!r} makes "
+                                 f"{len(NORMALIZATIONS[norm.lower()].mean)}")
 
 
 class XRVLogits(nn.Module):

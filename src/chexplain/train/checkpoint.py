@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import pickle
+import struct
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any, Mapping
@@ -66,10 +68,21 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if not path.is_file():
         raise DataError(f"{path}: no such checkpoint")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, pickle.UnpicklingError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"{path}: cannot load this checkpoint ({first[:200]})") from None
+        with warnings.catch_warnings():  # "Detected pickle protocol N": not a torch file
+            warnings.simplefilter("ignore", UserWarning)
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "GLOBAL" in str(exc) or "Unsupported global" in str(exc):
+            raise DataError(f"{path}: refusing to load: the file holds Python objects other than "
+                            "tensors (weights_only)") from None
+        raise DataError(f"{path}: not a readable PyTorch checkpoint (truncated?)") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, UnicodeDecodeError, KeyError, ValueError,
+            TypeError, IndexError, AttributeError, struct.error) as exc:
+        if isinstance(exc, RuntimeError) and "CUDA" in str(exc):
+            raise DataError(f"{path}: holds CUDA tensors and CUDA is not available here") from None
+        raise DataError(f"{path}: not a readable PyTorch checkpoint (truncated?)") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read this checkpoint ({exc.strerror or type(exc).__name__})") from None
     if not isinstance(ckpt, dict):
         raise DataError(f"{path}: not a chexplain checkpoint (holds {type(ckpt).__name__})")
     return ckpt
