@@ -46,7 +46,14 @@ def _format_warning(message, category, filename, lineno, line=None) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     import warnings
 
-    warnings.formatwarning = _format_warning  # one line per warning, no source line
+    old_format, warnings.formatwarning = warnings.formatwarning, _format_warning  # one line each
+    try:
+        return _run(argv)
+    finally:
+        warnings.formatwarning = old_format
+
+
+def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

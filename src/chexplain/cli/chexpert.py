@@ -104,7 +104,10 @@ def _register_evaluate(commands: argparse._SubParsersAction) -> None:
 def _stats(args: argparse.Namespace) -> int:
     from ..data.chexpert import filter_views, format_stats, label_stats, read_chexpert_csv
     from ..io import write_json
+    from ..validate import check_output_file
 
+    if args.json:
+        check_output_file(args.json, "--json")
     frame = read_chexpert_csv(args.csv)
     if args.frontal:
         frame = filter_views(frame, frontal_lateral="Frontal")

@@ -46,7 +46,7 @@ def read_chexpert_csv(path: str | os.PathLike) -> pd.DataFrame:
     :class:`DataError` naming the file, column, line and value for anything else.
     """
     path = Path(path)
-    df = read_csv_strict(path)
+    df = read_csv_strict(path, full_rows=True)
     header = list(df.columns)
     _check_header(path, header)
     if len(df) == 0:

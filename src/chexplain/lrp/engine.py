@@ -138,11 +138,11 @@ class LRP:
             channels = w.shape[1] * first.op.groups
             if x.ndim != dims + 2:
                 hint = ": add the batch axis with x[None]" if x.ndim == dims + 1 else ""
-                raise InputError(f"the input has shape {tuple(x.shape)}; the first layer '{first.path}' takes a "
-                                 f"batch of shape (N, {channels}{', H, W' if dims == 2 else ', L'}){hint}")
+                raise InputError(f"an input of shape {tuple(x.shape)} does not fit layer '{first.path}', which takes "
+                                 f"a batch of shape (N, {channels}{', H, W' if dims == 2 else ', L'}){hint}")
             if x.shape[1] != channels:
-                raise InputError(f"the input has {x.shape[1]} channel(s) (shape {tuple(x.shape)}); the first layer "
-                                 f"'{first.path}' takes {channels}")
+                raise InputError(f"the input has {x.shape[1]} channel(s) (shape {tuple(x.shape)}) and does not fit "
+                                 f"layer '{first.path}', which takes {channels}")
 
     def _forward_prepare(self, nonneg: set[str], states: dict[str, Any]):
         """Forward hook: layers whose rule computes their output from its own modified forwards
