@@ -108,6 +108,8 @@ def select_classes(spec: str | Sequence[str], probs: np.ndarray,
 def read_labels(path: str | os.PathLike, names: Sequence[str]) -> dict[str, np.ndarray]:
     """Labels by image file name: a CheXpert-format CSV (blank/uncertain → not used: NaN) or
     NIH's Data_Entry CSV (its findings mapped to CheXpert observations)."""
+    import pandas as pd
+
     from .data.tables import read_csv_strict
 
     frame = read_csv_strict(Path(path))

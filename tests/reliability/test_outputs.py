@@ -86,26 +86,24 @@ def test_tiny_or_elongated_images_warn(tiny_model, tmp_path):
 def test_one_bad_image_is_named_or_skipped(tiny_model, phantom_csv, tmp_path):
     folder = tmp_path / "images"
     folder.mkdir()
-    for i, src in enumerate(_images(phantom_csv, 3)):
-        (folder / f"img{i}.jpg").write_bytes(src.read_bytes())
-    (folder / "img1.jpg").write_bytes(b"\xff\xd8\xff garbage")
-    with pytest.raises(DataError, match=r"img1.jpg: .*--skip-bad"):
+    (folder / "img0.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    (folder / "img1.jpg").write_bytes(_images(phantom_csv, 1)[0].read_bytes())
+    with pytest.raises(DataError, match=r"img0.jpg: .*--skip-bad"):
         _explain(tiny_model, [folder], tmp_path / "a")
     res = _explain(tiny_model, [folder], tmp_path / "b", skip_bad=True)
-    assert [Path(r["path"]).name for r in res["images"]] == ["img0.jpg", "img2.jpg"]
-    assert [Path(f["path"]).name for f in res["failed"]] == ["img1.jpg"]
-    assert json.loads((tmp_path / "b" / "explain.json").read_text())["failed"][0]["path"].endswith("img1.jpg")
-    assert len((tmp_path / "b" / "predictions.csv").read_text().splitlines()) == 3
+    assert [Path(r["path"]).name for r in res["images"]] == ["img1.jpg"]
+    assert [Path(f["path"]).name for f in res["failed"]] == ["img0.jpg"]
+    assert json.loads((tmp_path / "b" / "explain.json").read_text())["failed"][0]["path"].endswith("img0.jpg")
+    assert len((tmp_path / "b" / "predictions.csv").read_text().splitlines()) == 2
 
 
 def test_out_inside_the_input_folder_is_not_read_back(tiny_model, phantom_csv, tmp_path):
     folder = tmp_path / "images"
     folder.mkdir()
-    for i, src in enumerate(_images(phantom_csv, 2)):
-        (folder / f"img{i}.jpg").write_bytes(src.read_bytes())
+    (folder / "img0.jpg").write_bytes(_images(phantom_csv, 1)[0].read_bytes())
     first = _explain(tiny_model, [folder], folder / "out")
-    second = _explain(tiny_model, [folder], folder / "out")
-    assert len(first["images"]) == len(second["images"]) == 2
+    second = _explain(tiny_model, [folder], folder / "out")  # out/ now holds PNGs
+    assert len(first["images"]) == len(second["images"]) == 1
 
 
 def test_stale_temporaries_of_a_killed_run_are_removed(tiny_model, phantom_csv, tmp_path):
@@ -167,8 +165,8 @@ def test_a_full_disk_while_training_is_one_line(phantom_csv, tmp_path, monkeypat
 
     monkeypatch.setattr(ck.torch, "save", _no_space)
     cfg = ChexpertTrainConfig(csv=str(phantom_csv), out=str(tmp_path / "run"), arch="tiny",
-                              image_size=32, epochs=1, batch_size=6, workers=0, device="cpu",
-                              weights=None, val_fraction=0.25)
+                              image_size=32, epochs=1, batch_size=3, workers=0, device="cpu",
+                              weights=None, val_fraction=0.25, checkpoint_every=1)
     with pytest.raises(OutputError, match=r"no space left on device while writing .*(best|last).pt$"):
         train_chexpert(cfg, progress=False)
     assert (tmp_path / "run" / "config.json").is_file()
@@ -180,7 +178,7 @@ def _compare(model, phantom_csv, out, **kw):
     from chexplain.evaluate.compare import CompareConfig, compare
 
     ds = CheXpertDataset(phantom_csv, masks=True, size=64, normalization="imagenet")
-    cfg = CompareConfig(methods=("random",), bootstrap=10, **kw)
+    cfg = CompareConfig(methods=("random",), bootstrap=10, max_items=3, **kw)
     return compare(model, ds, out, OBSERVATIONS, "imagenet", cfg, progress=False)
 
 
@@ -217,7 +215,7 @@ def test_ctrl_c_in_the_cli_is_not_swallowed(tiny_checkpoint, phantom_csv, tmp_pa
 
     monkeypatch.setattr(cmp, "_write_csv", interrupted)
     rc = main(["compare", "--checkpoint", str(tiny_checkpoint), "--csv", str(phantom_csv),
-               "--methods", "random", "--randomisation-items", "0", "--bootstrap", "5",
+               "--methods", "random", "--randomisation-items", "0", "--bootstrap", "5", "--max-items", "2",
                "--out", str(tmp_path / "o"), "--quiet"])
     assert rc == 130 and "interrupted" in capsys.readouterr().err
     assert not [p for p in (tmp_path / "o").iterdir()]  # nothing half-written, no staging left

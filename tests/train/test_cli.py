@@ -47,6 +47,6 @@ def test_user_mistakes_are_one_line(phantom, tmp_path, capsys):
     assert "no such checkpoint" in capsys.readouterr().err
     assert main(["chexpert", "evaluate", "--checkpoint", str(phantom), "--csv", str(phantom),
                  "--out", str(tmp_path / "e")]) == 2
-    assert "cannot load this checkpoint" in capsys.readouterr().err
+    assert "not a readable PyTorch checkpoint" in capsys.readouterr().err
     assert main(["chexpert", "stats", str(phantom)]) == 0
     assert "48 rows" in capsys.readouterr().out

@@ -81,8 +81,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         if isinstance(exc, RuntimeError) and "CUDA" in str(exc):
             raise DataError(f"{path}: holds CUDA tensors and CUDA is not available here") from None
         raise DataError(f"{path}: not a readable PyTorch checkpoint (truncated?)") from None
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read this checkpoint ({exc.strerror or type(exc).__name__})") from None
+    except PermissionError:
+        raise DataError(f"{path}: cannot read this checkpoint (permission denied)") from None
+    except OSError:  # torch reports a damaged zip archive as an OSError (EINVAL)
+        raise DataError(f"{path}: not a readable PyTorch checkpoint (truncated?)") from None
     if not isinstance(ckpt, dict):
         raise DataError(f"{path}: not a chexplain checkpoint (holds {type(ckpt).__name__})")
     return ckpt
