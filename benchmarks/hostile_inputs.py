@@ -163,6 +163,7 @@ def build(work: Path) -> dict[str, Path]:
     Image.fromarray(np.linspace(0, 4095, 64 * 64).reshape(64, 64).astype(np.uint16)).save(d / "twelve.png")
     Image.fromarray(np.full((1, 1), 100, np.uint8)).save(d / "dot.png")
     Image.fromarray(np.full((2, 4000), 100, np.uint8)).save(d / "strip.png")
+    Image.fromarray(np.full((60, 600), 100, np.uint8)).save(d / "strip2.png")
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "reliability"))
     from conftest import write_dicom  # the tests' 4×4 DICOM writer
 
@@ -242,7 +243,7 @@ def cases(p: dict[str, Path]) -> list[Case]:
           words=("resume refused", "--csv")),
         C("resume adding --valid", train()[:-1] + [run_dir, "--resume", "--valid", str(p["valid"])],
           words=("resume refused", "--valid")),
-        C("resume with another --data", ["chexpert", "train", "--csv", "phantom/train.csv", "--data",
+        C("resume with another --data", ["chexpert", "train", "--csv", csv, "--data",
                                          str(p["copyroot"]), "--arch", "tiny", "--image-size", "64", "--epochs",
                                          "1", "--batch-size", "8", "--weights", "none", "--workers", "0",
                                          "--device", "cpu", "--no-progress", "--out", run_dir, "--resume"],
@@ -254,7 +255,7 @@ def cases(p: dict[str, Path]) -> list[Case]:
     ]
     csvs = [C(f"stats: {n}", ["chexpert", "stats", str(b / f)], words=words) for n, f, words in (
         ("short row", "short.csv", ("line 4", "field")), ("row cut off", "cut.csv", ("line 6", "field")),
-        ("long row", "long.csv", ("more fields",)), ("missing column", "nocol.csv", ("missing column",)),
+        ("long row", "long.csv", ("line 4", "fields")), ("missing column", "nocol.csv", ("missing column",)),
         ("label 2.0", "badlabel.csv", ("line 3", "unknown value")), ("empty file", "empty.csv", ("empty",)),
         ("binary file", "binary.csv", ("binary.csv",)), ("no such file", "nope.csv", ("not found",)))]
     csvs.append(C("train on a short-row CSV", train()[:3] + [str(b / "short.csv")] + train()[4:],
@@ -270,12 +271,13 @@ def cases(p: dict[str, Path]) -> list[Case]:
         C("explain a transparent PNG", exp(b / "transparent.png"), words=("transparent",)),
         C("explain 12-bit data in 16-bit PNG", exp(b / "twelve.png", out="tw"), "ok", words=("12-bit",)),
         C("explain a 1x1 image", exp(b / "dot.png", out="dot"), "ok", words=("below 32 px",)),
-        C("explain a 2x4000 image", exp(b / "strip.png", out="strip"), "ok", words=("aspect",)),
+        C("explain a 2x4000 image", exp(b / "strip.png", out="strip"), "ok", words=("aspect 2000.0:1",)),
+        C("explain a 60x600 image", exp(b / "strip2.png", out="strip2"), "ok", words=("aspect 10.0:1",)),
         C("DICOM RescaleSlope NaN", exp(b / "slope.dcm"), words=("slope.dcm", "RescaleSlope")),
         C("DICOM RescaleIntercept inf", exp(b / "icpt.dcm"), words=("icpt.dcm", "RescaleIntercept")),
         C("DICOM WindowCenter NaN", exp(b / "window.dcm"), words=("window.dcm", "WindowCenter")),
         C("DICOM bad VR (pydicom badVR.dcm)", exp(b / "badVR.dcm"), words=("badVR.dcm", "malformed")),
-        C("DICOM without pixel data", exp(b / "nopix.dcm"), words=("nopix.dcm",)),
+        C("DICOM without pixel data", exp(b / "nopix.dcm"), words=("nopix.dcm", "no pixel data")),
     ]
     ckpts = [C(f"checkpoint: {n}", exp(img)[:3] + [str(b / f)] + exp(img)[4:], words=words) for n, f, words in (
         ("malicious pickle", "evil.pt", ("refusing to load", "weights_only")),
@@ -284,7 +286,7 @@ def cases(p: dict[str, Path]) -> list[Case]:
         ("random bytes", "random.pt", ("not a readable PyTorch checkpoint",)),
         ("plain pickle", "plain.pt", ("not a readable PyTorch checkpoint",)),
         ("no image_size", "nosize.pt", ("image_size",)), ("observations cut", "obs.pt", ("observations",)),
-        ("missing", "missing.pt", ("no such checkpoint",)), ("a folder", "dir.pt", ("dir.pt",)))]
+        ("missing", "missing.pt", ("no such checkpoint",)), ("a folder", "dir.pt", ("is a folder",)))]
     ckpts.append(C("evaluate a malicious pickle", ev(str(b / "evil.pt")), words=("refusing to load",)))
     opts = [
         C("--threshold 5", exp(img, "--threshold", "5", "--labels", csv), words=("--threshold",)),

@@ -133,9 +133,12 @@ MIN_SIDE, MAX_ASPECT = 32, 4.0
 def warn_odd_size(path: str | os.PathLike, height: int, width: int) -> None:
     """Warn when an image is tiny or strongly elongated (it is resized to the model's input)."""
     short, long = min(height, width), max(height, width)
+    why = []
     if short < MIN_SIDE:
-        warnings.warn(f"{path}: {width}x{height} pixels is below {MIN_SIDE} px; it is upsampled "
-                      "to the model's input and its explanation means little", stacklevel=2)
-    elif long / short > MAX_ASPECT:
-        warnings.warn(f"{path}: {width}x{height} pixels (aspect {long / short:.1f}); it is "
-                      "centre-cropped to a square, most of it is not seen", stacklevel=2)
+        why.append(f"is below {MIN_SIDE} px (upsampled to the model's input, its explanation "
+                   "means little)")
+    if long / short > MAX_ASPECT:
+        why.append(f"has the aspect {long / short:.1f}:1 (centre-cropped to a square, most of it "
+                   "is not seen)")
+    if why:
+        warnings.warn(f"{path}: {width}x{height} pixels {' and '.join(why)}", stacklevel=2)

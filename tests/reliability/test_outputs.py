@@ -78,7 +78,8 @@ def test_tiny_or_elongated_images_warn(tiny_model, tmp_path):
     with pytest.warns(UserWarning) as got:
         _explain(tiny_model, [tmp_path / "dot.png", tmp_path / "strip.png"], tmp_path / "out")
     text = " ".join(str(w.message) for w in got)
-    assert "1x1 pixels is below 32 px" in text and "400x8 pixels" in text
+    assert "1x1 pixels is below 32 px" in text and "400x8 pixels is below 32 px" in text
+    assert "aspect 50.0:1" in text
 
 
 # inputs: bad files and the output folder ------------------------------------------------

@@ -174,7 +174,7 @@ def _check_finite_tags(path: Path, ds) -> None:
 
 def _decode_dicom(path: Path, ds, max_pixels: int) -> np.ndarray:
     _check_finite_tags(path, ds)
-    if "PixelData" not in ds:
+    if "PixelData" not in ds or not ds.get("PixelData"):
         raise _fail(path, "DICOM file has no pixel data")
     rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
     if rows * cols == 0:

@@ -51,6 +51,9 @@ class LRP:
     copy, in eval mode); the caller's model is never modified. A model in training mode is
     explained in eval mode (BatchNorm running statistics, no dropout), with a warning.
     ``target_chunk``: targets per relevance pass (default: automatic, see ``_target_chunk``).
+    Forward hooks on the model are not part of the explained function (a warning names the
+    modules); Grad-CAM, which runs the model's own layers, applies the hooks of the layers it
+    calls. float16/bfloat16 inputs are explained in float32 and returned in their dtype.
     """
 
     def __init__(self, model: nn.Module, composite: str | Composite = "epsilon-plus-flat",

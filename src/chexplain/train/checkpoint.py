@@ -65,6 +65,8 @@ def save_checkpoint(
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint with ``weights_only=True``; one-line DataError when missing or corrupt."""
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, not a checkpoint file")
     if not path.is_file():
         raise DataError(f"{path}: no such checkpoint")
     try:
