@@ -36,6 +36,7 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
+from .cam_checks import strip_squash, warn_hooks
 from .errors import ChexplainError, InputError, UnsupportedModelError
 from .targets import TargetSpec, resolve_targets
 
@@ -45,8 +46,6 @@ _ADAPTIVE_FNS = {getattr(F, f"adaptive_{k}_pool{d}d") for k in ("avg", "max") fo
 _INTERP = {1: "linear", 2: "bilinear", 3: "trilinear"}
 #: Half precision runs in float32 (a float32 copy of a half model), returned in the input's dtype.
 _HALF = (torch.float16, torch.bfloat16)
-_SQUASH_FN = {torch.sigmoid, F.sigmoid, torch.softmax, F.softmax, torch.log_softmax, F.log_softmax}
-_SQUASH_MOD = (nn.Sigmoid, nn.Softmax, nn.LogSoftmax)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -136,8 +135,8 @@ class _Traced:
         gm = fx.GraphModule(model, graph)  # shares the model's submodules and weights
         nodes = [n for n in graph.nodes if n.op not in ("placeholder", "output", "get_attr")]
         out = next(n for n in reversed(graph.nodes) if n.op == "output")
-        _strip_squash(gm, out)
-        _warn_hooks(model, {str(n.target) for n in nodes if n.op == "call_module"})
+        strip_squash(gm, out)
+        warn_hooks(model, {str(n.target) for n in nodes if n.op == "call_module"})
         feeding = _ancestors(out)
         if layer is None:
             node = self._default(gm, nodes, feeding, example)
@@ -231,37 +230,6 @@ class _Traced:
         while node.all_input_nodes and node.all_input_nodes[0] in cands and pooled(node):
             node = node.all_input_nodes[0]
         return node
-
-
-def _is_squash(gm: fx.GraphModule, n: Any) -> bool:
-    if not isinstance(n, fx.Node):
-        return False
-    return (n.op == "call_function" and n.target in _SQUASH_FN) or (
-        n.op == "call_method" and n.target in ("sigmoid", "softmax", "log_softmax")) or (
-        n.op == "call_module" and isinstance(gm.get_submodule(str(n.target)), _SQUASH_MOD))
-
-
-def _strip_squash(gm: fx.GraphModule, out: fx.Node) -> None:
-    """A model whose forward ends in sigmoid/softmax: explain the logits before it, with a
-    warning (as LRP does); the gradient of a probability saturates and mixes the classes."""
-    final = out.args[0]
-    while _is_squash(gm, final):
-        what = type(gm.get_submodule(str(final.target))).__name__ if final.op == "call_module" else \
-            getattr(final.target, "__name__", str(final.target))
-        warnings.warn(f"the model ends with {what} ('{final.name}'): Grad-CAM explains the logits "
-                      "before it", stacklevel=6)
-        final = final.args[0] if final.args else final.kwargs.get("input")
-    out.args = (final,)
-
-
-def _warn_hooks(model: nn.Module, called: set[str]) -> None:
-    """Forward hooks run only on the modules the traced graph calls; warn about the others."""
-    skipped = [name or "(the model itself)" for name, m in model.named_modules()
-               if (m._forward_hooks or m._forward_pre_hooks) and name not in called]
-    if skipped:
-        warnings.warn(f"forward hooks on {', '.join(skipped[:5])} are not applied by Grad-CAM's traced "
-                      "model (hooks on the layers it calls are); the explained logits may differ from "
-                      "model(x)", stacklevel=6)
 
 
 class _Hooked:

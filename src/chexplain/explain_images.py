@@ -193,7 +193,8 @@ def explain_images(model: torch.nn.Module, inputs: Sequence[str | os.PathLike], 
             raw = read_image(path)
         except DataError as exc:
             if not skip_bad:
-                raise DataError(f"{exc} (--skip-bad explains the other images)") from None
+                raise (DataError(f"{exc} (--skip-bad explains the other images)") if len(files) > 1
+                       else exc) from None
             failed.append({"path": str(path), "error": str(exc)})
             continue
         warn_odd_size(path, *raw.shape)
