@@ -165,8 +165,7 @@ def explain_images(model: torch.nn.Module, inputs: Sequence[str | os.PathLike], 
     from tqdm import tqdm
 
     from .data.images import Preprocess, get_normalization, read_image
-
-    from .validate import prepare_out, probability, positive_int, warn_odd_size
+    from .validate import positive_int, prepare_out, probability, warn_odd_size
 
     t0 = time.perf_counter()
     names = list(observations)

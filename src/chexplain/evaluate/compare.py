@@ -100,9 +100,8 @@ def compare(model: torch.nn.Module, dataset: Any, out: str | os.PathLike,
     and ``finding_masks`` or ``box_mask``); write the files listed in the module doc."""
     from tqdm import tqdm
 
-    from .plots import plot_aopc, plot_localisation, plot_randomisation
-
     from ..validate import prepare_out
+    from .plots import plot_aopc, plot_localisation, plot_randomisation
 
     cfg = config or CompareConfig()
     t0 = time.perf_counter()

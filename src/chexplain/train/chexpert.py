@@ -42,8 +42,8 @@ from ..data.chexpert import OBSERVATIONS, policy_name
 from ..errors import ChexplainError
 from ..evaluate.auroc import per_class_auroc
 from ..io import write_json, write_text
-from ..validate import prepare_out
 from ..models.densenet import chexpert_densenet, model_meta
+from ..validate import prepare_out
 from . import distributed as D
 from .checkpoint import load_checkpoint, save_checkpoint, set_rng_state, rng_state
 from .data import build_datasets, data_fingerprint, fingerprint_mismatch
