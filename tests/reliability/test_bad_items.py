@@ -239,7 +239,7 @@ def test_gradcam_explains_the_logit_before_a_final_squash(tiny_model, final, met
     x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(2))
     want = explain(tiny_model, x, method, target=3)
     with pytest.warns(UserWarning, match="Grad-CAM explains the logits before it"):
-        got = explain(_Squashed(tiny_model, final), x, method, target=3)
+        got = explain(_Squashed(tiny_model, final).eval(), x, method, target=3)
     torch.testing.assert_close(got, want)
 
 
@@ -259,7 +259,7 @@ def test_lrp_warns_about_forward_hooks_naming_the_module(tiny_model):
 
 def test_gradcam_warns_about_hooks_it_does_not_apply(tiny_model):
     x = torch.randn(1, 3, 32, 32)
-    outer = _Squashed(tiny_model, "sigmoid")
+    outer = _Squashed(tiny_model, "sigmoid").eval()
     handle = outer.register_forward_hook(lambda m, i, o: o * 2)
     try:
         with pytest.warns(UserWarning, match=r"forward hooks on \(the model itself\) are not applied"):
