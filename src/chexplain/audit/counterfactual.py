@@ -13,7 +13,8 @@ and, ``n_random`` times, the same number of cells drawn at random take the blur 
 The effect is the mean of Δ_hot − Δ_rand over the images, with a bootstrap 95 % interval
 (percentile; ``scipy.stats.bootstrap``) and a one-sided paired permutation p-value (signs of
 the per-image differences flipped at random; ``scipy.stats.permutation_test``). The strategy
-is **used** when p < ``alpha`` and the effect is positive.
+is **used** when p < ``alpha`` and the effect exceeds ``min_effect`` (in logits: a
+significant but negligible change does not make a strategy).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class CounterfactualConfig:
     bootstrap: int = 2000
     permutations: int = 9999
     alpha: float = 0.01
+    min_effect: float = 0.1
     batch_size: int = 32
     seed: int = 0
 
@@ -142,4 +144,4 @@ def counterfactual(model: torch.nn.Module, x: torch.Tensor, cls: int, hot: np.nd
     rows, cols = np.nonzero(hot)
     return CounterfactualResult(n, k, k / (g * g), [[int(r), int(c)] for r, c in zip(rows, cols)],
                                 float(d_hot.mean()), float(d_rand.mean()), effect, lo, hi, p,
-                                bool(p < config.alpha and effect > 0))
+                                bool(p < config.alpha and effect > config.min_effect))
