@@ -66,6 +66,7 @@ def main() -> None:
     ap.add_argument("--arch", default="densenet121")
     ap.add_argument("--observation", default="Pleural Effusion")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--population", default="auto", help="audited images per class (see chexplain audit)")
     ap.add_argument("--train-only", action="store_true")
     ap.add_argument("--out", default="/tmp/chexplain-audit-phantom")
     args = ap.parse_args()

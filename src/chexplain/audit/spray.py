@@ -105,18 +105,40 @@ def knn_affinity(x: np.ndarray, k: int) -> sp.csr_matrix:
 
 
 def laplacian_spectrum(a: sp.csr_matrix, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """The ``n`` smallest eigenvalues of L = I − D^-½ A D^-½ (ascending) and their eigenvectors."""
+    """The ``n`` smallest eigenvalues of L = I − D^-½ A D^-½ (ascending) and their eigenvectors.
+
+    Each connected component is solved on its own (Lanczos, as ``eigsh``, can miss copies of
+    the eigenvalue 0 that a disconnected graph has once per component)."""
+    from scipy.sparse.csgraph import connected_components
+
+    n_all = a.shape[0]
+    n = min(n, n_all)
+    _, comp = connected_components(a, directed=False)
+    vals, vecs = [], []
+    for c in np.unique(comp):
+        idx = np.flatnonzero(comp == c)
+        lam, v = _component_spectrum(a[idx][:, idx], min(n, len(idx)), seed)
+        full = np.zeros((n_all, len(lam)))
+        full[idx] = v
+        vals.append(lam)
+        vecs.append(full)
+    lam, vec = np.concatenate(vals), np.concatenate(vecs, 1)
+    order = np.argsort(lam, kind="stable")[:n]
+    return lam[order], vec[:, order]
+
+
+def _component_spectrum(a: sp.csr_matrix, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     from scipy.sparse.linalg import eigsh
 
+    size = a.shape[0]
     deg = np.asarray(a.sum(1)).ravel()
     dinv = sp.diags(1.0 / np.sqrt(np.where(deg > 0, deg, 1.0)))
     m = (dinv @ a @ dinv).tocsr()
-    n = min(n, a.shape[0] - 1) if a.shape[0] > 2 else a.shape[0]
-    if a.shape[0] <= 200:
+    if size <= 200 or n >= size - 1:
         mu, vec = np.linalg.eigh(m.toarray())
         mu, vec = mu[::-1][:n], vec[:, ::-1][:, :n]
     else:
-        v0 = np.random.default_rng(seed).uniform(-1, 1, a.shape[0])
+        v0 = np.random.default_rng(seed).uniform(-1, 1, size)
         mu, vec = eigsh(m, k=n, which="LA", v0=v0, tol=1e-8)
         order = np.argsort(-mu)
         mu, vec = mu[order], vec[:, order]
@@ -165,7 +187,7 @@ def spray(maps: np.ndarray, config: SprayConfig | None = None) -> SprayResult:
         labels = np.zeros(n, dtype=np.int64)
     else:
         sc = SpectralClustering(n_clusters=k, affinity="precomputed", assign_labels="cluster_qr",
-                                random_state=cfg.seed, eigen_solver="arpack")
+                                random_state=cfg.seed, eigen_solver="lobpcg")  # a block solver: finds repeated eigenvalues
         labels = _by_size(sc.fit_predict(a))
     kind = cfg.embedding if cfg.embedding != "auto" else ("tsne" if n <= 2000 else "spectral")
     if kind == "tsne" and n >= 5:
