@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from chexplain.audit import AnalysisConfig, AuditConfig, run_audit
@@ -53,12 +52,23 @@ def shortcut_reliance(out: Path, observation: str, marker: dict[str, bool]) -> d
             "pos_without_marker": float(index["logit"][pos & ~has].mean())}
 
 
+def positives_csv(test_csv: Path, observation: str) -> Path:
+    """The test CSV's rows positive for ``observation`` (what the default population clusters):
+    explaining only them gives the same clusters at a third of the cost."""
+    frame = pd.read_csv(test_csv)
+    path = test_csv.with_name("positives.csv")
+    frame[frame[observation] == 1].to_csv(path, index=False)
+    return path
+
+
 def acceptance(ckpts: dict[str, Path], test_csv: Path, out: Path, args) -> dict[str, Any]:
+    if args.positives_only:
+        test_csv = positives_csv(test_csv, args.observation)
     marker = marker_images(test_csv)
     result: dict[str, Any] = {"observation": args.observation, "test_images": len(marker),
                               "test_marker_images": int(sum(marker.values()))}
     for name, ckpt in ckpts.items():
-        folder = out / f"audit-{name}"
+        folder = out / f"audit-{name}{'-positives' if args.positives_only else ''}"
         cfg = AuditConfig(checkpoint=str(ckpt), out=str(folder), csv=str(test_csv),
                           classes=[args.observation], batch_size=16, resume=True,
                           analysis=AnalysisConfig(population=args.population))

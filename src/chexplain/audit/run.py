@@ -18,10 +18,7 @@ import torch
 
 from ..errors import ChexplainError
 from .analysis import POPULATIONS, AnalysisConfig, audit_class
-from .counterfactual import CounterfactualConfig
 from .explain import MapMaker, explain_dataset, write_index
-from .regions import RegionConfig
-from .spray import SprayConfig
 from .store import ShardPlan, ShardStore, file_digest
 
 _ARRAYS = ("logits", "maps32", "maps64", "image64", "finding64", "has_finding")
