@@ -11,11 +11,12 @@ places, each with the mask of every pixel its drawing changed:
 - ``Lung Lesion``: a round nodule (6–10 % of the image width) in a lung field;
 - ``Support Devices``: a wire or line from the shoulder to the mediastinum.
 
-Optional :class:`~chexplain.data.shortcuts.Confounder` s plant shortcuts whose presence
-correlates with a label, for shortcut-learning studies: a text marker (mask ``marker``), a
-laterality marker in a corner (``laterality``), a chest-drain-like tube (``drain``) and a
-site-dependent border and exposure style (``site``); see :mod:`chexplain.data.shortcuts`. Sample ``i`` of seed ``s`` depends
-only on (s, i, size, options): the same seed gives the same bytes.
+Optional confounders (:class:`~chexplain.data.shortcuts.Confounder`, one or several kinds)
+plant shortcuts whose presence correlates with a label, for shortcut-learning studies: a text
+marker (mask ``marker``), a laterality marker in a corner (``laterality``), a chest-drain-like
+tube (``drain``) and a site-dependent border and exposure style (``site``); see
+:mod:`chexplain.data.shortcuts`. Sample ``i`` of seed ``s`` depends only on (s, i, size,
+options): the same seed gives the same bytes.
 :func:`write_phantom` writes a CheXpert-layout folder that
 :class:`chexplain.data.chexpert.CheXpertDataset` reads unchanged (``masks=True`` adds the
 finding masks found by :func:`read_finding_masks`).
