@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from chexplain.audit import AnalysisConfig, AuditConfig, run_audit
+from chexplain.audit import AnalysisConfig, AuditConfig, SprayConfig, run_audit
 from chexplain.data.phantom import mask_file
 
 
@@ -71,7 +71,8 @@ def acceptance(ckpts: dict[str, Path], test_csv: Path, out: Path, args) -> dict[
         folder = out / f"audit-{name}{'-positives' if args.positives_only else ''}"
         cfg = AuditConfig(checkpoint=str(ckpt), out=str(folder), csv=str(test_csv),
                           classes=[args.observation], batch_size=16, resume=True,
-                          analysis=AnalysisConfig(population=args.population))
+                          analysis=AnalysisConfig(population=args.population,
+                                                  spray=SprayConfig(mirror=args.mirror)))
         t0 = time.perf_counter()
         audit = run_audit(cfg, progress=False)
         s = score(audit, args.observation, marker)

@@ -70,6 +70,7 @@ def main() -> None:
     ap.add_argument("--positives-only", action="store_true",
                     help="explain only the test images positive for --observation (the default "
                          "population; the same clusters at a third of the cost)")
+    ap.add_argument("--mirror", action="store_true", help="SpRAy folds left/right (see chexplain audit --mirror)")
     ap.add_argument("--train-only", action="store_true")
     ap.add_argument("--out", default="/tmp/chexplain-audit-phantom")
     args = ap.parse_args()

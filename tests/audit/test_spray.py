@@ -92,3 +92,15 @@ def test_against_corelay_pipeline():
           f"ARI(ours, CoRelAy) = {ari:.3f}; ARI(CoRelAy, truth) = "
           f"{adjusted_rand_score(truth, theirs):.3f}")
     assert ari > 0.95
+
+
+def test_mirror_folds_a_strategy_on_either_side():
+    """A corner marker on the left or the right: two clusters, one with ``mirror=True``."""
+    maps, truth = planted_maps((40, 40), seed=4)
+    side = np.random.default_rng(0).random(len(maps)) < 0.5
+    maps = np.where((truth == 0)[:, None, None] & side[:, None, None], maps[:, :, ::-1], maps)
+    plain = spray(maps, SprayConfig(embedding="spectral"))
+    folded = spray(maps, SprayConfig(embedding="spectral", mirror=True))
+    assert plain.n_clusters == 3 and folded.n_clusters == 2
+    assert adjusted_rand_score(truth, folded.labels) > 0.95
+    assert np.array_equal(folded.flipped[truth == 0], side[truth == 0])

@@ -137,7 +137,8 @@ def audit_class(name: str, t: int, data: dict[str, np.ndarray], labels: np.ndarr
             if len(chosen) >= 2 and (np.asarray(res.prototypes[c]) > 0).any():
                 hot = hot_cells(np.asarray(res.prototypes[c]), config.counterfactual.grid,
                                 config.counterfactual.hot_share, config.counterfactual.max_cells)
-                cf = counterfactual(model, load_images(positions[chosen]), cls, hot,
+                per = np.stack([hot[:, ::-1] if res.flipped[i] else hot for i in chosen])
+                cf = counterfactual(model, load_images(positions[chosen]), cls, per,
                                     config.counterfactual)
                 rec["counterfactual"] = cf.to_dict()
                 rec["flagged"] = bool(rec["suspect"] and cf.used)

@@ -104,7 +104,7 @@ def _logits(model, x, cls, batch_size):
 def counterfactual(model: torch.nn.Module, x: torch.Tensor, cls: int, hot: np.ndarray,
                    config: CounterfactualConfig = CounterfactualConfig()) -> CounterfactualResult:
     """The test of the module doc for images ``x`` (N, C, H, W) of one cluster, class ``cls``
-    and hot cells ``hot`` (grid, grid)."""
+    and hot cells ``hot`` (grid, grid), or one set per image (N, grid, grid) of equal size."""
     from scipy import stats
 
     from ..evaluate.faithfulness import baseline_image
@@ -114,11 +114,14 @@ def counterfactual(model: torch.nn.Module, x: torch.Tensor, cls: int, hot: np.nd
     if n < 2:
         raise ChexplainError("the counterfactual test needs at least 2 images")
     g = config.grid
-    k = int(hot.sum())
+    hot = np.broadcast_to(np.asarray(hot, dtype=bool), (n, g, g))
+    k = int(hot[0].sum())
+    if (hot.reshape(n, -1).sum(1) != k).any():
+        raise ChexplainError("the hot regions of the images must have the same number of cells")
     rng = np.random.default_rng(config.seed)
     base = baseline_image(x, config.baseline, patch=max(1, h // g))
     f0 = _logits(model, x, cls, config.batch_size)
-    hot_px = _pixels(torch.from_numpy(hot)[None].expand(n, g, g), h, w).to(x.device)
+    hot_px = _pixels(torch.from_numpy(np.ascontiguousarray(hot)), h, w).to(x.device)
     d_hot = (f0 - _logits(model, torch.where(hot_px, base, x), cls, config.batch_size)).numpy()
     d_rand = np.zeros(n)
     for _ in range(config.n_random):
@@ -141,7 +144,7 @@ def counterfactual(model: torch.nn.Module, x: torch.Tensor, cls: int, hot: np.nd
                                   random_state=np.random.default_rng(config.seed + 2))
     p = float(perm.pvalue)
     effect = float(diff.mean())
-    rows, cols = np.nonzero(hot)
+    rows, cols = np.nonzero(hot[0])
     return CounterfactualResult(n, k, k / (g * g), [[int(r), int(c)] for r, c in zip(rows, cols)],
                                 float(d_hot.mean()), float(d_rand.mean()), effect, lo, hi, p,
                                 bool(p < config.alpha and effect > config.min_effect))

@@ -18,6 +18,11 @@ For the relevance maps of one class:
    non-trivial eigenvectors (``spectral``; ``auto``: t-SNE up to 2,000 maps);
 7. per cluster the prototype (mean normalised map) and the most typical members (nearest to
    the cluster mean).
+
+``mirror=True`` (our option, off by default as in the paper) first flips every map whose
+positive relevance lies mostly in the image's right half, so that one strategy on either side
+(a marker in the top-left or the top-right corner, an effusion at either base) forms one
+cluster; ``flipped`` records which maps were flipped (prototypes are in the folded frame).
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ class SprayConfig:
     gap: str = "relative"  #: eigengap: relative (λ_{k+1} − λ_k) / λ_{k+1} or absolute
     embedding: str = "auto"
     typical: int = 4  #: most typical members per cluster
+    mirror: bool = False  #: fold left/right: a strategy on either side is one cluster
     seed: int = 0
 
     def check(self) -> None:
@@ -71,6 +77,7 @@ class SprayResult:
     prototypes: np.ndarray  #: (k, size, size) mean normalised map per cluster
     typical: list[list[int]] = field(default_factory=list)  #: per cluster, indices into the maps
     features: np.ndarray | None = None  #: (N, size²) the clustered vectors
+    flipped: np.ndarray | None = None  #: (N,) maps mirrored left/right before clustering
 
 
 def normalise_maps(maps: np.ndarray) -> np.ndarray:
@@ -179,6 +186,14 @@ def spray(maps: np.ndarray, config: SprayConfig | None = None) -> SprayResult:
     if n < 3:
         raise ChexplainError(f"SpRAy needs at least 3 maps, got {n}")
     x = features(maps, cfg.size)
+    flipped = np.zeros(n, dtype=bool)
+    if cfg.mirror:
+        img = x.reshape(n, cfg.size, cfg.size)
+        pos = np.clip(img, 0, None)
+        half = cfg.size // 2
+        flipped = pos[:, :, cfg.size - half:].sum((1, 2)) > pos[:, :, :half].sum((1, 2))
+        img = np.where(flipped[:, None, None], img[:, :, ::-1], img)
+        x = img.reshape(n, -1)
     a = knn_affinity(x, cfg.neighbours)
     lam, vec = laplacian_spectrum(a, max(cfg.n_eigenvalues, cfg.max_clusters + 1), cfg.seed)
     k = cfg.n_clusters or eigengap(lam, cfg.max_clusters, cfg.gap)
@@ -209,4 +224,4 @@ def spray(maps: np.ndarray, config: SprayConfig | None = None) -> SprayResult:
         d = ((x[members] - x[members].mean(0)) ** 2).sum(1)
         typical.append([int(members[j]) for j in np.argsort(d, kind="stable")[: cfg.typical]])
     return SprayResult(labels, lam, k_found, np.asarray(emb, dtype=np.float64), kind, protos,
-                       typical, x)
+                       typical, x, flipped)

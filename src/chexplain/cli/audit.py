@@ -36,6 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-clusters", type=int, default=8, help="eigengap search range 2..K (default 8)")
     p.add_argument("--neighbours", type=int, default=10, help="k of the kNN affinity (default 10)")
     p.add_argument("--embedding", default="auto", help="auto, tsne or spectral")
+    p.add_argument("--mirror", action="store_true", help="fold left/right before clustering: "
+                   "one strategy on either side (a marker in either top corner) is one cluster")
     p.add_argument("--flag-share", type=float, default=0.3, help="share of relevance in the border, "
                    "corners and outside the body that makes a cluster a suspect (default 0.3)")
     p.add_argument("--lung-masks", metavar="DIR", help="lung-field masks: <DIR>/<image>.png")
@@ -52,7 +54,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     analysis = AnalysisConfig(
         population=args.population, flag_share=args.flag_share,
         spray=SprayConfig(neighbours=args.neighbours, max_clusters=args.max_clusters,
-                          n_clusters=args.clusters, embedding=args.embedding, seed=args.seed),
+                          n_clusters=args.clusters, embedding=args.embedding, seed=args.seed,
+                          mirror=args.mirror),
         counterfactual=CounterfactualConfig(seed=args.seed))
     config = AuditConfig(checkpoint=args.checkpoint, out=args.out, csv=args.csv, data=args.data,
                          images=args.images, nih=args.nih, classes=args.classes, method=args.method,
