@@ -114,7 +114,7 @@ def counterfactual(model: torch.nn.Module, x: torch.Tensor, cls: int, hot: np.nd
     if n < 2:
         raise ChexplainError("the counterfactual test needs at least 2 images")
     g = config.grid
-    hot = np.broadcast_to(np.asarray(hot, dtype=bool), (n, g, g))
+    hot = np.array(np.broadcast_to(np.asarray(hot, dtype=bool), (n, g, g)))  # writable copy
     k = int(hot[0].sum())
     if (hot.reshape(n, -1).sum(1) != k).any():
         raise ChexplainError("the hot regions of the images must have the same number of cells")
