@@ -134,7 +134,7 @@ def run_audit(config: AuditConfig, progress: bool = True, say: Callable[[str], N
 
 
 def _analyse(config, model, source, store, plan, classes, idx, fingerprint, say, seconds):
-    from torch.utils.data import Subset, default_collate
+    from torch.utils.data import default_collate
 
     from .analysis import age_bins
     from .regions import read_mask_folder
@@ -145,7 +145,7 @@ def _analyse(config, model, source, store, plan, classes, idx, fingerprint, say,
     lungs = read_mask_folder(config.lung_masks, source.keys) if config.lung_masks else None
 
     def load_images(positions: np.ndarray) -> torch.Tensor:
-        items = [Subset(source.dataset, [int(p)])[0] for p in positions]
+        items = [source.dataset[int(p)] for p in positions]
         return default_collate(items)["image"].to(device)
 
     audits = []
