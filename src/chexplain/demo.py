@@ -48,6 +48,8 @@ class DemoConfig:
     randomisation_items: int = 6
     randomisation_steps: int | None = 4  # merged layer groups: classifier … conv0 in 4 steps
     bootstrap: int = 1000
+    audit_images: int = 64  # a small SpRAy audit of the first test images (0: none)
+    audit_classes: Sequence[str] = ("Pleural Effusion", "Support Devices")
     mnist: bool = True
     mnist_max_iterations: int | None = None
     seed: int = 0
@@ -57,7 +59,8 @@ class DemoConfig:
 QUICK = dict(n_train=48, n_test=24, phantom_size=64, image_size=64, arch="tiny", epochs=1,
              explain_images=1, explain_methods=("lrp-epsilon", "gradcam"),
              compare_methods=("lrp-epsilon", "gradcam"), compare_items=8, steps=4,
-             randomisation_items=2, randomisation_steps=3, bootstrap=200, mnist_max_iterations=20)
+             randomisation_items=2, randomisation_steps=3, bootstrap=200, mnist_max_iterations=20,
+             audit_images=16)
 
 
 def quick_config(**overrides: Any) -> DemoConfig:
@@ -141,6 +144,8 @@ def run_demo(config: DemoConfig | None = None, progress: bool = True,
     say(summary_markdown(comparison, ("pointing_game", "relevance_mass", "aopc_morf")).rstrip())
     lap("compare", s)
 
+    audit = _audit(cfg, ckpt, test_csv, out, say, progress, lap) if cfg.audit_images else None
+
     mnist = None
     if cfg.mnist:
         s = time.perf_counter()
@@ -167,6 +172,7 @@ def run_demo(config: DemoConfig | None = None, progress: bool = True,
         ("best epoch", meta.get("epoch")),
         ("explanation methods", ", ".join(cfg.explain_methods)),
         ("compared methods", ", ".join(cfg.compare_methods)),
+        ("audit (SpRAy)", "–" if audit is None else audit),
         ("time per step (s)", ", ".join(f"{k} {v:.0f}" for k, v in times.items())),
         ("machine", f"{platform.platform()}, {os.cpu_count()} CPU(s), device {cfg.device}"),
     ]
@@ -178,6 +184,24 @@ def run_demo(config: DemoConfig | None = None, progress: bool = True,
               "mean_auroc": auroc["mean_auroc"], "compare": str(out / "compare" / "compare.json")}
     write_json(out / "demo.json", result)
     return result
+
+
+def _audit(cfg: DemoConfig, ckpt: Path, test_csv: Path, out: Path, say, progress: bool, lap) -> str:
+    """A small ``chexplain audit`` of the first test images; returns the report's summary line."""
+    import shutil
+
+    from .audit import AnalysisConfig, AuditConfig, run_audit
+
+    s = time.perf_counter()
+    say(f"[demo] audit: SpRAy of {cfg.audit_images} test images for {', '.join(cfg.audit_classes)}")
+    shutil.rmtree(out / "audit", ignore_errors=True)  # a new model: a new audit
+    result = run_audit(AuditConfig(checkpoint=str(ckpt), out=str(out / "audit"), csv=str(test_csv),
+                                   classes=list(cfg.audit_classes), max_images=cfg.audit_images,
+                                   device=cfg.device, analysis=AnalysisConfig(population="all")),
+                       progress=progress, say=say)
+    lap("audit", s)
+    flagged = sum(c["flagged"] for r in result["classes"].values() for c in r["clusters"])
+    return f"{flagged} flagged cluster(s); {out / 'audit' / 'audit.html'}"
 
 
 def _same_run(run: Path, cfg: Any) -> bool:

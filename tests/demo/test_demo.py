@@ -16,6 +16,8 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
     assert f"report: {out / 'report.html'}" in printed
     res = json.loads((out / "demo.json").read_text())
     assert set(res["seconds"]) >= {"phantom", "train", "auroc", "explain", "compare", "mnist", "total"}
+    audit = json.loads((out / "audit" / "audit.json").read_text())  # the small SpRAy audit
+    assert "audit" in res["seconds"] and set(audit["classes"]) == {"Pleural Effusion", "Support Devices"}
     cmp = json.loads((out / "compare" / "compare.json").read_text())
     assert set(cmp["summary"]) == {"lrp-epsilon", "gradcam"}
     for m in cmp["summary"].values():

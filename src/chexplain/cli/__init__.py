@@ -16,7 +16,7 @@ from typing import Sequence
 from ..errors import ChexplainError
 
 # command group -> module under chexplain.cli
-GROUPS = ("mnist", "chexpert", "phantom", "explain", "compare", "demo")
+GROUPS = ("mnist", "chexpert", "phantom", "explain", "compare", "audit", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,6 +8,8 @@ from . import command_group
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from ..data.shortcuts import KINDS
+
     commands = command_group(subparsers, "phantom", "synthetic radiographs with finding masks",
                              "Synthetic chest radiographs with known findings.")
 
@@ -22,8 +24,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gen.add_argument("--prevalence", type=float, default=None,
                      help="probability of each finding (default: 0.3, support devices 0.4)")
     gen.add_argument("--confounder", metavar="OBSERVATION", default=None,
-                     help="draw a text marker correlated with this finding, e.g. "
-                          "'Pleural Effusion' (shortcut-learning studies)")
+                     help="draw a shortcut (--confounder-kind) correlated with this finding, "
+                          "e.g. 'Pleural Effusion' (shortcut-learning studies)")
+    gen.add_argument("--confounder-kind", default="text", choices=KINDS,
+                     help="text: a word in a top corner (mask marker, default); laterality: an "
+                          "L/R tag in a corner; drain: a chest-drain-like tube (for "
+                          "Pneumothorax); site: black padding and a brighter exposure")
+    gen.add_argument("--confounder-text", default="PORTABLE", help="the text marker's word")
     gen.add_argument("--confounder-p", type=float, nargs=2, default=(0.9, 0.1),
                      metavar=("P_POS", "P_NEG"),
                      help="marker probability on positive and negative images (default 0.9 0.1)")
@@ -43,7 +50,8 @@ def _generate(args: argparse.Namespace) -> int:
         clear_phantom(args.out)
     confounder = None
     if args.confounder:
-        confounder = Confounder(args.confounder, *args.confounder_p)
+        confounder = Confounder(args.confounder, *args.confounder_p, text=args.confounder_text,
+                                kind=args.confounder_kind)
     csv = write_phantom(args.out, args.n, args.size, args.seed, prevalence=args.prevalence,
                         confounder=confounder, progress=not args.quiet)
     print(f"wrote {args.n} images of {args.size}x{args.size} and their masks; labels in {csv}")

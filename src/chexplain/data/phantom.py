@@ -11,9 +11,12 @@ places, each with the mask of every pixel its drawing changed:
 - ``Lung Lesion``: a round nodule (6–10 % of the image width) in a lung field;
 - ``Support Devices``: a wire or line from the shoulder to the mediastinum.
 
-An optional :class:`Confounder` draws a text marker whose presence correlates with a label,
-for shortcut-learning studies; its mask is ``marker``. Sample ``i`` of seed ``s`` depends
-only on (s, i, size, options): the same seed gives the same bytes.
+Optional confounders (:class:`~chexplain.data.shortcuts.Confounder`, one or several kinds)
+plant shortcuts whose presence correlates with a label, for shortcut-learning studies: a text
+marker (mask ``marker``), a laterality marker in a corner (``laterality``), a chest-drain-like
+tube (``drain``) and a site-dependent border and exposure style (``site``); see
+:mod:`chexplain.data.shortcuts`. Sample ``i`` of seed ``s`` depends only on (s, i, size,
+options): the same seed gives the same bytes.
 :func:`write_phantom` writes a CheXpert-layout folder that
 :class:`chexplain.data.chexpert.CheXpertDataset` reads unchanged (``masks=True`` adds the
 finding masks found by :func:`read_finding_masks`).
@@ -24,45 +27,30 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from ..errors import DataError
 from ..io import atomic_path, write_json, write_text
 from .chexpert import COLUMNS, OBSERVATIONS
+from .shortcuts import SHORTCUT_MASKS, Confounder, as_confounders, draw_shortcuts
+
+__all__ = ["FINDINGS", "MARKER", "MASK_NAMES", "Confounder", "Phantom", "PhantomSample",
+           "phantom_sample", "iter_phantom", "generate_phantom", "write_phantom",
+           "read_finding_masks", "mask_dir", "mask_file"]
 
 #: Findings the phantom draws, named by their CheXpert observation.
 FINDINGS: tuple[str, ...] = ("Pleural Effusion", "Pneumothorax", "Cardiomegaly", "Lung Lesion",
                              "Support Devices")
 MARKER = "marker"
-MASK_NAMES: tuple[str, ...] = FINDINGS + (MARKER,)
+#: The findings' masks, then the shortcuts' (see :mod:`chexplain.data.shortcuts`).
+MASK_NAMES: tuple[str, ...] = FINDINGS + tuple(SHORTCUT_MASKS.values())
 _SLUGS = {name: name.lower().replace(" ", "_") for name in MASK_NAMES}
 _PATHOLOGIES = FINDINGS[:4]  # any of these makes "No Finding" negative
 DEFAULT_PREVALENCE = {"Pleural Effusion": 0.3, "Pneumothorax": 0.3, "Cardiomegaly": 0.3,
                       "Lung Lesion": 0.3, "Support Devices": 0.4}
-
-
-@dataclass(frozen=True)
-class Confounder:
-    """A text marker drawn with probability ``p_positive`` on images positive for
-    ``observation`` and ``p_negative`` on the others."""
-
-    observation: str = "Pleural Effusion"
-    p_positive: float = 0.9
-    p_negative: float = 0.1
-    text: str = "PORTABLE"
-
-    def __post_init__(self) -> None:
-        if self.observation not in FINDINGS:
-            raise DataError(f"confounder observation {self.observation!r} is not one of the "
-                            f"phantom's findings: {', '.join(FINDINGS)}")
-        for p in (self.p_positive, self.p_negative):
-            if not 0.0 <= p <= 1.0:
-                raise DataError(f"confounder probability {p} must be in [0, 1]")
-        if not self.text.strip():
-            raise DataError("confounder text must not be empty")
 
 
 @dataclass
@@ -115,7 +103,7 @@ def _smooth_noise(rng: np.random.Generator, h: int, w: int, cells: int) -> np.nd
 
 def phantom_sample(size: int | tuple[int, int] = 224, seed: int = 0, index: int = 0,
                    prevalence: float | Mapping[str, float] | None = None,
-                   confounder: Confounder | None = None,
+                   confounder: Confounder | Sequence[Confounder] | None = None,
                    findings: Mapping[str, bool] | None = None) -> PhantomSample:
     """Draw sample ``index`` of the phantom set ``seed``.
 
@@ -211,16 +199,17 @@ def phantom_sample(size: int | tuple[int, int] = 224, seed: int = 0, index: int 
     if present["Support Devices"]:
         masks["Support Devices"] = _device(h, w, dev_side, dev_ctrl)
         img = np.where(masks["Support Devices"], np.maximum(img, 0.9), img)
+    frames: list[np.ndarray] = []
     if confounder is not None:
-        p = confounder.p_positive if present[confounder.observation] else confounder.p_negative
-        if marker_u[0] < p:
-            masks[MARKER] = _marker(h, w, confounder.text, marker_u[1:])
-            img = np.where(masks[MARKER], 0.97, img)
-
+        img, drawn, frames = draw_shortcuts(img, as_confounders(confounder), present, seed, index,
+                                            [lg[:4] for lg in lungs], ptx_side, marker_u)
+        masks.update(drawn)
     # ------------------------------------------------------- acquisition variation
     assert img.dtype == np.float32  # a float64 path would round differently
     img = (img - 0.5) * contrast + 0.5 + bright + sigma * noise
     img = np.clip(img, 0.0, 1.0) ** gamma
+    for frame in frames:  # burned in after the exposure: black padding
+        img = np.where(frame, np.float32(0.0), img)
     image = (np.round(img * 255.0) / 255.0).astype(np.float32)
     labels = np.zeros(len(OBSERVATIONS), dtype=np.float32)
     for f in FINDINGS:
@@ -244,25 +233,9 @@ def _device(h: int, w: int, side: int, u: np.ndarray) -> np.ndarray:
     return np.asarray(canvas) > 0
 
 
-def _marker(h: int, w: int, text: str, u: np.ndarray) -> np.ndarray:
-    """``text`` in Pillow's built-in bitmap font, scaled to ~7 % of the height, in a top corner."""
-    font = ImageFont.load_default_imagefont()
-    x0, y0, x1, y1 = font.getbbox(text)
-    small = Image.new("L", (x1 - x0 + 2, y1 - y0 + 2), 0)
-    ImageDraw.Draw(small).text((1 - x0, 1 - y0), text, fill=255, font=font)
-    scale = max(1, int(round(0.07 * h / small.height)))
-    big = small.resize((small.width * scale, small.height * scale), Image.NEAREST)
-    bw, bh = min(big.width, w - 2), min(big.height, h - 2)
-    left = int(0.03 * w) if u[0] < 0.5 else w - bw - int(0.03 * w)
-    top = int((0.02 + 0.04 * u[1]) * h)
-    mask = np.zeros((h, w), dtype=bool)
-    mask[top:top + bh, left:left + bw] = np.asarray(big)[:bh, :bw] > 0
-    return mask
-
-
 def iter_phantom(n: int, size: int | tuple[int, int] = 224, seed: int = 0,
                  prevalence: float | Mapping[str, float] | None = None,
-                 confounder: Confounder | None = None) -> Iterator[PhantomSample]:
+                 confounder: Confounder | Sequence[Confounder] | None = None) -> Iterator[PhantomSample]:
     """Samples 0..n-1 of the phantom set ``seed``, one at a time."""
     if n < 1:
         raise DataError(f"number of phantom images {n} must be at least 1")
@@ -272,7 +245,7 @@ def iter_phantom(n: int, size: int | tuple[int, int] = 224, seed: int = 0,
 
 def generate_phantom(n: int, size: int | tuple[int, int] = 224, seed: int = 0,
                      prevalence: float | Mapping[str, float] | None = None,
-                     confounder: Confounder | None = None) -> Phantom:
+                     confounder: Confounder | Sequence[Confounder] | None = None) -> Phantom:
     """``n`` phantom images with labels (N×14, OBSERVATIONS order) and masks (N×6×H×W)."""
     h, w = _size(size)
     images = np.empty((n, h, w), dtype=np.float32)
@@ -345,7 +318,7 @@ def clear_phantom(out: str | os.PathLike) -> None:
 
 def write_phantom(out: str | os.PathLike, n: int, size: int | tuple[int, int] = 224,
                   seed: int = 0, prevalence: float | Mapping[str, float] | None = None,
-                  confounder: Confounder | None = None, quality: int = 95,
+                  confounder: Confounder | Sequence[Confounder] | None = None, quality: int = 95,
                   progress: bool = True) -> Path:
     """Write ``n`` phantom images in CheXpert's layout under ``out``; returns the CSV path.
 
@@ -378,6 +351,6 @@ def write_phantom(out: str | os.PathLike, n: int, size: int | tuple[int, int] = 
         rows.append(_csv_row(rel, sample, meta_rng))
     write_json(out / "phantom.json", {
         "n": n, "size": list(_size(size)), "seed": seed, "prevalence": _prevalence(prevalence),
-        "confounder": asdict(confounder) if confounder else None, "jpeg_quality": quality,
+        "confounder": [asdict(c) for c in as_confounders(confounder)] or None, "jpeg_quality": quality,
         "masks": {name: _SLUGS[name] + ".png" for name in MASK_NAMES}})
     return write_text(out / "train.csv", "\n".join(rows) + "\n")

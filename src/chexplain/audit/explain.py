@@ -1,0 +1,171 @@
+"""Explaining a whole data set into the shard store (:mod:`chexplain.audit.store`).
+
+Images come through a :class:`~torch.utils.data.DataLoader` (worker processes decode while
+the model explains), one relevance pass per batch carries every chosen class (LRP presets:
+:class:`chexplain.LRP`; other methods of ``explain``: :class:`~chexplain.evaluate.baselines.
+Attributor`), and each complete shard is written atomically. Maps are summed over colour
+channels and sum-pooled to 32 × 32 and 64 × 64 (the pooled map keeps the map's total
+relevance exactly); with ``full=True`` the input-resolution maps are kept too (float16).
+Under ``torchrun`` rank r explains shards r, r+N, …; :func:`explain_dataset` returns after
+every rank has finished, and rank 0 writes the index.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from ..data.images import Normalization
+from ..errors import ChexplainError
+from ..io import write_csv
+from .sources import MAP_SIZE, AuditSource
+from .store import ShardPlan, ShardStore
+
+COARSE = 32  #: side of the maps SpRAy clusters
+
+
+def sum_pool(R: torch.Tensor, size: int) -> torch.Tensor:
+    """(…, H, W) → (…, size, size) area pooling scaled so that each map's sum is kept exactly."""
+    lead = R.shape[:-2]
+    flat = R.reshape(-1, 1, *R.shape[-2:]).double()
+    pooled = F.interpolate(flat, size=(size, size), mode="area") * (flat[0, 0].numel() / size**2)
+    fix = flat.sum((-1, -2), keepdim=True) - pooled.sum((-1, -2), keepdim=True)
+    pooled = pooled + fix / size**2  # float rounding of the area weights only
+    return pooled.reshape(*lead, size, size).float()
+
+
+class MapMaker:
+    """``self(x) -> (maps (N, T, H, W), logits (N, T))`` for one method and the chosen classes."""
+
+    def __init__(self, model: torch.nn.Module, method: str, classes: Sequence[int],
+                 normalization: Normalization, **params: Any) -> None:
+        from ..lrp.composites import PRESETS
+
+        self.classes = [int(c) for c in classes]
+        self.model = model
+        if method in PRESETS:
+            from ..lrp.engine import LRP
+
+            if "low" in inspect.signature(PRESETS[method]).parameters and "low" not in params:
+                low, high = normalization.bounds()
+                params = dict(params, low=torch.tensor(low), high=torch.tensor(high))
+            self._lrp = LRP(model, composite=method, **params)
+            self._other = None
+        else:
+            from ..evaluate.baselines import Attributor
+
+            self._lrp = None
+            self._other = Attributor(model, method, normalization, **params)
+
+    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._lrp is not None:
+            e = self._lrp.explain(x, classes=self.classes)
+            maps = e.relevance.sum(2) if e.relevance.ndim == 5 else e.relevance.sum(1)[:, None]
+            return maps, e.logits[:, self.classes]
+        maps = self._other(x, classes=self.classes)
+        with torch.no_grad():
+            logits = self.model(x)[:, self.classes]
+        return maps, logits
+
+
+@dataclass
+class ExplainResult:
+    """What :func:`explain_dataset` did on this rank."""
+
+    images: int  #: explained here in this call (0 for a complete store)
+    seconds: float
+    shards_written: list[int]
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images / self.seconds if self.seconds > 0 else 0.0
+
+
+def _shard_arrays(parts: list[dict[str, torch.Tensor]], full: bool) -> dict[str, np.ndarray]:
+    cat = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+    out = {"positions": cat["position"].numpy().astype(np.int64),
+           "logits": cat["logits"].numpy().astype(np.float32),
+           "maps32": cat["maps32"].numpy(), "maps64": cat["maps64"].numpy(),
+           "image64": cat["image64"].numpy().astype(np.float32),
+           "finding64": cat["finding"].numpy().astype(bool),
+           "has_finding": cat["has_finding"].numpy().astype(bool)}
+    if full:
+        out["full"] = cat["full"].numpy().astype(np.float16)
+    return out
+
+
+def explain_dataset(maker: MapMaker, source: AuditSource, store: ShardStore, plan: ShardPlan,
+                    normalization: Normalization, device: torch.device, batch_size: int = 16,
+                    workers: int = 0, full: bool = False, rank: int = 0, world_size: int = 1,
+                    progress: bool = True,
+                    on_shard: Callable[[int], None] | None = None) -> ExplainResult:
+    """Explain the shards of this rank that the store lacks; see the module doc.
+
+    ``on_shard(k)`` is called after shard k is written (tests stop a run there)."""
+    from tqdm.auto import tqdm
+
+    todo = [k for k in plan.for_rank(rank, world_size) if k not in store.done(plan)]
+    batches = [list(plan.positions(k))[i:i + batch_size] for k in todo
+               for i in range(0, len(plan.positions(k)), batch_size)]
+    owner = [k for k in todo for _ in range(0, len(plan.positions(k)), batch_size)]
+    loader = DataLoader(source.dataset, batch_sampler=batches, num_workers=workers,
+                        pin_memory=device.type == "cuda", prefetch_factor=4 if workers else None)
+    bar = tqdm(total=sum(len(b) for b in batches), desc=f"explain (rank {rank})" if world_size > 1
+               else "explain", unit="img", disable=not progress)
+    t0, written, parts, n = time.perf_counter(), [], [], 0
+    for k, batch in zip(owner, loader):
+        x = batch["image"].to(device, non_blocking=True)
+        maps, logits = maker(x)
+        if not torch.isfinite(maps).all():
+            raise ChexplainError(f"non-finite relevance in shard {k} (images "
+                                 f"{int(batch['position'][0])}…); try another --method")
+        grey = normalization.invert(x)[:, None]
+        rec = {"position": batch["position"], "logits": logits.float().cpu(),
+               "maps32": sum_pool(maps, COARSE).cpu(), "maps64": sum_pool(maps, MAP_SIZE).cpu(),
+               "image64": F.interpolate(grey.float(), size=(MAP_SIZE, MAP_SIZE),
+                                        mode="area")[:, 0].cpu(),
+               "finding": batch["finding"], "has_finding": batch["has_finding"]}
+        if full:
+            rec["full"] = maps.half().cpu()
+        parts.append(rec)
+        n += len(x)
+        bar.update(len(x))
+        bar.set_postfix_str(f"{n / max(time.perf_counter() - t0, 1e-9):.1f} img/s")
+        if sum(len(p["position"]) for p in parts) == len(plan.positions(k)):
+            store.write_shard(k, _shard_arrays(parts, full))
+            written.append(k)
+            parts = []
+            if on_shard is not None:
+                on_shard(k)
+    bar.close()
+    return ExplainResult(n, time.perf_counter() - t0, written)
+
+
+def write_index(store: ShardStore, plan: ShardPlan, source: AuditSource,
+                class_names: Sequence[str]) -> pd.DataFrame:
+    """``store/index.csv``: one row per image and class, in position then class order."""
+    data = store.read(plan, ["positions", "logits"])
+    pos, logits = data["positions"], data["logits"].astype(np.float64)
+    if not np.array_equal(pos, np.arange(plan.n_images)):
+        raise ChexplainError(f"{store.folder}: the shards do not cover the images in order")
+    prob = 1.0 / (1.0 + np.exp(-logits))
+    rows = []
+    meta_cols = list(source.meta.columns)
+    for i in range(plan.n_images):
+        shard, row = divmod(i, plan.shard_size)
+        extra = ["" if pd.isna(v) else v for v in (source.meta[c].iloc[i] for c in meta_cols)]
+        for t, name in enumerate(class_names):
+            lab = source.labels[i, t]
+            rows.append([source.keys[i], name, f"{logits[i, t]:.6g}", f"{prob[i, t]:.6g}",
+                         "" if np.isnan(lab) else int(lab), shard, row, *extra])
+    header = ["image", "class", "logit", "probability", "label", "shard", "row", *meta_cols]
+    write_csv(store.folder / "index.csv", rows, header)
+    return pd.DataFrame(rows, columns=header)

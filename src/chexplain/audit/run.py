@@ -1,0 +1,176 @@
+"""``run_audit``: checkpoint + data → store → SpRAy per class → report (``chexplain audit``).
+
+Layout of ``out``: ``store/`` (:mod:`chexplain.audit.store`), ``audit.json``,
+``clusters.csv``, ``members.csv``, ``figures/`` and ``audit.html``
+(:mod:`chexplain.audit.report`). Under ``torchrun`` every rank explains its shards and rank 0
+alone writes the index and the report.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from ..errors import ChexplainError
+from .analysis import POPULATIONS, AnalysisConfig, audit_class
+from .explain import MapMaker, explain_dataset, write_index
+from .store import ShardPlan, ShardStore, file_digest
+
+_ARRAYS = ("logits", "maps32", "maps64", "image64", "finding64", "has_finding")
+
+
+@dataclass
+class AuditConfig:
+    """Options of one audit (CLI: ``chexplain audit``)."""
+
+    checkpoint: str
+    out: str
+    csv: str | None = None
+    data: str | None = None
+    images: str | None = None
+    nih: str | None = None
+    classes: Sequence[str] | str | None = None  #: None: the classes with positives (all without labels)
+    method: str = "epsilon-plus-flat"
+    max_images: int | None = None
+    device: str = "cpu"
+    batch_size: int = 16
+    workers: int = 0
+    shard_size: int = 256
+    full: bool = False  #: keep the input-resolution maps (float16) too
+    resume: bool = False  #: continue the store in ``out`` (same fingerprint only)
+    lung_masks: str | None = None
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+
+    def check(self) -> None:
+        for name in ("batch_size", "shard_size"):
+            if int(getattr(self, name)) < 1:
+                raise ChexplainError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.workers < 0:
+            raise ChexplainError("--workers must be >= 0")
+        if self.analysis.population not in POPULATIONS:
+            raise ChexplainError(f"unknown --population {self.analysis.population!r}; choose "
+                                 f"from {', '.join(POPULATIONS)}")
+        from ..evaluate.baselines import all_methods
+
+        if self.method not in all_methods() or self.method == "random":
+            raise ChexplainError(f"unknown --method {self.method!r}; choose from "
+                                 f"{', '.join(m for m in all_methods() if m != 'random')}")
+        self.analysis.spray.check()
+        self.analysis.counterfactual.check()
+        out = Path(self.out)
+        if out.exists() and not out.is_dir():
+            raise ChexplainError(f"--out {out}: exists and is not a folder")
+
+
+def _classes(spec, names: Sequence[str], labels_all: np.ndarray | None) -> list[str]:
+    if spec is None:
+        if labels_all is None or np.isnan(labels_all).all():
+            return list(names)
+        return [n for k, n in enumerate(names) if np.nansum(labels_all[:, k] == 1) > 0]
+    items = [c.strip() for c in spec.split(",")] if isinstance(spec, str) else list(spec)
+    lower = {n.lower(): n for n in names}
+    bad = [c for c in items if c.lower() not in lower]
+    if bad or not items:
+        raise ChexplainError(f"unknown class {bad[0] if bad else ''!r}; the model's outputs are "
+                             f"{', '.join(names)}")
+    return list(dict.fromkeys(lower[c.lower()] for c in items))
+
+
+def run_audit(config: AuditConfig, progress: bool = True, say: Callable[[str], None] = print,
+              on_shard: Callable[[int], None] | None = None) -> dict[str, Any] | None:
+    """Run the audit; returns ``audit.json``'s content on rank 0 (None on the other ranks)."""
+    from ..data.images import Preprocess, get_normalization
+    from ..models.densenet import load_trained
+    from ..train import distributed as D
+    from .sources import open_source
+
+    config.check()
+    env, device = D.init_distributed(config.device)
+    try:
+        say = say if env.is_main else (lambda *a, **k: None)
+        t0 = time.perf_counter()
+        model, meta = load_trained(config.checkpoint, map_location=device)
+        model.eval()
+        names = list(meta["observations"])
+        norm = get_normalization(meta["normalization"])
+        pre = Preprocess(int(meta["image_size"]), None, norm)
+        everything = open_source(names, pre, config.csv, config.data, config.images, config.nih,
+                                 config.max_images)
+        classes = _classes(config.classes, names, everything.labels)
+        source = open_source(classes, pre, config.csv, config.data, config.images, config.nih,
+                             config.max_images)
+        idx = [names.index(c) for c in classes]
+        store = ShardStore(Path(config.out) / "store")
+        plan = ShardPlan(len(source.keys), int(config.shard_size))
+        fingerprint = {"checkpoint": file_digest(config.checkpoint), "data": source.digest,
+                       "source": source.kind, "classes": classes, "method": config.method,
+                       "image_size": int(meta["image_size"]), "normalization": str(meta["normalization"]),
+                       "batch_size": int(config.batch_size), "full": bool(config.full),
+                       "max_images": config.max_images}
+        if env.is_main:
+            store.open(fingerprint, plan, resume=config.resume)
+        if env.distributed:
+            torch.distributed.barrier()
+        maker = MapMaker(model, config.method, idx, norm)
+        done = explain_dataset(maker, source, store, plan, norm, device, config.batch_size,
+                               config.workers, config.full, env.rank, env.world_size, progress,
+                               on_shard)
+        if env.distributed:
+            torch.distributed.barrier()
+        if not env.is_main:
+            return None
+        say(f"explained {done.images} image(s) for {len(classes)} class(es) with {config.method} "
+            f"at {done.images_per_second:.1f} images/s (this rank)")
+        write_index(store, plan, source, classes)
+        return _analyse(config, model, source, store, plan, classes, idx, fingerprint, say,
+                        time.perf_counter() - t0)
+    finally:
+        D.shutdown(env)
+
+
+def _analyse(config, model, source, store, plan, classes, idx, fingerprint, say, seconds):
+    from torch.utils.data import default_collate
+
+    from .analysis import age_bins
+    from .regions import read_mask_folder
+    from .report import write_outputs
+
+    data = store.read(plan, _ARRAYS)
+    device = next(model.parameters()).device
+    lungs = read_mask_folder(config.lung_masks, source.keys) if config.lung_masks else None
+
+    def load_images(positions: np.ndarray) -> torch.Tensor:
+        items = [source.dataset[int(p)] for p in positions]
+        return default_collate(items)["image"].to(device)
+
+    audits = []
+    for t, (name, cls) in enumerate(zip(classes, idx)):
+        a = audit_class(name, t, data, source.labels, source.meta, source.keys, config.analysis,
+                        load_images, model, cls, lungs)
+        audits.append(a)
+        flagged = [c for c in a.clusters if c["flagged"]]
+        k = a.spray.n_clusters if a.spray is not None else 0
+        say(f"{name}: {len(a.positions)} images ({a.population}), {k} cluster(s), "
+            f"{len(flagged)} flagged" + (f"; {a.note}" if a.note else ""))
+        for c in flagged:
+            say(f"  {c['sentence']}")
+    factors = {}
+    for col in source.meta.columns:
+        v = age_bins(source.meta[col]) if col == "Age" else source.meta[col].astype(str)
+        factors[col] = np.asarray(v, dtype=str)
+    summary = {"checkpoint": str(config.checkpoint), "images": plan.n_images,
+               "classes": ", ".join(classes), "method": config.method,
+               "source": source.kind, "checkpoint sha256": fingerprint["checkpoint"][:16],
+               "spray": str(asdict(config.analysis.spray)),
+               "counterfactual": str(asdict(config.analysis.counterfactual)),
+               "flag share": config.analysis.flag_share}
+    out = Path(config.out)
+    result = write_outputs(out, audits, data, {c: t for t, c in enumerate(classes)}, source.keys,
+                           summary, factors, source.labels)
+    say(f"audit of {plan.n_images} image(s) in {seconds:.0f} s: {out / 'audit.html'}")
+    return result

@@ -1,0 +1,227 @@
+"""Spectral Relevance Analysis (SpRAy; Lapuschkin et al. 2019, Nat. Commun. 10:1096).
+
+For the relevance maps of one class:
+
+1. normalise each map so that its positive relevance sums to 1 (R / Σ max(R, 0));
+2. downsize (sum pooling) to ``size`` × ``size`` and flatten;
+3. a sparse k-nearest-neighbour affinity A (Euclidean distance, connectivity 1 per
+   neighbour, symmetrised (A + Aᵀ) / 2, as CoRelAy's ``SparseKNN``);
+4. the eigenvalues 0 = λ₁ ≤ λ₂ ≤ … of the normalised Laplacian L = I − D^-½ A D^-½
+   (``scipy.sparse.linalg.eigsh`` on D^-½ A D^-½); the number of clusters k is the
+   eigengap's: argmax over 2 ≤ k ≤ ``max_clusters`` of the relative gap
+   (λ_{k+1} − λ_k) / λ_{k+1} (default; on unweighted kNN graphs the absolute gap
+   λ_{k+1} − λ_k often peaks inside the bulk of the spectrum, after the near-zero
+   eigenvalues of the clusters) or of the absolute gap (``gap="absolute"``);
+5. spectral clustering of A into k clusters (scikit-learn, ``cluster_qr`` labels: no random
+   restarts), clusters renumbered by size (0 the largest);
+6. a 2-D embedding: t-SNE of the maps (``tsne``) or the spectral embedding's first two
+   non-trivial eigenvectors (``spectral``; ``auto``: t-SNE up to 2,000 maps);
+7. per cluster the prototype (mean normalised map) and the most typical members (nearest to
+   the cluster mean).
+
+``mirror=True`` (our option, off by default as in the paper) first flips every map whose
+positive relevance lies mostly in the image's right half, so that one strategy on either side
+(a marker in the top-left or the top-right corner, an effusion at either base) forms one
+cluster; ``flipped`` records which maps were flipped (prototypes are in the folded frame).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from ..errors import ChexplainError
+
+EMBEDDINGS = ("auto", "tsne", "spectral")
+GAPS = ("relative", "absolute")
+
+
+@dataclass(frozen=True)
+class SprayConfig:
+    """Options of :func:`spray`."""
+
+    size: int = 32  #: side of the clustered maps
+    neighbours: int = 10  #: k of the kNN affinity (at most N − 1)
+    max_clusters: int = 8  #: the eigengap is searched in 2 … max_clusters
+    n_clusters: int | None = None  #: fix k instead of the eigengap's
+    n_eigenvalues: int = 16  #: eigenvalues reported (at least max_clusters + 1)
+    gap: str = "relative"  #: eigengap: relative (λ_{k+1} − λ_k) / λ_{k+1} or absolute
+    embedding: str = "auto"
+    typical: int = 4  #: most typical members per cluster
+    mirror: bool = False  #: fold left/right: a strategy on either side is one cluster
+    seed: int = 0
+
+    def check(self) -> None:
+        if self.embedding not in EMBEDDINGS:
+            raise ChexplainError(f"unknown embedding {self.embedding!r}; choose from {', '.join(EMBEDDINGS)}")
+        if self.gap not in GAPS:
+            raise ChexplainError(f"unknown eigengap {self.gap!r}; choose from {', '.join(GAPS)}")
+        if self.neighbours < 1 or self.max_clusters < 2 or self.size < 2:
+            raise ChexplainError("SpRAy needs neighbours >= 1, max_clusters >= 2 and size >= 2")
+        if self.n_clusters is not None and self.n_clusters < 1:
+            raise ChexplainError(f"n_clusters {self.n_clusters} must be at least 1")
+
+
+@dataclass
+class SprayResult:
+    """The clustering of one class's maps."""
+
+    labels: np.ndarray  #: (N,) cluster per map, 0 the largest
+    eigenvalues: np.ndarray  #: ascending eigenvalues of the normalised Laplacian
+    n_clusters: int
+    embedding: np.ndarray  #: (N, 2)
+    embedding_kind: str
+    prototypes: np.ndarray  #: (k, size, size) mean normalised map per cluster
+    typical: list[list[int]] = field(default_factory=list)  #: per cluster, indices into the maps
+    features: np.ndarray | None = None  #: (N, size²) the clustered vectors
+    flipped: np.ndarray | None = None  #: (N,) maps mirrored left/right before clustering
+
+
+def normalise_maps(maps: np.ndarray) -> np.ndarray:
+    """(N, H, W) → each map divided by its sum of positive relevance (all-zero when it has none)."""
+    maps = np.asarray(maps, dtype=np.float64)
+    pos = np.clip(maps, 0, None).reshape(len(maps), -1).sum(1)
+    scale = np.where(pos > 0, 1.0 / np.where(pos > 0, pos, 1.0), 0.0)
+    return maps * scale[:, None, None]
+
+
+def features(maps: np.ndarray, size: int) -> np.ndarray:
+    """Normalised, sum-pooled to ``size`` × ``size``, flattened: (N, size²)."""
+    from .explain import sum_pool
+
+    norm = normalise_maps(maps)
+    if norm.shape[-1] != size or norm.shape[-2] != size:
+        norm = sum_pool(torch.from_numpy(norm), size).double().numpy()
+    return norm.reshape(len(norm), -1)
+
+
+def knn_affinity(x: np.ndarray, k: int) -> sp.csr_matrix:
+    """Symmetrised kNN connectivity (A + Aᵀ) / 2, without self-loops."""
+    from sklearn.neighbors import NearestNeighbors
+
+    k = min(k, len(x) - 1)
+    nn = NearestNeighbors(n_neighbors=k + 1, algorithm="brute").fit(x)
+    _, idx = nn.kneighbors(x)
+    rows = np.repeat(np.arange(len(x)), k)
+    cols = np.array([[j for j in r if j != i][:k] for i, r in enumerate(idx)]).ravel()
+    a = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(x), len(x)))
+    return ((a + a.T) / 2.0).tocsr()
+
+
+def laplacian_spectrum(a: sp.csr_matrix, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The ``n`` smallest eigenvalues of L = I − D^-½ A D^-½ (ascending) and their eigenvectors.
+
+    Each connected component is solved on its own (Lanczos, as ``eigsh``, can miss copies of
+    the eigenvalue 0 that a disconnected graph has once per component)."""
+    from scipy.sparse.csgraph import connected_components
+
+    n_all = a.shape[0]
+    n = min(n, n_all)
+    _, comp = connected_components(a, directed=False)
+    vals, vecs = [], []
+    for c in np.unique(comp):
+        idx = np.flatnonzero(comp == c)
+        lam, v = _component_spectrum(a[idx][:, idx], min(n, len(idx)), seed)
+        full = np.zeros((n_all, len(lam)))
+        full[idx] = v
+        vals.append(lam)
+        vecs.append(full)
+    lam, vec = np.concatenate(vals), np.concatenate(vecs, 1)
+    order = np.argsort(lam, kind="stable")[:n]
+    return lam[order], vec[:, order]
+
+
+def _component_spectrum(a: sp.csr_matrix, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    from scipy.sparse.linalg import eigsh
+
+    size = a.shape[0]
+    deg = np.asarray(a.sum(1)).ravel()
+    dinv = sp.diags(1.0 / np.sqrt(np.where(deg > 0, deg, 1.0)))
+    m = (dinv @ a @ dinv).tocsr()
+    if size <= 200 or n >= size - 1:
+        mu, vec = np.linalg.eigh(m.toarray())
+        mu, vec = mu[::-1][:n], vec[:, ::-1][:, :n]
+    else:
+        v0 = np.random.default_rng(seed).uniform(-1, 1, size)
+        mu, vec = eigsh(m, k=n, which="LA", v0=v0, tol=1e-8)
+        order = np.argsort(-mu)
+        mu, vec = mu[order], vec[:, order]
+    return np.clip(1.0 - mu, 0.0, 2.0), vec
+
+
+def eigengaps(eigenvalues: np.ndarray, max_clusters: int, gap: str = "relative") -> np.ndarray:
+    """The gap after λ_k for k = 2 … max_clusters (λ ascending, 1-indexed): λ_{k+1} − λ_k,
+    divided by λ_{k+1} for ``relative``."""
+    lam = np.asarray(eigenvalues, dtype=np.float64)
+    top = min(max_clusters, len(lam) - 1)
+    nxt, cur = lam[2:top + 1], lam[1:top]
+    g = nxt - cur
+    return g / np.maximum(nxt, 1e-12) if gap == "relative" else g
+
+
+def eigengap(eigenvalues: np.ndarray, max_clusters: int, gap: str = "relative") -> int:
+    """The number of clusters: 2 + argmax of :func:`eigengaps` (1 with fewer than 3 eigenvalues)."""
+    g = eigengaps(eigenvalues, max_clusters, gap)
+    return int(np.argmax(g) + 2) if len(g) else 1
+
+
+def _by_size(labels: np.ndarray) -> np.ndarray:
+    """Renumber clusters by size (descending), ties by first member."""
+    ids, first, counts = np.unique(labels, return_index=True, return_counts=True)
+    order = sorted(range(len(ids)), key=lambda i: (-counts[i], first[i]))
+    remap = {ids[o]: r for r, o in enumerate(order)}
+    return np.array([remap[v] for v in labels], dtype=np.int64)
+
+
+def spray(maps: np.ndarray, config: SprayConfig | None = None) -> SprayResult:
+    """SpRAy on ``maps`` (N, H, W); see the module doc."""
+    from sklearn.cluster import SpectralClustering
+
+    cfg = config or SprayConfig()
+    cfg.check()
+    n = len(maps)
+    if n < 3:
+        raise ChexplainError(f"SpRAy needs at least 3 maps, got {n}")
+    x = features(maps, cfg.size)
+    flipped = np.zeros(n, dtype=bool)
+    if cfg.mirror:
+        img = x.reshape(n, cfg.size, cfg.size)
+        pos = np.clip(img, 0, None)
+        half = cfg.size // 2
+        flipped = pos[:, :, cfg.size - half:].sum((1, 2)) > pos[:, :, :half].sum((1, 2))
+        img = np.where(flipped[:, None, None], img[:, :, ::-1], img)
+        x = img.reshape(n, -1)
+    a = knn_affinity(x, cfg.neighbours)
+    lam, vec = laplacian_spectrum(a, max(cfg.n_eigenvalues, cfg.max_clusters + 1), cfg.seed)
+    k = cfg.n_clusters or eigengap(lam, cfg.max_clusters, cfg.gap)
+    k = max(1, min(k, n - 1))
+    if k == 1:
+        labels = np.zeros(n, dtype=np.int64)
+    else:
+        sc = SpectralClustering(n_clusters=k, affinity="precomputed", assign_labels="cluster_qr",
+                                random_state=cfg.seed, eigen_solver="lobpcg")  # a block solver: finds repeated eigenvalues
+        labels = _by_size(sc.fit_predict(a))
+    kind = cfg.embedding if cfg.embedding != "auto" else ("tsne" if n <= 2000 else "spectral")
+    if kind == "tsne" and n >= 5:
+        from sklearn.manifold import TSNE
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(1):  # Barnes-Hut's OpenMP threads only wait on a busy machine
+            emb = TSNE(2, perplexity=float(min(30.0, (n - 1) / 3.0)), init="pca",
+                       random_state=cfg.seed).fit_transform(x.astype(np.float32))
+    else:
+        kind = "spectral"
+        deg = np.asarray(a.sum(1)).ravel()
+        emb = vec[:, 1:3] / np.sqrt(np.where(deg > 0, deg, 1.0))[:, None]
+    k_found = int(labels.max()) + 1
+    protos = np.stack([x[labels == c].mean(0) for c in range(k_found)]).reshape(k_found, cfg.size, cfg.size)
+    typical = []
+    for c in range(k_found):
+        members = np.flatnonzero(labels == c)
+        d = ((x[members] - x[members].mean(0)) ** 2).sum(1)
+        typical.append([int(members[j]) for j in np.argsort(d, kind="stable")[: cfg.typical]])
+    return SprayResult(labels, lam, k_found, np.asarray(emb, dtype=np.float64), kind, protos,
+                       typical, x, flipped)

@@ -1,0 +1,66 @@
+"""``chexplain audit``: explain a data set and find the model's Clever-Hans strategies (SpRAy)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "audit", help="explain a data set and find shortcut strategies (SpRAy)",
+        description="Explain every image for the chosen classes into a resumable store, cluster "
+                    "each class's relevance maps (Spectral Relevance Analysis), measure where the "
+                    "relevance lies (finding, border, corners, outside the body) and test suspect "
+                    "clusters counterfactually. Writes OUT/audit.html, audit.json and CSVs.")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--csv", help="a CheXpert-format CSV (Paths relative to --data)")
+    src.add_argument("--images", metavar="DIR", help="a folder of PNG, JPEG or DICOM images")
+    src.add_argument("--nih", metavar="DIR", help="a ChestX-ray14 folder (images/, Data_Entry_2017.csv)")
+    p.add_argument("--data", metavar="ROOT", help="folder the CSV's Paths are relative to")
+    p.add_argument("--checkpoint", required=True, metavar="CKPT",
+                   help="a model trained by `chexplain chexpert train` (best.pt)")
+    p.add_argument("--classes", help="observation names, comma-separated (default: the classes "
+                                     "with positive labels; all without labels)")
+    p.add_argument("--method", default="epsilon-plus-flat",
+                   help="any method of `chexplain explain` (default epsilon-plus-flat)")
+    p.add_argument("--max-images", type=int, metavar="N", help="the first N images only")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--workers", type=int, default=0, help="data-loading processes (default 0)")
+    p.add_argument("--shard-size", type=int, default=256, help="images per store shard (default 256)")
+    p.add_argument("--full", action="store_true", help="also store input-resolution maps (float16)")
+    p.add_argument("--population", default="auto", help="images clustered per class: auto "
+                   "(labelled positives, else predicted positives, else all), positive, "
+                   "predicted or all")
+    p.add_argument("--clusters", type=int, help="fix the number of clusters (default: eigengap)")
+    p.add_argument("--max-clusters", type=int, default=8, help="eigengap search range 2..K (default 8)")
+    p.add_argument("--neighbours", type=int, default=10, help="k of the kNN affinity (default 10)")
+    p.add_argument("--embedding", default="auto", help="auto, tsne or spectral")
+    p.add_argument("--mirror", action="store_true", help="fold left/right before clustering: "
+                   "one strategy on either side (a marker in either top corner) is one cluster")
+    p.add_argument("--flag-share", type=float, default=0.3, help="share of relevance in the border, "
+                   "corners and outside the body that makes a cluster a suspect (default 0.3)")
+    p.add_argument("--lung-masks", metavar="DIR", help="lung-field masks: <DIR>/<image>.png")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--resume", action="store_true", help="continue the store in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_audit)
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from ..audit import AnalysisConfig, AuditConfig, CounterfactualConfig, SprayConfig, run_audit
+
+    analysis = AnalysisConfig(
+        population=args.population, flag_share=args.flag_share,
+        spray=SprayConfig(neighbours=args.neighbours, max_clusters=args.max_clusters,
+                          n_clusters=args.clusters, embedding=args.embedding, seed=args.seed,
+                          mirror=args.mirror),
+        counterfactual=CounterfactualConfig(seed=args.seed))
+    config = AuditConfig(checkpoint=args.checkpoint, out=args.out, csv=args.csv, data=args.data,
+                         images=args.images, nih=args.nih, classes=args.classes, method=args.method,
+                         max_images=args.max_images, device=args.device, batch_size=args.batch_size,
+                         workers=args.workers, shard_size=args.shard_size, full=args.full,
+                         lung_masks=args.lung_masks, resume=args.resume, analysis=analysis)
+    run_audit(config, progress=not args.quiet)
+    return 0

@@ -1,0 +1,114 @@
+"""The audit end to end on a tiny model: outputs, resume after kill -9, refusals, torchrun."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from chexplain.cli import main
+
+from .conftest import CLASSES, audit_args
+
+ENV = dict(os.environ, OMP_NUM_THREADS="1")
+
+
+def _files(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+def test_outputs(reference_audit, audit_phantom):
+    out = reference_audit
+    assert sorted(p.name for p in (out / "store").iterdir()) == \
+        ["index.csv"] + [f"shard-{k:05d}.npz" for k in range(5)] + ["store.json"]
+    index = pd.read_csv(out / "store" / "index.csv")
+    paths = pd.read_csv(audit_phantom)["Path"].tolist()
+    assert len(index) == 80 and index["image"].tolist()[::2] == paths
+    assert index["class"].tolist()[:2] == CLASSES.split(",")
+    assert np.allclose(index["probability"], 1 / (1 + np.exp(-index["logit"])), atol=1e-5)
+    labels = pd.read_csv(audit_phantom)["Pleural Effusion"].to_numpy()
+    assert index["label"].to_numpy()[::2].tolist() == labels.astype(int).tolist()
+    with np.load(out / "store" / "shard-00001.npz") as z:
+        assert z["positions"].tolist() == list(range(8, 16))
+        assert z["maps32"].shape == (8, 2, 32, 32) and z["maps64"].shape == (8, 2, 64, 64)
+        assert np.allclose(z["maps32"].sum((2, 3)), z["maps64"].sum((2, 3)), rtol=1e-4, atol=1e-5)
+        assert z["image64"].shape == (8, 64, 64) and z["finding64"].shape == (8, 2, 64, 64)
+        pe = labels[8:16] == 1  # the phantom's effusion masks are known, the marker never read
+        assert np.array_equal(z["has_finding"][:, 0], pe) and not z["has_finding"][:, 1].any() or \
+            np.array_equal(z["has_finding"][:, 1], z["finding64"][:, 1].any((1, 2)))
+    audit = json.loads((out / "audit.json").read_text())
+    assert list(audit["classes"]) == CLASSES.split(",")
+    for name, rec in audit["classes"].items():
+        members = [m for c in rec["clusters"] for m in c["members"]]
+        assert sorted(members) == sorted(paths)  # population "all": every image once
+        assert len(rec["eigenvalues"]) >= rec["n_clusters"] + 1 and rec["eigenvalues"][0] < 1e-6
+        for c in rec["clusters"]:
+            assert isinstance(c["flagged"], bool) and c["flagged"] <= c["suspect"]
+            assert 0 <= c["regions"]["shortcut area"] <= 1 and c["sentence"].startswith(f"cluster {c['id']}")
+    html = (out / "audit.html").read_text()
+    assert html.count("data:image/png;base64,") == 6 and "<script" not in html
+    clusters = pd.read_csv(out / "clusters.csv")
+    assert len(clusters) == sum(len(r["clusters"]) for r in audit["classes"].values())
+    assert len(pd.read_csv(out / "members.csv")) == 80
+
+
+def test_kill_then_resume_is_the_same_run(reference_audit, audit_phantom, audit_checkpoint, tmp_path):
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "chexplain.cli", *audit_args(audit_phantom, audit_checkpoint, out)]
+    same_threads = dict(os.environ, OMP_NUM_THREADS=str(torch.get_num_threads()))  # same floats
+    proc = subprocess.Popen(cmd, env=same_threads, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 180
+    while not (out / "store" / "shard-00001.npz").is_file():
+        assert proc.poll() is None and time.time() < deadline, proc.stderr.read().decode()[-2000:]
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = sorted(p.name for p in (out / "store").glob("shard-*.npz"))
+    assert 2 <= len(done) < 5 and not (out / "audit.json").exists()
+    assert main(audit_args(audit_phantom, audit_checkpoint, out)) == 2  # refused without --resume
+    assert main(audit_args(audit_phantom, audit_checkpoint, out, "--resume")) == 0
+    ref, got = _files(reference_audit), _files(out)
+    got = {k: v for k, v in got.items() if not k.split("/")[-1].startswith(".")}
+    assert sorted(got) == sorted(ref)
+    for name in ref:
+        assert got[name] == ref[name], name
+
+
+def test_resume_with_other_options_is_refused(reference_audit, audit_phantom, audit_checkpoint, capsys):
+    args = audit_args(audit_phantom, audit_checkpoint, reference_audit, "--resume", "--method",
+                      "lrp-epsilon")
+    assert main(args) == 2
+    assert "--resume: method differs" in capsys.readouterr().err
+    assert main(audit_args(audit_phantom, audit_checkpoint, reference_audit.parent / "x",
+                           "--classes", "Edema,Nonsense")) == 2
+    assert "unknown class 'Nonsense'" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not torch.distributed.is_available() or
+                    not torch.distributed.is_gloo_available(), reason="no gloo backend")
+def test_torchrun_two_ranks_same_index(reference_audit, audit_phantom, audit_checkpoint, tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "chexplain.cli", *audit_args(audit_phantom, audit_checkpoint, out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=ENV)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert proc.stdout.count("audit of 40 image(s)") == 1  # rank 0 alone reports
+    a = pd.read_csv(reference_audit / "store" / "index.csv").sort_values(["image", "class"])
+    b = pd.read_csv(out / "store" / "index.csv").sort_values(["image", "class"])
+    assert a.drop(columns="logit").equals(b.drop(columns="logit")) or \
+        a.drop(columns=["logit", "probability"]).reset_index(drop=True).equals(
+            b.drop(columns=["logit", "probability"]).reset_index(drop=True))
+    assert np.allclose(a["logit"], b["logit"], rtol=1e-5, atol=1e-6)
+    for k in range(5):  # each rank wrote its shards (0, 2, 4 and 1, 3): the same maps
+        with np.load(reference_audit / "store" / f"shard-{k:05d}.npz") as x, \
+                np.load(out / "store" / f"shard-{k:05d}.npz") as y:
+            assert np.allclose(x["maps32"], y["maps32"], rtol=1e-4, atol=1e-6)
