@@ -136,6 +136,8 @@ class Rule:
     """A relevance rule for linear layers."""
 
     name = "rule"
+    #: whether the rule reads ``layer.bias`` (False: it takes the bias from z only)
+    uses_bias = True
 
     def prepare(self, layer: LinearOp, x: Tensor, z: Tensor, nonnegative: bool = False) -> tuple:
         """What does not depend on R (once per layer); ``nonnegative``: x ≥ 0 is known."""
@@ -164,6 +166,7 @@ class Epsilon(Rule):
 
     epsilon: float = 1e-6
     name = "epsilon"
+    uses_bias = False
 
     def prepare(self, layer, x, z, nonnegative=False):
         return (inverse(z, self.epsilon),)
@@ -302,6 +305,7 @@ class ZPlus(Rule):
 
     stabilizer: float = 1e-6
     name = "z-plus"
+    uses_bias = False
 
     def prepare(self, layer, x, z, nonnegative=False):
         wp, wn = layer.signed_weights()
@@ -324,6 +328,7 @@ class WSquare(Rule):
 
     stabilizer: float = 1e-6
     name = "w-square"
+    uses_bias = False
 
     def _weight(self, w: Tensor) -> Tensor:
         return w * w
@@ -368,6 +373,7 @@ class ZBox(Rule):
     high: object = None
     stabilizer: float = 1e-6
     name = "z-box"
+    uses_bias = False
 
     def __post_init__(self) -> None:
         if self.low is None or self.high is None:
