@@ -16,6 +16,15 @@ Every rule is linear in R: ``prepare`` computes what does not depend on R (modif
 the engine can process targets in chunks without repeating the forwards.
 
 stab(z) = z + ε·sign(z), with sign(0) = +1 (the convention of Bach et al. 2015 Eq. 58).
+Stabilisers: LRP-ε's ε is a parameter of the method; in every other rule ε (``stabilizer``)
+only keeps denominators away from zero: 1e-12 for LRP-0 (so it is Eq. 56, not LRP-ε with a
+small ε), 1e-6 for γ, αβ, z⁺, w², flat and z^B (as in Zennit, whose denominators are sums of
+same-signed terms, where ε matters only when they vanish).
+
+Empty sides (αβ, z⁺): where a neuron has no positive (negative) contributions the literal
+formula gives that side nothing (its numerators are zero), as in Bach et al. 2015 Eq. 60, the
+LRP Toolbox, Zennit and iNNvestigate; ``empty="conserve"`` instead sends all of R_j through
+the other side, which keeps the rule conservative (chexplain's earlier default).
 """
 
 from __future__ import annotations
@@ -29,6 +38,14 @@ from ..errors import ChexplainError
 from .ops import ConvOp, DenseOp, LinearOp
 
 Tensor = torch.Tensor
+#: LRP-0's default stabiliser: only a guard against division by zero
+LRP0_STABILIZER = 1e-12
+EMPTY_MODES = ("literal", "conserve")
+
+
+def _check_empty(rule: str, empty: str) -> None:
+    if empty not in EMPTY_MODES:
+        raise ChexplainError(f"{rule}: empty must be 'literal' (Bach et al. 2015 Eq. 60) or 'conserve', got {empty!r}")
 
 
 def inverse(z: Tensor, epsilon: float, mask: Optional[Tensor] = None) -> Tensor:
@@ -176,11 +193,12 @@ class Epsilon(Rule):
 
 
 class Z(Epsilon):
-    """LRP-0 (Bach et al. 2015, Eq. 56): LRP-ε with ε only a stabiliser."""
+    """LRP-0 (Bach et al. 2015, Eq. 56): R_i = Σ_j x_i w_ij / z_j · R_j; the stabiliser (default
+    1e-12) only prevents division by zero."""
 
     name = "z"
 
-    def __init__(self, stabilizer: float = 1e-6) -> None:
+    def __init__(self, stabilizer: float = LRP0_STABILIZER) -> None:
         super().__init__(epsilon=stabilizer)
 
 
@@ -239,25 +257,29 @@ class AlphaBeta(Rule):
 
     R_i = Σ_j (α z_ij⁺ / z_j⁺ − β z_ij⁻ / z_j⁻) R_j with z_ij = x_i w_ij split by the sign of the
     product (x⁺w⁺ + x⁻w⁻ positive, x⁺w⁻ + x⁻w⁺ negative) and the bias parts b⁺, b⁻ in the
-    matching denominators. A neuron without negative (positive) contributions passes all its
-    relevance through the positive (negative) ones, so the rule stays conservative.
+    matching denominators; stab(·) with ``stabilizer`` (1e-6) guards them against zero.
+    ``empty``: "literal" (default, Eq. 60 as written: an empty side contributes nothing, so a
+    neuron without negative contributions passes α R_j, one without positive ones −β R_j) or
+    "conserve" (all of R_j goes through the non-empty side, so the rule stays conservative).
     """
 
     alpha: float = 2.0
     beta: float = 1.0
     stabilizer: float = 1e-6
+    empty: str = "literal"
     name = "alpha-beta"
 
     def __post_init__(self) -> None:
         if self.beta < 0 or abs(self.alpha - self.beta - 1) > 1e-12:
             raise ChexplainError(
                 f"LRP-alpha-beta needs alpha - beta = 1 and beta >= 0, got alpha={self.alpha}, beta={self.beta}")
+        _check_empty("LRP-alpha-beta", self.empty)
 
     def _parts(self, layer: LinearOp, x: Tensor, nonnegative: bool, need_negative: bool) -> tuple:
         wp, wn = layer.signed_weights()
         xp, xn = _split(x, nonnegative)
         z_pos = _z(layer, xp, xn, wp, wn, _pos(layer.bias))  # ≥ 0: positive products and b⁺
-        empty_pos = bool(z_pos.amin() == 0)
+        empty_pos = self.empty == "conserve" and bool(z_pos.amin() == 0)
         z_neg = _z(layer, xp, xn, wn, wp, _neg(layer.bias)) if need_negative or empty_pos else None  # ≤ 0
         return xp, xn, wp, wn, z_pos, z_neg, empty_pos
 
@@ -271,12 +293,11 @@ class AlphaBeta(Rule):
         return z, self._state(layer, *parts)
 
     def _state(self, layer, xp, xn, wp, wn, z_pos, z_neg, empty_pos) -> tuple:
-        # Where one side is empty (z_j⁺ = 0 or z_j⁻ = 0) Eq. 60 is 0/0; the limit that keeps the
-        # rule conservative gives the whole R_j to the other side.
-        if z_neg is None:  # β = 0 and no empty positive side
+        if z_neg is None or (self.beta == 0 and self.empty == "literal"):  # α1β0: the positive side only
             return xp, xn, wp, wn, _inverse_signed(z_pos, self.stabilizer, 1.0).mul_(self.alpha), None, None
         alpha = beta = None
-        if empty_pos or bool(z_neg.amax() == 0):
+        if self.empty == "conserve" and (empty_pos or bool(z_neg.amax() == 0)):
+            # Eq. 60 where one side is empty, in the limit that keeps the rule conservative
             empty_neg, empty_pos = z_neg == 0, z_pos == 0
             alpha = torch.full_like(z_pos, self.alpha).masked_fill_(empty_neg, 1.0).masked_fill_(empty_pos, 0.0)
             beta = torch.full_like(z_neg, self.beta).masked_fill_(empty_neg, 0.0).masked_fill_(empty_pos, -1.0)
@@ -298,20 +319,25 @@ class AlphaBeta(Rule):
 class ZPlus(Rule):
     """z⁺ (Montavon et al. 2017, Deep Taylor decomposition, Eq. 10): R_i = Σ_j z_ij⁺ / Σ_i z_ij⁺ R_j.
 
-    z_ij⁺ = x_i⁺ w_ij⁺ + x_i⁻ w_ij⁻ (the positive products); biases are ignored. A neuron
-    without positive contributions (e.g. a negative logit) passes its relevance through its
-    negative ones, so the rule stays conservative.
+    z_ij⁺ = x_i⁺ w_ij⁺ + x_i⁻ w_ij⁻ (the positive products); biases are ignored; stab(·) with
+    ``stabilizer`` (1e-6) guards the denominator. ``empty``: "literal" (default: a neuron
+    without positive contributions, e.g. a negative logit, passes nothing) or "conserve" (it
+    passes its relevance through its negative contributions instead).
     """
 
     stabilizer: float = 1e-6
+    empty: str = "literal"
     name = "z-plus"
     uses_bias = False
+
+    def __post_init__(self) -> None:
+        _check_empty("z-plus", self.empty)
 
     def prepare(self, layer, x, z, nonnegative=False):
         wp, wn = layer.signed_weights()
         xp, xn = _split(x, nonnegative)
         z_pos = _z(layer, xp, xn, wp, wn, None)  # ≥ 0
-        if not bool(z_pos.amin() == 0):
+        if self.empty == "literal" or not bool(z_pos.amin() == 0):
             return xp, xn, wp, wn, _inverse_signed(z_pos, self.stabilizer, 1.0), None, None
         empty = z_pos == 0
         inv_e = _inverse_signed(_z(layer, xp, xn, wn, wp, None), self.stabilizer, -1.0).mul_(empty)
