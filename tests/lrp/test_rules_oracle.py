@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 
 import chexplain
-from chexplain.lrp import rules
+from chexplain.lrp import make_composite, rules
 from chexplain.lrp.graph import trace
 
 from .oracle import dense_matrix, lrp_oracle, sequential_oracle
@@ -186,7 +186,7 @@ def test_alpha2beta1_literal_differs_from_the_conservative_fallback():
     """Sum pooling after a ReLU has no negative contributions: Eq. 60 passes α·R_j = 2 R_j there,
     the fallback R_j, so the totals differ by a factor 2 per pooling layer (here two: 4)."""
     torch.manual_seed(22)
-    model = nn.Sequential(nn.ReLU(), sum_pool(2), nn.ReLU(), sum_pool(2), nn.Flatten(), nn.Linear(8, 3)).double()
+    model = nn.Sequential(nn.ReLU(), sum_pool(2), nn.ReLU(), sum_pool(2), nn.Flatten(), nn.Linear(8, 3)).double().eval()
     with torch.no_grad():
         model[5].weight.abs_()
         model[5].bias.zero_()
@@ -197,3 +197,15 @@ def test_alpha2beta1_literal_differs_from_the_conservative_fallback():
     # the top layer has positive weights and inputs: α R passes there too (a third factor 2)
     torch.testing.assert_close(literal.flatten(1).sum(1), 8 * logit, rtol=1e-10, atol=0)
     torch.testing.assert_close(conserve.flatten(1).sum(1), logit, rtol=1e-10, atol=0)
+
+
+def test_empty_option_is_validated():
+    from chexplain.errors import ChexplainError
+
+    with pytest.raises(ChexplainError, match="empty must be 'literal'"):
+        make_composite("lrp-zplus", empty="bogus")
+    with pytest.raises(ChexplainError, match="empty must be 'literal'"):
+        rules.AlphaBeta(2.0, 1.0, empty="conservative")
+    comp = make_composite("epsilon-alpha2beta1-flat", empty="conserve")
+    assert comp.layer_map["conv"].empty == "conserve" and rules.ZPlus().empty == "literal"
+    assert rules.Z().epsilon == 1e-12 and make_composite("lrp-z").stabilizer == 1e-12
