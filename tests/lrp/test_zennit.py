@@ -54,7 +54,8 @@ NETS = {
 
 def _zennit_composite(case, canonizer):
     rule, first, _ = CASES[case]
-    base = [(Activation, Pass()), (Sum, Norm()), (AvgPool, Norm())]
+    tiny = 1e-12 if case == "lrp-0" else 1e-6  # lrp-z's proportional rules only guard against 0 too
+    base = [(Activation, Pass()), (Sum, Norm(tiny)), (AvgPool, Norm(tiny))]
     if case == "epsilon-plus-flat":
         layer_map = base + [(Convolution, ZPlus(zero_params="bias")), (torch.nn.Linear, Epsilon())]
     elif case == "epsilon-gamma-box":
