@@ -22,7 +22,7 @@ from .canonize import canonize
 from .composites import Composite, make_composite
 from .graph import Graph, Node, trace
 from .report import ConservationReport, LayerRelevance
-from .rules import inverse
+from .rule_parts import inverse
 
 Tensor = torch.Tensor
 #: On CPU, targets are processed in chunks whose largest relevance tensor has about this size.
