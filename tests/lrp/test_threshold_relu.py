@@ -91,16 +91,15 @@ def test_off_units_pass_no_relevance_to_their_input():
         assert bool(torch.isfinite(res.relevance).all())
     res = chexplain.LRP(model, "lrp-z", stabilizer=TINY).explain(x, target=0, report=True)
     conv = next(r for r in res.report.layers if r.path == "2")
-    # LRP-0 at the conv: it absorbs Σ_j (W'·((1 − m) ⊙ t) + b')_j / z_j · R_j, its whole bias share
-    lrp = chexplain.LRP(model, "lrp-z", stabilizer=TINY)
-    graph = lrp.canonized(x)
-    node = next(n for n in graph.nodes if n.path == "2" and isinstance(n.op, ops.LinearOp))
-    values = _forward(graph, x)
-    bias = node.op.effective_bias(values[node.inputs[1]])
-    z = values[node.name]
+    # LRP-0 at the conv: it absorbs Σ_j B_j / z_j · R_j for its whole bias B = z − W'(m ⊙ x), W' = W·a:
+    # its own bias, the BatchNorm shift and the off units' constant, from the original model
+    bn, conv_layer = model[0], model[2]
+    a = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach().view(1, -1, 1, 1)
+    with torch.no_grad():
+        z = conv_layer(model[1](bn(x)))
+        B = z - torch.nn.functional.conv2d(a * x * (bn(x) > 0), conv_layer.weight, None, padding=1)
     rel_at_z = _relevance_at(model, x, 0)  # LRP-0: R_j = z_j ∂f/∂z_j
-    torch.testing.assert_close(conv.absorbed[:, 0], (bias * rel_at_z / z).flatten(1).sum(1), rtol=1e-8, atol=1e-10)
-
+    torch.testing.assert_close(conv.absorbed[:, 0], (B * rel_at_z / z).flatten(1).sum(1), rtol=1e-8, atol=1e-10)
 
 def _relevance_at(model, x, target):
     """z_j ∂f_target/∂z_j at the conv's output (LRP-0 on the layers above is gradient × input)."""
