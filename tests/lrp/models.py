@@ -99,3 +99,25 @@ def small_densenet(num_classes: int = 6) -> nn.Module:
     """A torchvision DenseNet with few layers (same code path as densenet121, faster)."""
     return torchvision.models.DenseNet(growth_rate=8, block_config=(2, 2, 2), num_init_features=16,
                                        num_classes=num_classes)
+
+
+def calibrated_batchnorm(model: nn.Module, shape: tuple[int, ...], seed: int = 0) -> nn.Module:
+    """A trained-looking float64 model: BatchNorm scales U[0.5, 1.5], shifts N(0, 0.5), running
+    statistics set by one train-mode forward on random inputs of ``shape`` (then eval mode)."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.5)
+            m.momentum = 1.0  # the running statistics become this batch's
+    model.double().train()
+    with torch.no_grad():
+        model(torch.randn(8, *shape, generator=g, dtype=torch.float64))
+    return model.eval()
+
+
+def one_block(channels: int = 3, size: int = 8, classes: int = 3) -> nn.Module:
+    """BN → ReLU → conv (zero padding) → linear: the BatchNorm can only be pushed forward through
+    the ReLU, so the threshold ReLU's off units see the network's input directly."""
+    return nn.Sequential(nn.BatchNorm2d(channels), nn.ReLU(), nn.Conv2d(channels, 4, 3, padding=1), nn.Flatten(),
+                         nn.Linear(4 * size * size, classes))

@@ -25,8 +25,9 @@ def dense_matrix(fn, in_shape) -> torch.Tensor:
 def lrp_oracle(rule: str, W: torch.Tensor, b: torch.Tensor, x: torch.Tensor, R: torch.Tensor, *,
                eps: float = 1e-6, gamma: float = 0.25, alpha: float = 2.0, beta: float = 1.0,
                low: torch.Tensor | None = None, high: torch.Tensor | None = None,
-               connectivity: torch.Tensor | None = None) -> torch.Tensor:
-    """R_i for one sample: W (J, I), b (J,), x (I,), R (J,) → (I,)."""
+               connectivity: torch.Tensor | None = None, empty: str = "literal") -> torch.Tensor:
+    """R_i for one sample: W (J, I), b (J,), x (I,), R (J,) → (I,). ``empty`` (αβ, z⁺): "literal"
+    (Eq. 60 as written) or "conserve" (an empty side passes all of R_j through the other)."""
     zij = x[:, None] * W.T  # (I, J): z_ij = x_i w_ij
     zj = zij.sum(0) + b
     if rule in ("z", "epsilon"):
@@ -34,13 +35,17 @@ def lrp_oracle(rule: str, W: torch.Tensor, b: torch.Tensor, x: torch.Tensor, R: 
     if rule == "alphabeta":
         zp, zn = zij.clamp(min=0), zij.clamp(max=0)
         sp, sn = zp.sum(0) + b.clamp(min=0), zn.sum(0) + b.clamp(max=0)
-        # one side empty: all of R_j goes through the other side (conservative limit of Eq. 60)
-        a = torch.where(sn == 0, 1.0, alpha).double().masked_fill(sp == 0, 0.0)
-        c = torch.where(sn == 0, 0.0, beta).double().masked_fill(sp == 0, -1.0)
+        a = torch.full_like(sp, alpha)
+        c = torch.full_like(sn, beta)
+        if empty == "conserve":  # one side empty: all of R_j goes through the other side
+            a = torch.where(sn == 0, 1.0, alpha).double().masked_fill(sp == 0, 0.0)
+            c = torch.where(sn == 0, 0.0, beta).double().masked_fill(sp == 0, -1.0)
         return (a * zp / stab(sp, eps)[None, :] * R[None, :] - c * zn / stab(sn, eps)[None, :] * R[None, :]).sum(1)
     if rule == "zplus":
         zp, zn = zij.clamp(min=0), zij.clamp(max=0)
-        q = torch.where(zp.sum(0)[None, :] == 0, zn, zp)  # no positive part: the negative one
+        q = zp
+        if empty == "conserve":
+            q = torch.where(zp.sum(0)[None, :] == 0, zn, zp)  # no positive part: the negative one
         return (q / stab(q.sum(0), eps)[None, :] * R[None, :]).sum(1)
     if rule == "gamma":
         out = torch.zeros_like(x)
@@ -65,3 +70,42 @@ def lrp_oracle(rule: str, W: torch.Tensor, b: torch.Tensor, x: torch.Tensor, R: 
         q = x[:, None] * W.T - low[:, None] * W.T.clamp(min=0) - high[:, None] * W.T.clamp(max=0)
         return (q / stab(q.sum(0), eps)[None, :] * R[None, :]).sum(1)
     raise ValueError(rule)
+
+
+def sequential_oracle(layers, x: torch.Tensor, R: torch.Tensor, rule_of) -> torch.Tensor:
+    """LRP through an ``nn.Sequential`` of Linear / Conv2d (any groups: a sum pooling is a
+    depthwise conv with unit weights) / ReLU / Flatten layers for one sample x (*in), applying
+    the per-neuron formula of :func:`lrp_oracle` at every linear layer; ``R``: the output
+    relevance (J,); ``rule_of(k, is_first) -> (rule name, kwargs)`` for the k-th linear layer."""
+    import torch.nn as nn
+
+    acts, shapes, v = [], [], x
+    with torch.no_grad():
+        for layer in layers:  # the forward, keeping every layer's input
+            acts.append(v.reshape(-1))
+            shapes.append(v.shape)
+            v = layer(v.unsqueeze(0))[0]
+    linear = [i for i, layer in enumerate(layers) if isinstance(layer, (nn.Linear, nn.Conv2d))]
+    for i in reversed(range(len(layers))):
+        layer = layers[i]
+        if isinstance(layer, (nn.ReLU, nn.Flatten)):
+            continue  # relevance passes (a ReLU), or only its shape changes (flatten: same order)
+        with torch.no_grad():  # the layer's matrix from one forward of the basis vectors, no bias
+            basis = torch.eye(acts[i].numel(), dtype=torch.float64).reshape(-1, *shapes[i])
+            cols = basis @ layer.weight.T if isinstance(layer, nn.Linear) else \
+                layer._conv_forward(basis, layer.weight, None)
+            W = cols.reshape(basis.shape[0], -1).T
+        out_shape = layer(torch.zeros(shapes[i], dtype=torch.float64).unsqueeze(0))[0].shape
+        b = torch.zeros(W.shape[0], dtype=torch.float64) if layer.bias is None else \
+            layer.bias.detach().view(-1, *([1] * (len(out_shape) - 1))).expand(out_shape).reshape(-1)
+        name, kwargs = rule_of(linear.index(i), i == linear[0])
+        kwargs = dict(kwargs)
+        if name == "flat":
+            kwargs["connectivity"] = (W != 0).double()
+        if name == "zbox":
+            kwargs["low"] = torch.full_like(acts[i], kwargs["low"])
+            kwargs["high"] = torch.full_like(acts[i], kwargs["high"])
+        if name in ("zbox", "zplus", "wsquare", "flat"):
+            b = torch.zeros_like(b)  # biases ignored (Montavon et al. 2017)
+        R = lrp_oracle(name, W, b, acts[i], R, **kwargs)
+    return R.reshape(x.shape)

@@ -43,7 +43,11 @@ def test_densenet_threshold_relu():
     conv1 = by_path["features.denseblock1.denselayer1.conv1"].op
     assert conv1.bias.shape == (128,)  # 1×1 convolution without padding: a constant bias
     kinds = [type(n.op).__name__ for n in graph.nodes if n.path.endswith("denselayer1.relu1")]
-    assert kinds == ["ThresholdReLUOp"] * 4
+    assert kinds == ["ThresholdReLUOp", "OffStateOp"] * 4  # the gate, and its off-state constant
+    node = by_path["features.denseblock1.denselayer1.conv1"]
+    assert [type(graph.by_name[i].op).__name__ for i in node.inputs] == ["ThresholdReLUOp", "OffStateOp"]
+    head = next(n for n in graph.nodes if n.path == "classifier")  # norm5 → relu → pool → flatten → linear
+    assert [graph.by_name[i].kind for i in head.inputs] == ["reshape", "reshape"]
     assert "features.norm5" not in by_path and "features.denseblock1.denselayer1.norm2" not in by_path
 
 

@@ -14,9 +14,11 @@ TINY = 1e-12
 CONSERVATIVE = {
     "z": rules.Z(TINY),
     "epsilon->0": rules.Epsilon(TINY),
-    "alpha1beta0": rules.AlphaBeta(1.0, 0.0, TINY),
-    "alpha2beta1": rules.AlphaBeta(2.0, 1.0, TINY),
-    "zplus": rules.ZPlus(TINY),
+    # αβ and z⁺ with the conservative fallback for empty sides (empty="conserve"); Eq. 60 as
+    # written, the default, passes α·R_j (or nothing) where one side is empty
+    "alpha1beta0": rules.AlphaBeta(1.0, 0.0, TINY, "conserve"),
+    "alpha2beta1": rules.AlphaBeta(2.0, 1.0, TINY, "conserve"),
+    "zplus": rules.ZPlus(TINY, "conserve"),
     "wsquare": rules.WSquare(TINY),
     "flat": rules.Flat(TINY),
     "gamma": rules.Gamma(0.25, TINY),

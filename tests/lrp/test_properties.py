@@ -11,8 +11,9 @@ from chexplain.lrp import rules
 from chexplain.lrp.composites import Composite
 
 TINY = 1e-12
-RULES = [rules.Z(TINY), rules.AlphaBeta(1.0, 0.0, TINY), rules.AlphaBeta(2.0, 1.0, TINY), rules.ZPlus(TINY),
-         rules.Gamma(0.5, TINY)]
+# αβ and z⁺ conserve with the fallback for empty sides; Eq. 60 as written (the default) does not
+RULES = [rules.Z(TINY), rules.AlphaBeta(1.0, 0.0, TINY, "conserve"), rules.AlphaBeta(2.0, 1.0, TINY, "conserve"),
+         rules.ZPlus(TINY, "conserve"), rules.Gamma(0.5, TINY)]
 
 
 @st.composite

@@ -1,4 +1,7 @@
-"""Zennit (test-only oracle) agrees on vgg16_bn and resnet18 with its canonizers (≤ 1e-5 relative).
+"""Zennit (test-only oracle) agrees on vgg16_bn, resnet18 and resnet50 with its canonizers
+(≤ 1e-5 relative) for every rule both libraries have: LRP-0 (Zennit's ε with ε = 1e-12), ε, z⁺,
+αβ (Zennit applies Eq. 60 literally, chexplain's default), γ, w², flat and z^B. Zennit 1.0.0
+needs Python ≥ 3.11.11 and does not install here, so the oracle is Zennit 0.5.1.
 
 Zennit 0.5.1's BatchNorm merge leaves ``eps`` in the BatchNorm it turns into an identity, which
 then scales by (1 + eps)^-1/2 (about 5e-6 per layer); the models here use eps = 0 so that
@@ -29,6 +32,7 @@ from .models import randomize_batchnorm  # noqa: E402
 LOW, HIGH = -2.5, 2.8
 # name -> (zennit rule for all linear layers, zennit first-layer rule, chexplain composite)
 CASES = {
+    "lrp-0": (lambda: Epsilon(1e-12), None, "lrp-z"),
     "epsilon": (lambda: Epsilon(0.25), None, Composite({"dense": rules.Epsilon(0.25), "conv": rules.Epsilon(0.25)})),
     "zplus": (lambda: ZPlus(zero_params="bias"), None, Composite({"dense": rules.ZPlus(), "conv": rules.ZPlus()})),
     "alpha1beta0": (lambda: AlphaBeta(1.0, 0.0), None,
@@ -44,12 +48,14 @@ CASES = {
 NETS = {
     "vgg16_bn": (lambda: torchvision.models.vgg16_bn(weights=None, num_classes=10), VGGCanonizer, (3, 32, 32)),
     "resnet18": (lambda: torchvision.models.resnet18(weights=None, num_classes=10), ResNetCanonizer, (3, 40, 40)),
+    "resnet50": (lambda: torchvision.models.resnet50(weights=None, num_classes=10), ResNetCanonizer, (3, 32, 32)),
 }
 
 
 def _zennit_composite(case, canonizer):
     rule, first, _ = CASES[case]
-    base = [(Activation, Pass()), (Sum, Norm()), (AvgPool, Norm())]
+    tiny = 1e-12 if case == "lrp-0" else 1e-6  # lrp-z's proportional rules only guard against 0 too
+    base = [(Activation, Pass()), (Sum, Norm(tiny)), (AvgPool, Norm(tiny))]
     if case == "epsilon-plus-flat":
         layer_map = base + [(Convolution, ZPlus(zero_params="bias")), (torch.nn.Linear, Epsilon())]
     elif case == "epsilon-gamma-box":
@@ -66,6 +72,8 @@ def _ours(case):
         return "epsilon-plus-flat", {}
     if case == "epsilon-gamma-box":
         return "epsilon-gamma-box", {"low": LOW, "high": HIGH}
+    if case == "lrp-0":
+        return "lrp-z", {}
     return CASES[case][2], {}
 
 

@@ -6,7 +6,12 @@
    is pushed forward into it. The ReLU becomes the threshold ReLU T with BN(T(x)) = ReLU(BN(x))
    (A. Binder, "Notes on canonization for ResNets and DenseNets", 2020; Motzkus et al., ICIP
    2022); with zero padding the merged shift of a convolution varies near the border, so the
-   bias becomes a (C_out, H, W) tensor.
+   bias becomes a (C_out, H, W) tensor. T(x) = m ⊙ x + (1 − m) ⊙ t is split: the gated signal
+   m ⊙ x carries relevance, the off units' constant (1 − m) ⊙ t travels on a side branch
+   (:class:`~chexplain.lrp.ops.OffStateOp`, through copies of the pools and reshapes) into the
+   layer, which adds W'·((1 − m) ⊙ t) to its bias. Without that split the off units would
+   pass the relevance of their constant down to inputs the network ignores there (which blew
+   LRP-0 and LRP-ε up by 1e30 and more on DenseNets with non-zero BatchNorm shifts).
 
 Everything is computed in float64 on a copy of the traced graph; the result reproduces the
 original outputs (checked in the tests at rtol 1e-5).
@@ -132,8 +137,27 @@ def _push_into_consumer(g: Graph, bn: Node, shapes: dict[str, torch.Size]) -> bo
     if relu is not None:
         threshold = torch.where(a == 0, torch.zeros_like(c), -c / torch.where(a == 0, torch.ones_like(a), a))
         relu.op = ops.ThresholdReLUOp(a, c, threshold)
+        consumer.inputs = [cur.name, _off_state_branch(g, bn, relu, chain)]
     _remove(g, bn, bn.inputs[0])
     return True
+
+
+def _off_state_branch(g: Graph, bn: Node, relu: Node, chain: list[Node]) -> str:
+    """Add the nodes that carry the threshold ReLU's off-state constant (1 − m) ⊙ t through
+    the same pools and reshapes to the consumer (which adds it to its bias); returns the last."""
+    def add(after: Node, op: ops.Op, inputs: list[str]) -> Node:
+        name = f"{after.name}_off"
+        while name in g.by_name:
+            name += "_"
+        node = Node(name, op, inputs, after.path)
+        g.nodes.insert(g.nodes.index(after) + 1, node)
+        g.by_name[name] = node
+        return node
+
+    last = add(relu, ops.OffStateOp(relu.op), [bn.name])
+    for node in chain:
+        last = add(node, node.op, [last.name, *node.inputs[1:]])
+    return last.name
 
 
 def _merge_affine_into(layer: ops.LinearOp, a: torch.Tensor, c: torch.Tensor, in_shape: torch.Size,

@@ -5,6 +5,10 @@ path (fnmatch patterns), whether it is the first linear layer (the input layer),
 type ("dense", "conv", "affine"). Presets follow the literature: Bach et al. 2015 (z, ε, αβ),
 Montavon et al. 2017 (Deep Taylor: z⁺ with z^B or w² at the input) and Kohlbrenner et al.
 2020 (ε at the top, z⁺/γ/αβ in convolutions, flat or z^B at the input).
+
+Presets with αβ or z⁺ take ``empty="literal"`` (Eq. 60 as written, the default of the
+reference implementations) or ``empty="conserve"`` (an empty side passes all of R_j through the
+other one); see :mod:`chexplain.lrp.rules`.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..errors import ChexplainError
-from .rules import AlphaBeta, Epsilon, Flat, Gamma, Rule, WSquare, Z, ZBox, ZPlus
+from .rules import LRP0_STABILIZER, AlphaBeta, Epsilon, Flat, Gamma, Rule, WSquare, Z, ZBox, ZPlus
 
 
 @dataclass
@@ -57,8 +61,9 @@ def _common(rule_dense: Rule, rule_conv: Rule, first: Rule | None, stabilizer: f
                      maxpool, stabilizer)
 
 
-def lrp_z(stabilizer: float = 1e-6, maxpool: str = "wta") -> Composite:
-    """LRP-0 everywhere (Bach et al. 2015, Eq. 56)."""
+def lrp_z(stabilizer: float = LRP0_STABILIZER, maxpool: str = "wta") -> Composite:
+    """LRP-0 everywhere (Bach et al. 2015, Eq. 56); ``stabilizer`` (1e-12) only prevents division by zero,
+    here and in the proportional rules."""
     return _common(Z(stabilizer), Z(stabilizer), None, stabilizer, maxpool)
 
 
@@ -67,39 +72,43 @@ def lrp_epsilon(epsilon: float = 1e-6, stabilizer: float = 1e-6, maxpool: str = 
     return _common(Epsilon(epsilon), Epsilon(epsilon), None, stabilizer, maxpool)
 
 
-def lrp_alphabeta(alpha: float = 2.0, beta: float = 1.0, stabilizer: float = 1e-6, maxpool: str = "wta") -> Composite:
+def lrp_alphabeta(alpha: float = 2.0, beta: float = 1.0, stabilizer: float = 1e-6, maxpool: str = "wta",
+                  empty: str = "literal") -> Composite:
     """LRP-αβ everywhere (Bach et al. 2015, Eq. 60)."""
-    rule = AlphaBeta(alpha, beta, stabilizer)
+    rule = AlphaBeta(alpha, beta, stabilizer, empty)
     return _common(rule, rule, None, stabilizer, maxpool)
 
 
-def lrp_alpha1beta0(stabilizer: float = 1e-6, maxpool: str = "wta") -> Composite:
+def lrp_alpha1beta0(stabilizer: float = 1e-6, maxpool: str = "wta", empty: str = "literal") -> Composite:
     """LRP-α1β0 everywhere (Bach et al. 2015, Eq. 60 with α = 1, β = 0)."""
-    return lrp_alphabeta(1.0, 0.0, stabilizer, maxpool)
+    return lrp_alphabeta(1.0, 0.0, stabilizer, maxpool, empty)
 
 
-def lrp_zplus(stabilizer: float = 1e-6, maxpool: str = "wta") -> Composite:
+def lrp_zplus(stabilizer: float = 1e-6, maxpool: str = "wta", empty: str = "literal") -> Composite:
     """z⁺ everywhere (Montavon et al. 2017)."""
-    return _common(ZPlus(stabilizer), ZPlus(stabilizer), None, stabilizer, maxpool)
+    return _common(ZPlus(stabilizer, empty), ZPlus(stabilizer, empty), None, stabilizer, maxpool)
 
 
-def dtd(low: Any = None, high: Any = None, stabilizer: float = 1e-6, maxpool: str = "wta") -> Composite:
+def dtd(low: Any = None, high: Any = None, stabilizer: float = 1e-6, maxpool: str = "wta",
+        empty: str = "literal") -> Composite:
     """Deep Taylor decomposition (Montavon et al. 2017): z⁺ on ReLU layers, z^B at the input when
     its bounds ``low``/``high`` are known, w² otherwise."""
     if (low is None) != (high is None):
         raise ChexplainError("dtd needs both input bounds low= and high=, or neither (then w² at the input)")
     first = ZBox(low, high, stabilizer) if low is not None else WSquare(stabilizer)
-    return _common(ZPlus(stabilizer), ZPlus(stabilizer), first, stabilizer, maxpool)
+    return _common(ZPlus(stabilizer, empty), ZPlus(stabilizer, empty), first, stabilizer, maxpool)
 
 
-def epsilon_plus(epsilon: float = 1e-6, stabilizer: float = 1e-6, maxpool: str = "wta") -> Composite:
+def epsilon_plus(epsilon: float = 1e-6, stabilizer: float = 1e-6, maxpool: str = "wta",
+                 empty: str = "literal") -> Composite:
     """ε on dense layers, z⁺ on convolutions (Kohlbrenner et al. 2020)."""
-    return _common(Epsilon(epsilon), ZPlus(stabilizer), None, stabilizer, maxpool)
+    return _common(Epsilon(epsilon), ZPlus(stabilizer, empty), None, stabilizer, maxpool)
 
 
-def epsilon_plus_flat(epsilon: float = 1e-6, stabilizer: float = 1e-6, maxpool: str = "wta") -> Composite:
+def epsilon_plus_flat(epsilon: float = 1e-6, stabilizer: float = 1e-6, maxpool: str = "wta",
+                      empty: str = "literal") -> Composite:
     """ε on dense layers, z⁺ on convolutions, flat at the input (Kohlbrenner et al. 2020)."""
-    return _common(Epsilon(epsilon), ZPlus(stabilizer), Flat(stabilizer), stabilizer, maxpool)
+    return _common(Epsilon(epsilon), ZPlus(stabilizer, empty), Flat(stabilizer), stabilizer, maxpool)
 
 
 def epsilon_gamma_box(low: Any = None, high: Any = None, epsilon: float = 1e-6, gamma: float = 0.25,
@@ -110,14 +119,16 @@ def epsilon_gamma_box(low: Any = None, high: Any = None, epsilon: float = 1e-6, 
     return _common(Epsilon(epsilon), Gamma(gamma, stabilizer), ZBox(low, high, stabilizer), stabilizer, maxpool)
 
 
-def epsilon_alpha2beta1(epsilon: float = 1e-6, stabilizer: float = 1e-6, maxpool: str = "wta") -> Composite:
+def epsilon_alpha2beta1(epsilon: float = 1e-6, stabilizer: float = 1e-6, maxpool: str = "wta",
+                        empty: str = "literal") -> Composite:
     """ε on dense layers, α2β1 on convolutions."""
-    return _common(Epsilon(epsilon), AlphaBeta(2.0, 1.0, stabilizer), None, stabilizer, maxpool)
+    return _common(Epsilon(epsilon), AlphaBeta(2.0, 1.0, stabilizer, empty), None, stabilizer, maxpool)
 
 
-def epsilon_alpha2beta1_flat(epsilon: float = 1e-6, stabilizer: float = 1e-6, maxpool: str = "wta") -> Composite:
+def epsilon_alpha2beta1_flat(epsilon: float = 1e-6, stabilizer: float = 1e-6, maxpool: str = "wta",
+                             empty: str = "literal") -> Composite:
     """ε on dense layers, α2β1 on convolutions, flat at the input (Kohlbrenner et al. 2020)."""
-    return _common(Epsilon(epsilon), AlphaBeta(2.0, 1.0, stabilizer), Flat(stabilizer), stabilizer, maxpool)
+    return _common(Epsilon(epsilon), AlphaBeta(2.0, 1.0, stabilizer, empty), Flat(stabilizer), stabilizer, maxpool)
 
 
 PRESETS: dict[str, Callable[..., Composite]] = {

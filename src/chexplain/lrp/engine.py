@@ -22,7 +22,7 @@ from .canonize import canonize
 from .composites import Composite, make_composite
 from .graph import Graph, Node, trace
 from .report import ConservationReport, LayerRelevance
-from .rules import inverse
+from .rule_parts import inverse
 
 Tensor = torch.Tensor
 #: Input dtypes whose relevance pass runs in float32 (returned in the input's dtype): in half
@@ -153,7 +153,8 @@ class LRP:
         def run(node: Node, inputs: list[Any]) -> Tensor | None:
             if not isinstance(node.op, ops.LinearOp):
                 return None
-            got = self._rule_for(node).forward_prepare(node.op, inputs[0], node.inputs[0] in nonneg)
+            rule = self._rule_for(node)
+            got = rule.forward_prepare(_layer(node, inputs, rule, states), inputs[0], node.inputs[0] in nonneg)
             if got is None:
                 return None
             z, states[node.name] = got
@@ -233,9 +234,10 @@ class LRP:
         extra = [None] * (len(inputs) - 1)
         if isinstance(op, ops.LinearOp):
             rule = self._rule_for(node)
+            layer = _layer(node, inputs, rule, states)
             if node.name not in states:
-                states[node.name] = rule.prepare(op, inputs[0], z, nonnegative=node.inputs[0] in nonneg)
-            return [rule.apply(op, inputs[0], states[node.name], R)], repr(rule)
+                states[node.name] = rule.prepare(layer, inputs[0], z, nonnegative=node.inputs[0] in nonneg)
+            return [rule.apply(layer, inputs[0], states[node.name], R)] + extra, repr(rule)
         if isinstance(op, (ops.ActivationOp, ops.ThresholdReLUOp, ops.IdentityOp)):
             return [R] + extra, None
         if isinstance(op, ops.ReshapeOp):
@@ -264,6 +266,18 @@ class LRP:
         if isinstance(op, ops.MetaOp):
             return [None] * len(inputs), None
         raise AssertionError(f"no relevance rule for {type(op).__name__}")
+
+
+def _layer(node: Node, inputs: list[Any], rule: Any, states: dict[str, Any]) -> ops.LinearOp:
+    """The node's layer as its rule sees it: fed by a threshold ReLU (a second input, the
+    off-state constant), its bias is the per-sample W·off + b (computed once, only for rules
+    that read the bias; the others take z from the forward, which includes it)."""
+    if len(inputs) == 1 or not getattr(rule, "uses_bias", True):
+        return node.op
+    key = f"{node.name}/layer"
+    if key not in states:
+        states[key] = node.op.with_bias(node.op.effective_bias(inputs[1]))
+    return states[key]
 
 
 def _proportional_pool(op: ops.PoolOp, x: Tensor, R: Tensor, inv: Tensor, kept: dict | None) -> Tensor:

@@ -49,8 +49,20 @@ class LinearOp(Op):
             self._memo["w+"], self._memo["w-"] = self.weight.clamp(min=0), self.weight.clamp(max=0)
         return self._memo["w+"], self._memo["w-"]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_with(x, self.weight, self.bias)
+    def forward(self, x: torch.Tensor, off: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """z = W x + b; ``off``: the off-state constant of a threshold ReLU before the layer
+        (:class:`OffStateOp`), an input-dependent part of the bias: z = W (x + off) + b."""
+        return self.forward_with(x if off is None else x + off, self.weight, self.bias)
+
+    def effective_bias(self, off: torch.Tensor) -> torch.Tensor:
+        """The per-sample bias W·off + b (N, *out) that a layer fed by a threshold ReLU has."""
+        return self.forward_with(off, self.weight, self.bias)
+
+    def with_bias(self, bias: Optional[torch.Tensor]) -> "LinearOp":
+        """The same layer (its weight memo kept) with another bias."""
+        new = _shallow_copy(self)
+        new.bias = bias
+        return new
 
     def forward_with(self, x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
         raise NotImplementedError
@@ -64,6 +76,8 @@ class LinearOp(Op):
             return z
         if bias.ndim == 1:
             return z + bias.view(1, -1, *([1] * (z.ndim - 2)))
+        if bias.ndim == z.ndim:  # per sample (N, C_out, *out): see effective_bias
+            return z + bias
         return z + bias.unsqueeze(0)
 
     def with_params(self, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> "LinearOp":
@@ -207,10 +221,16 @@ class ActivationOp(Op):
 
 
 class ThresholdReLUOp(Op):
-    """T(x) = x where scale·x + shift > 0, else the threshold t (Binder 2020).
+    """The gate of a BatchNorm pushed through a ReLU into the next linear layer (Binder 2020).
 
-    ``BN(T(x)) == ReLU(BN(x))`` for the BatchNorm (scale, shift) that precedes the ReLU, which
-    lets that BatchNorm be merged into the following linear layer.
+    With BN(x) = a·x + c, ReLU(BN(x)) = BN(T(x)) for T(x) = x where a·x + c > 0 and the
+    threshold t = −c/a elsewhere (BN(t) = 0). T is split into its two parts: this op outputs
+    the gated signal m ⊙ x (m = 1[a·x + c > 0]), through which relevance flows, and
+    :class:`OffStateOp` the constant (1 − m) ⊙ t of the units that are off, which the next
+    linear layer adds to its bias: z = W'(m ⊙ x) + [W'((1 − m) ⊙ t) + b'] (W', b': the merged
+    layer). So the off units hold no relevance of their own: what their constant contributes
+    to z_j is absorbed like a bias, and the original network's inputs at those positions,
+    which it ignores, get none.
     """
 
     kind = "activation"
@@ -218,26 +238,44 @@ class ThresholdReLUOp(Op):
 
     def __init__(self, scale: torch.Tensor, shift: torch.Tensor, threshold: torch.Tensor) -> None:
         self.scale, self.shift, self.threshold = scale, shift, threshold
-        # BN(x) > 0 ⇔ x > t where the scale is positive, x < t where it is negative: T is a max or
-        # a min with t. sign(0) counts as +1 (such channels are zeroed by the merge anyway).
-        self._sign = torch.where(scale < 0, -1.0, 1.0).to(scale.dtype)
-        self._all_positive = bool((self._sign > 0).all())
+
+    def _view(self, t: torch.Tensor, ndim: int) -> torch.Tensor:
+        return t.view(1, -1, *([1] * (ndim - 2)))
+
+    def on(self, x: torch.Tensor) -> torch.Tensor:
+        """The mask m = 1[a·x + c > 0] (the original ReLU's active units)."""
+        return x * self._view(self.scale, x.ndim) + self._view(self.shift, x.ndim) > 0
 
     def forward(self, x):
-        view = (1, -1, *([1] * (x.ndim - 2)))
-        t = self.threshold.view(view)
-        if self._all_positive:
-            return torch.maximum(x, t)
-        s = self._sign.view(view)
-        return s * torch.maximum(s * x, s * t)
+        return x * self.on(x)
+
+    def off_state(self, x: torch.Tensor) -> torch.Tensor:
+        """(1 − m) ⊙ t."""
+        return torch.where(self.on(x), 0.0, self._view(self.threshold, x.ndim).to(x.dtype))
 
     @property
     def nonnegative(self) -> bool:
-        """Whether every output is ≥ 0 (all thresholds ≥ 0 and max-type)."""
-        return self._all_positive and bool((self.threshold >= 0).all())
+        """Whether every output is ≥ 0: on units have x > t ≥ 0 where every scale is positive."""
+        return bool((self.scale > 0).all()) and bool((self.threshold >= 0).all())
 
     def to(self, dtype, device):
         return ThresholdReLUOp(*(t.to(dtype=dtype, device=device) for t in (self.scale, self.shift, self.threshold)))
+
+
+class OffStateOp(Op):
+    """The off-state constant (1 − m) ⊙ t of a :class:`ThresholdReLUOp` (same input): a value
+    that the next linear layer takes as part of its bias; it receives no relevance."""
+
+    kind = "constant"
+
+    def __init__(self, gate: ThresholdReLUOp) -> None:
+        self.gate = gate
+
+    def forward(self, x):
+        return self.gate.off_state(x)
+
+    def to(self, dtype, device):
+        return OffStateOp(self.gate.to(dtype, device))
 
 
 # --------------------------------------------------------------------------- pooling

@@ -16,6 +16,15 @@ Every rule is linear in R: ``prepare`` computes what does not depend on R (modif
 the engine can process targets in chunks without repeating the forwards.
 
 stab(z) = z + ε·sign(z), with sign(0) = +1 (the convention of Bach et al. 2015 Eq. 58).
+Stabilisers: LRP-ε's ε is a parameter of the method; in every other rule ε (``stabilizer``)
+only keeps denominators away from zero: 1e-12 for LRP-0 (so it is Eq. 56, not LRP-ε with a
+small ε), 1e-6 for γ, αβ, z⁺, w², flat and z^B (as in Zennit, whose denominators are sums of
+same-signed terms, where ε matters only when they vanish).
+
+Empty sides (αβ, z⁺): where a neuron has no positive (negative) contributions the literal
+formula gives that side nothing (its numerators are zero), as in Bach et al. 2015 Eq. 60, the
+LRP Toolbox, Zennit and iNNvestigate; ``empty="conserve"`` instead sends all of R_j through
+the other side, which keeps the rule conservative (chexplain's earlier default).
 """
 
 from __future__ import annotations
@@ -26,116 +35,27 @@ from typing import Optional
 import torch
 
 from ..errors import ChexplainError
-from .ops import ConvOp, DenseOp, LinearOp
+from .ops import LinearOp
+from .rule_parts import (back_pair, forward_split, fusable, inverse, inverse_signed, neg_part, pos_part,
+                         scaled, split_sign, vjp, weight_pairs)
 
 Tensor = torch.Tensor
+#: LRP-0's default stabiliser: only a guard against division by zero
+LRP0_STABILIZER = 1e-12
+EMPTY_MODES = ("literal", "conserve")
 
 
-def inverse(z: Tensor, epsilon: float, mask: Optional[Tensor] = None) -> Tensor:
-    """1 / stab(z) (times ``mask``): the per-neuron factor s_j = R_j · inverse_j.
-
-    Computed as 1 / (z + copysign(ε, z)), which differs from stab only at z = −0, where every
-    contribution z_ij is zero, so R_i does not depend on it.
-    """
-    inv = torch.full_like(z, epsilon).copysign_(z).add_(z).reciprocal_()
-    return inv if mask is None else inv.mul_(mask)
-
-
-def _inverse_signed(z: Tensor, epsilon: float, sign: float) -> Tensor:
-    """1 / stab(z) for z of known sign (z ≥ 0 for sign +1, z ≤ 0 for −1), **in place** on a
-    z the caller no longer needs: two passes, not four. At z = 0 it may differ from stab's
-    sign(0) = +1, where only zero contributions meet it."""
-    return z.add_(epsilon * sign).reciprocal_()
-
-
-def _vjp(layer: LinearOp, s: Tensor, weight: Tensor, x_shape: tuple[int, ...]) -> Tensor:
-    n, t = s.shape[:2]
-    g = layer.vjp(s.reshape(n * t, *s.shape[2:]), weight, x_shape)
-    return g.view(n, t, *g.shape[1:])
-
-
-def _scale(R: Tensor, inv: Tensor) -> Tensor:
-    return R * inv.unsqueeze(1)
-
-
-def _split(x: Tensor, nonnegative: bool = False) -> tuple[Tensor, Optional[Tensor]]:
-    """(x⁺, x⁻); x⁻ is None when x has no negative entry (the usual case after a ReLU)."""
-    if not nonnegative and bool((x < 0).any()):
-        return x.clamp(min=0), x.clamp(max=0)
-    return x, None
-
-
-def _z(layer: LinearOp, xp: Tensor, xn: Optional[Tensor], wp: Tensor, wn: Tensor, bias: Optional[Tensor]) -> Tensor:
-    """Σ_i x⁺_i w^(p)_ij + Σ_i x⁻_i w^(n)_ij + b_j."""
-    z = layer.forward_with(xp, wp, bias)
-    if xn is not None:
-        z = z + layer.forward_with(xn, wn, None)
-    return z
-
-
-def _back(layer: LinearOp, xp: Tensor, xn: Optional[Tensor], wp: Tensor, wn: Tensor, s: Tensor) -> Tensor:
-    """x⁺_i (w^(p)ᵀ s)_i + x⁻_i (w^(n)ᵀ s)_i."""
-    r = _vjp(layer, s, wp, xp.shape).mul_(xp.unsqueeze(1))  # in place: no second N·T-sized tensor
-    if xn is not None:
-        r.add_(_vjp(layer, s, wn, xn.shape).mul_(xn.unsqueeze(1)))
-    return r
-
-
-def _fusable(layer: LinearOp) -> bool:
-    """Whether w1ᵀs1 + w2ᵀs2 can be one transposed op on concatenated weights."""
-    return isinstance(layer, DenseOp) or (isinstance(layer, ConvOp) and layer.groups == 1)
-
-
-def _pair(layer: LinearOp, w1: Tensor, w2: Tensor) -> Optional[Tensor]:
-    """[w1; w2] along the output dimension, for :func:`_back2` (None if not fusable)."""
-    return torch.cat([w1, w2], 0) if _fusable(layer) else None
-
-
-def _cat_scaled(R: Tensor, inv1: Tensor, inv2: Tensor) -> Tensor:
-    """cat([R·inv1, R·inv2]) along the output channels, written once in R's layout."""
-    n, t, c = R.shape[:3]
-    if R.ndim > 3 and R.stride(2) == 1 and R.shape[2] > 1:  # channels last: keep it
-        buf = R.new_empty((n, t, *R.shape[3:], 2 * c)).movedim(-1, 2)
-    else:
-        buf = R.new_empty((n, t, 2 * c, *R.shape[3:]))
-    torch.mul(R, inv1.unsqueeze(1), out=buf[:, :, :c])
-    torch.mul(R, inv2.unsqueeze(1), out=buf[:, :, c:])
-    return buf
-
-
-def _back2(layer: LinearOp, xp: Tensor, xn: Optional[Tensor], w1: Tensor, w2: Tensor, inv1: Tensor,
-           inv2: Optional[Tensor], pairs: tuple, R: Tensor) -> Tensor:
-    """_back(w1, w2, R·inv1) + _back(w2, w1, R·inv2), i.e. x⁺ ⊙ (w1ᵀs1 + w2ᵀs2) + x⁻ ⊙ (w2ᵀs1 + w1ᵀs2),
-    with each pair of transposed ops fused into one on concatenated weights ``pairs``."""
-    if inv2 is None:
-        return _back(layer, xp, xn, w1, w2, _scale(R, inv1))
-    p12, p21 = pairs
-    if p12 is None:
-        out = _back(layer, xp, xn, w1, w2, _scale(R, inv1))
-        return out.add_(_back(layer, xp, xn, w2, w1, _scale(R, inv2)))
-    s = _cat_scaled(R, inv1, inv2)
-    out = _vjp(layer, s, p12, xp.shape).mul_(xp.unsqueeze(1))
-    if xn is not None:
-        out.add_(_vjp(layer, s, p21, xn.shape).mul_(xn.unsqueeze(1)))
-    return out
-
-
-def _pairs(layer: LinearOp, xn: Optional[Tensor], w1: Tensor, w2: Tensor) -> tuple:
-    return _pair(layer, w1, w2), (_pair(layer, w2, w1) if xn is not None else None)
-
-
-def _pos(t: Optional[Tensor]) -> Optional[Tensor]:
-    return None if t is None else t.clamp(min=0)
-
-
-def _neg(t: Optional[Tensor]) -> Optional[Tensor]:
-    return None if t is None else t.clamp(max=0)
+def _check_empty(rule: str, empty: str) -> None:
+    if empty not in EMPTY_MODES:
+        raise ChexplainError(f"{rule}: empty must be 'literal' (Bach et al. 2015 Eq. 60) or 'conserve', got {empty!r}")
 
 
 class Rule:
     """A relevance rule for linear layers."""
 
     name = "rule"
+    #: whether the rule reads ``layer.bias`` (False: it takes the bias from z only)
+    uses_bias = True
 
     def prepare(self, layer: LinearOp, x: Tensor, z: Tensor, nonnegative: bool = False) -> tuple:
         """What does not depend on R (once per layer); ``nonnegative``: x ≥ 0 is known."""
@@ -164,20 +84,22 @@ class Epsilon(Rule):
 
     epsilon: float = 1e-6
     name = "epsilon"
+    uses_bias = False
 
     def prepare(self, layer, x, z, nonnegative=False):
         return (inverse(z, self.epsilon),)
 
     def apply(self, layer, x, state, R):
-        return _vjp(layer, _scale(R, state[0]), layer.weight, x.shape).mul_(x.unsqueeze(1))
+        return vjp(layer, scaled(R, state[0]), layer.weight, x.shape).mul_(x.unsqueeze(1))
 
 
 class Z(Epsilon):
-    """LRP-0 (Bach et al. 2015, Eq. 56): LRP-ε with ε only a stabiliser."""
+    """LRP-0 (Bach et al. 2015, Eq. 56): R_i = Σ_j x_i w_ij / z_j · R_j; the stabiliser (default
+    1e-12) only prevents division by zero."""
 
     name = "z"
 
-    def __init__(self, stabilizer: float = 1e-6) -> None:
+    def __init__(self, stabilizer: float = LRP0_STABILIZER) -> None:
         super().__init__(epsilon=stabilizer)
 
 
@@ -201,9 +123,11 @@ class Gamma(Rule):
     def prepare(self, layer, x, z, nonnegative=False):
         b, g = layer.bias, self.gamma
         wp, wn = self._weights(layer)
-        xp, xn = _split(x, nonnegative)
-        zg_p = _z(layer, xp, xn, wp, wn, None if b is None else b + g * _pos(b))
-        zg_n = _z(layer, xp, xn, wn, wp, None if b is None else b + g * _neg(b)) if bool((z < 0).any()) else None
+        xp, xn = split_sign(x, nonnegative)
+        zg_p = forward_split(layer, xp, xn, wp, wn, None if b is None else b + g * pos_part(b))
+        zg_n = None
+        if bool((z < 0).any()):
+            zg_n = forward_split(layer, xp, xn, wn, wp, None if b is None else b + g * neg_part(b))
         return self._state(layer, xp, xn, wp, wn, z, zg_p, zg_n)
 
     def forward_prepare(self, layer, x, nonnegative=False):
@@ -211,9 +135,9 @@ class Gamma(Rule):
         by sign as for αβ): z = P + N, and the denominators are z + γP (z > 0) and z + γN (z < 0),
         so two forwards serve what took three."""
         w_pos, w_neg = layer.signed_weights()
-        xp, xn = _split(x, nonnegative)
-        P = _z(layer, xp, xn, w_pos, w_neg, _pos(layer.bias))
-        N = _z(layer, xp, xn, w_neg, w_pos, _neg(layer.bias))
+        xp, xn = split_sign(x, nonnegative)
+        P = forward_split(layer, xp, xn, w_pos, w_neg, pos_part(layer.bias))
+        N = forward_split(layer, xp, xn, w_neg, w_pos, neg_part(layer.bias))
         z = P + N
         zg_n = N.mul_(self.gamma).add_(z) if bool((z < 0).any()) else None
         wp, wn = self._weights(layer)
@@ -224,10 +148,10 @@ class Gamma(Rule):
         if zg_n is None:
             return xp, xn, wp, wn, inv_p, None, None
         inv_n = inverse(zg_n, self.stabilizer, (z < 0).to(z.dtype))
-        return xp, xn, wp, wn, inv_p, inv_n, _pairs(layer, xn, wp, wn)
+        return xp, xn, wp, wn, inv_p, inv_n, weight_pairs(layer, xn, wp, wn)
 
     def apply(self, layer, x, state, R):
-        return _back2(layer, *state[:6], state[6], R)
+        return back_pair(layer, *state[:6], state[6], R)
 
 
 @dataclass(repr=False)
@@ -236,26 +160,32 @@ class AlphaBeta(Rule):
 
     R_i = Σ_j (α z_ij⁺ / z_j⁺ − β z_ij⁻ / z_j⁻) R_j with z_ij = x_i w_ij split by the sign of the
     product (x⁺w⁺ + x⁻w⁻ positive, x⁺w⁻ + x⁻w⁺ negative) and the bias parts b⁺, b⁻ in the
-    matching denominators. A neuron without negative (positive) contributions passes all its
-    relevance through the positive (negative) ones, so the rule stays conservative.
+    matching denominators; stab(·) with ``stabilizer`` (1e-6) guards them against zero.
+    ``empty``: "literal" (default, Eq. 60 as written: an empty side contributes nothing, so a
+    neuron without negative contributions passes α R_j, one without positive ones −β R_j) or
+    "conserve" (all of R_j goes through the non-empty side, so the rule stays conservative).
     """
 
     alpha: float = 2.0
     beta: float = 1.0
     stabilizer: float = 1e-6
+    empty: str = "literal"
     name = "alpha-beta"
 
     def __post_init__(self) -> None:
         if self.beta < 0 or abs(self.alpha - self.beta - 1) > 1e-12:
             raise ChexplainError(
                 f"LRP-alpha-beta needs alpha - beta = 1 and beta >= 0, got alpha={self.alpha}, beta={self.beta}")
+        _check_empty("LRP-alpha-beta", self.empty)
 
     def _parts(self, layer: LinearOp, x: Tensor, nonnegative: bool, need_negative: bool) -> tuple:
         wp, wn = layer.signed_weights()
-        xp, xn = _split(x, nonnegative)
-        z_pos = _z(layer, xp, xn, wp, wn, _pos(layer.bias))  # ≥ 0: positive products and b⁺
-        empty_pos = bool(z_pos.amin() == 0)
-        z_neg = _z(layer, xp, xn, wn, wp, _neg(layer.bias)) if need_negative or empty_pos else None  # ≤ 0
+        xp, xn = split_sign(x, nonnegative)
+        z_pos = forward_split(layer, xp, xn, wp, wn, pos_part(layer.bias))  # ≥ 0: positive products and b⁺
+        empty_pos = self.empty == "conserve" and bool(z_pos.amin() == 0)
+        z_neg = None  # ≤ 0: negative products and b⁻
+        if need_negative or empty_pos:
+            z_neg = forward_split(layer, xp, xn, wn, wp, neg_part(layer.bias))
         return xp, xn, wp, wn, z_pos, z_neg, empty_pos
 
     def prepare(self, layer, x, z, nonnegative=False):
@@ -268,54 +198,60 @@ class AlphaBeta(Rule):
         return z, self._state(layer, *parts)
 
     def _state(self, layer, xp, xn, wp, wn, z_pos, z_neg, empty_pos) -> tuple:
-        # Where one side is empty (z_j⁺ = 0 or z_j⁻ = 0) Eq. 60 is 0/0; the limit that keeps the
-        # rule conservative gives the whole R_j to the other side.
-        if z_neg is None:  # β = 0 and no empty positive side
-            return xp, xn, wp, wn, _inverse_signed(z_pos, self.stabilizer, 1.0).mul_(self.alpha), None, None
+        if z_neg is None or (self.beta == 0 and self.empty == "literal"):  # α1β0: the positive side only
+            return xp, xn, wp, wn, inverse_signed(z_pos, self.stabilizer, 1.0).mul_(self.alpha), None, None
         alpha = beta = None
-        if empty_pos or bool(z_neg.amax() == 0):
+        if self.empty == "conserve" and (empty_pos or bool(z_neg.amax() == 0)):
+            # Eq. 60 where one side is empty, in the limit that keeps the rule conservative
             empty_neg, empty_pos = z_neg == 0, z_pos == 0
             alpha = torch.full_like(z_pos, self.alpha).masked_fill_(empty_neg, 1.0).masked_fill_(empty_pos, 0.0)
             beta = torch.full_like(z_neg, self.beta).masked_fill_(empty_neg, 0.0).masked_fill_(empty_pos, -1.0)
-        inv_a = _inverse_signed(z_pos, self.stabilizer, 1.0)
-        inv_b = _inverse_signed(z_neg, self.stabilizer, -1.0)
+        inv_a = inverse_signed(z_pos, self.stabilizer, 1.0)
+        inv_b = inverse_signed(z_neg, self.stabilizer, -1.0)
         if alpha is not None:
             inv_a.mul_(alpha), inv_b.mul_(beta.neg_())
         else:
             inv_a.mul_(self.alpha)
             inv_b = inv_b.mul_(-self.beta) if self.beta else None
-        # the β-term enters with its sign folded into inv_b: out = _back(w⁺, w⁻, αs⁺) + _back(w⁻, w⁺, −βs⁻)
-        return xp, xn, wp, wn, inv_a, inv_b, None if inv_b is None else _pairs(layer, xn, wp, wn)
+        # the β-term enters with its sign folded into inv_b:
+        # out = back(w⁺, w⁻, αs⁺) + back(w⁻, w⁺, −βs⁻)
+        return xp, xn, wp, wn, inv_a, inv_b, None if inv_b is None else weight_pairs(layer, xn, wp, wn)
 
     def apply(self, layer, x, state, R):
-        return _back2(layer, *state[:6], state[6], R)
+        return back_pair(layer, *state[:6], state[6], R)
 
 
 @dataclass(repr=False)
 class ZPlus(Rule):
     """z⁺ (Montavon et al. 2017, Deep Taylor decomposition, Eq. 10): R_i = Σ_j z_ij⁺ / Σ_i z_ij⁺ R_j.
 
-    z_ij⁺ = x_i⁺ w_ij⁺ + x_i⁻ w_ij⁻ (the positive products); biases are ignored. A neuron
-    without positive contributions (e.g. a negative logit) passes its relevance through its
-    negative ones, so the rule stays conservative.
+    z_ij⁺ = x_i⁺ w_ij⁺ + x_i⁻ w_ij⁻ (the positive products); biases are ignored; stab(·) with
+    ``stabilizer`` (1e-6) guards the denominator. ``empty``: "literal" (default: a neuron
+    without positive contributions, e.g. a negative logit, passes nothing) or "conserve" (it
+    passes its relevance through its negative contributions instead).
     """
 
     stabilizer: float = 1e-6
+    empty: str = "literal"
     name = "z-plus"
+    uses_bias = False
+
+    def __post_init__(self) -> None:
+        _check_empty("z-plus", self.empty)
 
     def prepare(self, layer, x, z, nonnegative=False):
         wp, wn = layer.signed_weights()
-        xp, xn = _split(x, nonnegative)
-        z_pos = _z(layer, xp, xn, wp, wn, None)  # ≥ 0
-        if not bool(z_pos.amin() == 0):
-            return xp, xn, wp, wn, _inverse_signed(z_pos, self.stabilizer, 1.0), None, None
+        xp, xn = split_sign(x, nonnegative)
+        z_pos = forward_split(layer, xp, xn, wp, wn, None)  # ≥ 0
+        if self.empty == "literal" or not bool(z_pos.amin() == 0):
+            return xp, xn, wp, wn, inverse_signed(z_pos, self.stabilizer, 1.0), None, None
         empty = z_pos == 0
-        inv_e = _inverse_signed(_z(layer, xp, xn, wn, wp, None), self.stabilizer, -1.0).mul_(empty)
-        inv = _inverse_signed(z_pos, self.stabilizer, 1.0).mul_(~empty)
-        return xp, xn, wp, wn, inv, inv_e, _pairs(layer, xn, wp, wn)
+        inv_e = inverse_signed(forward_split(layer, xp, xn, wn, wp, None), self.stabilizer, -1.0).mul_(empty)
+        inv = inverse_signed(z_pos, self.stabilizer, 1.0).mul_(~empty)
+        return xp, xn, wp, wn, inv, inv_e, weight_pairs(layer, xn, wp, wn)
 
     def apply(self, layer, x, state, R):
-        return _back2(layer, *state[:6], state[6], R)
+        return back_pair(layer, *state[:6], state[6], R)
 
 
 @dataclass(repr=False)
@@ -324,6 +260,7 @@ class WSquare(Rule):
 
     stabilizer: float = 1e-6
     name = "w-square"
+    uses_bias = False
 
     def _weight(self, w: Tensor) -> Tensor:
         return w * w
@@ -334,7 +271,7 @@ class WSquare(Rule):
 
     def apply(self, layer, x, state, R):
         w2, inv = state
-        return _vjp(layer, R * inv, w2, x.shape)
+        return vjp(layer, R * inv, w2, x.shape)
 
 
 class Flat(WSquare):
@@ -346,14 +283,14 @@ class Flat(WSquare):
         return torch.ones_like(w)
 
     def apply(self, layer, x, state, R):
-        if not _fusable(layer):
+        if not fusable(layer):
             return super().apply(layer, x, state, R)
         # all weights are one, so (Wᵀs)_i is the same for every input channel: sum s over the
         # output channels first, transpose onto one input channel, then broadcast
         ones, inv = state
         n, t = R.shape[:2]
-        s = _scale(R, inv).sum(2, keepdim=True)
-        one = _vjp(layer, s, ones[:1, :1], (n, 1, *x.shape[2:]))
+        s = scaled(R, inv).sum(2, keepdim=True)
+        one = vjp(layer, s, ones[:1, :1], (n, 1, *x.shape[2:]))
         return one.expand(n, t, *x.shape[1:]).contiguous()
 
 
@@ -368,6 +305,7 @@ class ZBox(Rule):
     high: object = None
     stabilizer: float = 1e-6
     name = "z-box"
+    uses_bias = False
 
     def __post_init__(self) -> None:
         if self.low is None or self.high is None:
@@ -392,17 +330,17 @@ class ZBox(Rule):
         bounds = layer.forward_with(low[:1], wp, None).add_(layer.forward_with(high[:1], wn, None))
         zb = layer.forward_with(x, w, None).sub_(bounds)
         # the three transposed ops as one, on [w, w⁺, w⁻] stacked along the input channels
-        stacked = torch.cat([w, wp, wn], 1) if _fusable(layer) else None
+        stacked = torch.cat([w, wp, wn], 1) if fusable(layer) else None
         return low, high, inverse(zb, self.stabilizer), stacked
 
     def apply(self, layer, x, state, R):
         low, high, inv, stacked = state
-        s = _scale(R, inv)
+        s = scaled(R, inv)
         if stacked is not None:
-            g, g_low, g_high = _vjp(layer, s, stacked, (x.shape[0], 3 * x.shape[1], *x.shape[2:])).chunk(3, 2)
+            g, g_low, g_high = vjp(layer, s, stacked, (x.shape[0], 3 * x.shape[1], *x.shape[2:])).chunk(3, 2)
         else:
             wp, wn = layer.signed_weights()
-            g, g_low, g_high = (_vjp(layer, s, w, x.shape) for w in (layer.weight, wp, wn))
+            g, g_low, g_high = (vjp(layer, s, w, x.shape) for w in (layer.weight, wp, wn))
         out = g * x.unsqueeze(1)
         out.addcmul_(g_low, low.unsqueeze(1), value=-1.0)
         return out.addcmul_(g_high, high.unsqueeze(1), value=-1.0)

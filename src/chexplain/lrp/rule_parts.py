@@ -1,0 +1,117 @@
+"""The pieces every LRP rule is made of: 1/stab(z), forwards with modified inputs and weights,
+and transposed operations of the layer (fused where two share one op).
+
+Shapes as in :mod:`chexplain.lrp.rules`: x (N, *in), z (N, *out), R and s (N, T, *out).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from .ops import ConvOp, DenseOp, LinearOp
+
+Tensor = torch.Tensor
+
+
+def inverse(z: Tensor, epsilon: float, mask: Optional[Tensor] = None) -> Tensor:
+    """1 / stab(z) (times ``mask``): the per-neuron factor s_j = R_j · inverse_j.
+
+    Computed as 1 / (z + copysign(ε, z)), which differs from stab only at z = −0, where every
+    contribution z_ij is zero, so R_i does not depend on it.
+    """
+    inv = torch.full_like(z, epsilon).copysign_(z).add_(z).reciprocal_()
+    return inv if mask is None else inv.mul_(mask)
+
+
+def inverse_signed(z: Tensor, epsilon: float, sign: float) -> Tensor:
+    """1 / stab(z) for z of known sign (z ≥ 0 for sign +1, z ≤ 0 for −1), **in place** on a
+    z the caller no longer needs: two passes, not four. At z = 0 it may differ from stab's
+    sign(0) = +1, where only zero contributions meet it."""
+    return z.add_(epsilon * sign).reciprocal_()
+
+
+def vjp(layer: LinearOp, s: Tensor, weight: Tensor, x_shape: tuple[int, ...]) -> Tensor:
+    n, t = s.shape[:2]
+    g = layer.vjp(s.reshape(n * t, *s.shape[2:]), weight, x_shape)
+    return g.view(n, t, *g.shape[1:])
+
+
+def scaled(R: Tensor, inv: Tensor) -> Tensor:
+    return R * inv.unsqueeze(1)
+
+
+def split_sign(x: Tensor, nonnegative: bool = False) -> tuple[Tensor, Optional[Tensor]]:
+    """(x⁺, x⁻); x⁻ is None when x has no negative entry (the usual case after a ReLU)."""
+    if not nonnegative and bool((x < 0).any()):
+        return x.clamp(min=0), x.clamp(max=0)
+    return x, None
+
+
+def forward_split(layer: LinearOp, xp: Tensor, xn: Optional[Tensor], wp: Tensor, wn: Tensor,
+                  bias: Optional[Tensor]) -> Tensor:
+    """Σ_i x⁺_i w^(p)_ij + Σ_i x⁻_i w^(n)_ij + b_j."""
+    z = layer.forward_with(xp, wp, bias)
+    if xn is not None:
+        z = z + layer.forward_with(xn, wn, None)
+    return z
+
+
+def back(layer: LinearOp, xp: Tensor, xn: Optional[Tensor], wp: Tensor, wn: Tensor, s: Tensor) -> Tensor:
+    """x⁺_i (w^(p)ᵀ s)_i + x⁻_i (w^(n)ᵀ s)_i."""
+    r = vjp(layer, s, wp, xp.shape).mul_(xp.unsqueeze(1))  # in place: no second N·T-sized tensor
+    if xn is not None:
+        r.add_(vjp(layer, s, wn, xn.shape).mul_(xn.unsqueeze(1)))
+    return r
+
+
+def fusable(layer: LinearOp) -> bool:
+    """Whether w1ᵀs1 + w2ᵀs2 can be one transposed op on concatenated weights."""
+    return isinstance(layer, DenseOp) or (isinstance(layer, ConvOp) and layer.groups == 1)
+
+
+def weight_pair(layer: LinearOp, w1: Tensor, w2: Tensor) -> Optional[Tensor]:
+    """[w1; w2] along the output dimension, for :func:`back_pair` (None if not fusable)."""
+    return torch.cat([w1, w2], 0) if fusable(layer) else None
+
+
+def cat_scaled(R: Tensor, inv1: Tensor, inv2: Tensor) -> Tensor:
+    """cat([R·inv1, R·inv2]) along the output channels, written once in R's layout."""
+    n, t, c = R.shape[:3]
+    if R.ndim > 3 and R.stride(2) == 1 and R.shape[2] > 1:  # channels last: keep it
+        buf = R.new_empty((n, t, *R.shape[3:], 2 * c)).movedim(-1, 2)
+    else:
+        buf = R.new_empty((n, t, 2 * c, *R.shape[3:]))
+    torch.mul(R, inv1.unsqueeze(1), out=buf[:, :, :c])
+    torch.mul(R, inv2.unsqueeze(1), out=buf[:, :, c:])
+    return buf
+
+
+def back_pair(layer: LinearOp, xp: Tensor, xn: Optional[Tensor], w1: Tensor, w2: Tensor, inv1: Tensor,
+           inv2: Optional[Tensor], pairs: tuple, R: Tensor) -> Tensor:
+    """back(w1, w2, R·inv1) + back(w2, w1, R·inv2), i.e. x⁺ ⊙ (w1ᵀs1 + w2ᵀs2) + x⁻ ⊙ (w2ᵀs1 + w1ᵀs2),
+    with each pair of transposed ops fused into one on concatenated weights ``pairs``."""
+    if inv2 is None:
+        return back(layer, xp, xn, w1, w2, scaled(R, inv1))
+    p12, p21 = pairs
+    if p12 is None:
+        out = back(layer, xp, xn, w1, w2, scaled(R, inv1))
+        return out.add_(back(layer, xp, xn, w2, w1, scaled(R, inv2)))
+    s = cat_scaled(R, inv1, inv2)
+    out = vjp(layer, s, p12, xp.shape).mul_(xp.unsqueeze(1))
+    if xn is not None:
+        out.add_(vjp(layer, s, p21, xn.shape).mul_(xn.unsqueeze(1)))
+    return out
+
+
+def weight_pairs(layer: LinearOp, xn: Optional[Tensor], w1: Tensor, w2: Tensor) -> tuple:
+    return weight_pair(layer, w1, w2), (weight_pair(layer, w2, w1) if xn is not None else None)
+
+
+def pos_part(t: Optional[Tensor]) -> Optional[Tensor]:
+    return None if t is None else t.clamp(min=0)
+
+
+def neg_part(t: Optional[Tensor]) -> Optional[Tensor]:
+    return None if t is None else t.clamp(max=0)
