@@ -87,7 +87,8 @@ def auroc_section(auroc: dict[str, Any] | None) -> str:
 
 
 def comparison_section(result: dict[str, Any] | None, plots: Path | None) -> str:
-    from ..evaluate.compare import HIGHER_IS_BETTER, METRICS, summary_cell
+    from ..evaluate.compare import FEW_ITEMS, HIGHER_IS_BETTER, METRIC_LABELS, METRICS, leaders_text, \
+        summary_cell
 
     if not result:
         return '<p class="note">No comparison was run.</p>'
@@ -98,18 +99,27 @@ def comparison_section(result: dict[str, Any] | None, plots: Path | None) -> str
         best.append(set())
     for j, k in enumerate(METRICS):
         vals = [(result["summary"][m][k]["mean"], i) for i, m in enumerate(methods)
-                if result["summary"][m][k]["mean"] is not None]
+                if result["summary"][m][k]["mean"] is not None and m != "random"]
         if vals:
             pick = max(vals) if HIGHER_IS_BETTER[k] else min(vals)
             best[pick[1]].add(j + 1)
+    few = any(v["n"] <= FEW_ITEMS for d in result["summary"].values() for v in d.values())
     parts = [f"<p>{esc(result['n_items'])} evaluation items ((image, positive finding) pairs) from "
              f"{esc(result['n_images'])} images; classes: {esc(', '.join(result['classes']))}. "
              f"Empty masks excluded from localisation: {esc(result['n_empty'])}. Perturbation: "
              f"{esc(result['config']['patch'])} px regions, {esc(result['config']['steps'])} steps, "
              f"{esc(result['config']['baseline'])} baseline, on the explained class's logit. "
-             "Mean [95 % bootstrap interval] n=items scored (items without positive relevance or "
-             "with an empty mask are not scored for localisation); bold: best per column.</p>",
-             table(["method"] + list(METRICS), rows, best)]
+             "Each cell: mean [95 % bootstrap interval] n = items scored. Items with an empty mask, "
+             "and maps without any positive relevance (they point at nothing), are not scored for "
+             "localisation (pointing game included), so n can differ between methods. Bold: best "
+             "per column (the random baseline is not a candidate).</p>",
+             table(["method"] + [METRIC_LABELS[k] for k in METRICS], rows, best),
+             "<p><b>Who leads in this run</b> (means; a lead whose interval overlaps the next "
+             "method's is not a clear win):</p><ul>"
+             + "".join(f"<li>{esc(line)}</li>" for line in leaders_text(result).splitlines()) + "</ul>"]
+    if few:
+        parts.append(f'<p class="note"><b>Warning:</b> results from {FEW_ITEMS} or fewer items carry '
+                     "no bootstrap interval: they are too few to rank methods.</p>")
     classes = list(next(iter(result["per_class"].values())))
     crow = [[m, c, result["per_class"][m][c]["n"]] + [_fmt(result["per_class"][m][c][k])
             for k in ("pointing_game", "relevance_mass", "aopc_morf")]
