@@ -33,8 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--display-size", type=int, default=256, metavar="PX",
                    help="side of the radiograph in overlays and figures (default 256; the .npy "
                         "maps stay in model-input pixels)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (see "
+                   "chexplain.explain_images for its layout)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_explain)
 
