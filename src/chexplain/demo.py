@@ -92,7 +92,7 @@ def run_demo(config: DemoConfig | None = None, progress: bool = True,
     train_csv = write_phantom(out / "data" / "phantom_train", cfg.n_train, cfg.phantom_size,
                               seed=cfg.seed, progress=progress)
     test_csv = write_phantom(out / "data" / "phantom_test", cfg.n_test, cfg.phantom_size,
-                             seed=cfg.seed + 1, progress=progress)
+                             seed=cfg.seed + 1, progress=progress, split="test")
     lap("phantom", s)
 
     s = time.perf_counter()

@@ -89,3 +89,23 @@ def test_explain_errors_are_one_line(tmp_path, tiny_checkpoint, capsys):
     assert main(["explain", "--checkpoint", str(tiny_checkpoint), str(tmp_path),
                  "--methods", "lrp-bogus", "--out", str(tmp_path / "o")]) == 2
     assert "unknown method 'lrp-bogus'" in capsys.readouterr().err
+
+
+def test_explain_warns_when_a_phantom_model_meets_real_radiographs(tmp_path, phantom_csv,
+                                                                   tiny_checkpoint, capsys):
+    import json
+    import shutil
+
+    run = tmp_path / "run"
+    run.mkdir()
+    ckpt = shutil.copy(tiny_checkpoint, run / "best.pt")
+    (run / "config.json").write_text(json.dumps({"csv": str(phantom_csv)}))
+    real = tmp_path / "scan.png"
+    Image.fromarray((np.random.default_rng(1).random((70, 70)) * 255).astype(np.uint8)).save(real)
+    phantom_image = find_images([phantom_csv.parent / "train"])[0]
+    args = ["explain", "--checkpoint", str(ckpt), "--methods", "gradcam", "--quiet"]
+    assert main(args + [str(phantom_image), "--out", str(tmp_path / "a")]) == 0
+    assert "warning" not in capsys.readouterr().err  # phantom model on phantom images: fine
+    assert main(args + [str(real), "--out", str(tmp_path / "b")]) == 0
+    err = capsys.readouterr().err
+    assert "trained on phantom radiographs" in err and "meaningless" in err and "scan.png" in err

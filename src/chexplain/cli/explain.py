@@ -45,6 +45,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from ..models.densenet import load_trained
 
     model, meta = load_trained(args.checkpoint, map_location=args.device)
+    _warn_phantom(args.checkpoint, args.images)
     res = explain_images(model, args.images, args.out, meta["normalization"], meta["image_size"],
                          meta["observations"], args.methods, args.classes, args.labels,
                          args.threshold, args.device, display_size=args.display_size,
@@ -56,3 +57,17 @@ def cmd_explain(args: argparse.Namespace) -> int:
     print(f"explained {len(res['images'])} image(s) with {', '.join(res['methods'])} in "
           f"{res['seconds']:.0f} s; figures and maps in {args.out}/")
     return 0
+
+
+def _warn_phantom(checkpoint: str, images: list[str]) -> None:
+    """A phantom-trained model says nothing about real radiographs: say so before the work."""
+    import sys
+
+    from ..data.phantom import phantom_folder, trained_on_phantom
+
+    source = trained_on_phantom(checkpoint)
+    real = [p for p in images if phantom_folder(p) is None]
+    if source is not None and real:
+        print(f"warning: {checkpoint} was trained on phantom radiographs ({source}); its "
+              f"predictions and maps on real radiographs such as {real[0]} are meaningless. "
+              "Train on CheXpert for real use.", file=sys.stderr)
