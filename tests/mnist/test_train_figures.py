@@ -83,7 +83,7 @@ def test_bad_inputs_are_one_line(sample_mnist, tmp_path):
         load_mnist_mlp(tmp_path / "model.pt")
 
 
-def test_figure_grids(trained, sample_mnist, tmp_path):
+def test_figure_grids(trained, sample_mnist, tmp_path, figure_audit):
     pytest.importorskip("chexplain.render")
     from chexplain.mnist_figures import make_figures
 
@@ -105,6 +105,7 @@ def test_figure_grids(trained, sample_mnist, tmp_path):
 
     w, h = Image.open(tmp_path / "tanh_c_random_digits.png").size
     assert w > 10 * 28 and h > 10 * 28
+    assert len(figure_audit.assert_clean(tmp_path)) == 5  # sizes; no overlapping or clipped text
 
 
 def test_resume_mid_block_is_exact(sample_mnist, tmp_path, monkeypatch):

@@ -29,7 +29,7 @@ from ..io import write_csv, write_json
 from .baselines import Attributor
 from .faithfulness import aopc_summary, region_perturbation
 from .localisation import localisation_metrics
-from .randomisation import cascading_randomisation
+from .randomisation import cascading_randomisation_many
 
 #: The methods of the phantom benchmark: LRP presets, Grad-CAM and two baselines.
 BENCHMARK_METHODS = ("lrp-epsilon", "lrp-alpha2beta1", "epsilon-plus-flat", "epsilon-gamma-box",
@@ -199,7 +199,7 @@ def compare(model: torch.nn.Module, dataset: Any, out: str | os.PathLike,
                    for m in cfg.methods}
     randomisation = _randomise(model, torch.cat(rand_x)[:cfg.randomisation_items],
                                torch.cat(rand_t)[:cfg.randomisation_items], cfg, normalization,
-                               progress) if cfg.randomisation_items > 0 else {}
+                               progress, explainers) if cfg.randomisation_items > 0 else {}
     result = {
         "config": asdict(cfg) | {"methods": list(cfg.methods)},
         "observations": names, "classes": [names[c] for c in wanted],
@@ -230,13 +230,19 @@ def _nanmean(v: np.ndarray) -> float | None:
     return float(v.mean()) if v.size else None
 
 
-def _randomise(model, x, t, cfg: CompareConfig, normalization, progress: bool) -> dict:
+def _randomise(model, x, t, cfg: CompareConfig, normalization, progress: bool,
+               built: dict[str, Attributor] | None = None) -> dict:
+    """Every method on one cascade (one copy of the model, each group re-initialised once per
+    step); the original maps from the explainers already ``built`` on the model (except the
+    random baseline, whose fresh seeded map is what it must reproduce)."""
+    factories = {m: (lambda net, m=m: Attributor(net, m, normalization, seed=cfg.seed,
+                                                 **cfg.method_params.get(m, {})))
+                 for m in cfg.methods}
+    originals = {m: a for m, a in (built or {}).items() if a.kind != "random"}
+    res_all = cascading_randomisation_many(model, x, t, factories, n_groups=cfg.randomisation_steps,
+                                           seed=cfg.seed, originals=originals)
     out = {}
-    for m in cfg.methods:
-        res = cascading_randomisation(
-            model, x, t, lambda net, m=m: Attributor(net, m, normalization, seed=cfg.seed,
-                                                     **cfg.method_params.get(m, {})),
-            n_groups=cfg.randomisation_steps, seed=cfg.seed)
+    for m, res in res_all.items():
         out[m] = {"layers": res["layers"], "n": int(x.shape[0])}
         for k in ("spearman", "spearman_abs", "ssim"):
             with np.errstate(all="ignore"):
