@@ -10,7 +10,7 @@ from sklearn.metrics import roc_auc_score
 
 from chexplain.data.chexpert import OBSERVATIONS
 from chexplain.errors import InputError
-from chexplain.evaluate.auroc import (COMPETITION, IRVIN_2019, STUDY_TABLE2, per_class_auroc,
+from chexplain.evaluate.auroc import (COMPETITION, per_class_auroc,
                                       save_roc_curves, table2_markdown)
 from chexplain.io import write_json
 
@@ -92,3 +92,21 @@ def test_table2_layout_and_roc_png(tmp_path):
     from PIL import Image
 
     assert Image.open(png).size[0] > 1000
+
+
+def test_roc_figure_draws_defined_classes_only_and_lists_the_rest(tmp_path, monkeypatch, figure_audit):
+    from matplotlib.figure import Figure
+
+    targets, scores = _data()
+    targets[:, OBSERVATIONS.index("Fracture")] = 0
+    targets[:, OBSERVATIONS.index("Pleural Other")] = 1
+    drawn = []
+    save = Figure.savefig  # figure_audit's wrapper: the layout is checked too
+    monkeypatch.setattr(Figure, "savefig", lambda self, *a, **k: (drawn.append(self), save(self, *a, **k))[1])
+    save_roc_curves(tmp_path / "roc.png", targets, scores)
+    (fig,) = drawn
+    titles = [ax.get_title().split("\n")[0] for ax in fig.axes]
+    assert titles == [n for n in OBSERVATIONS if n not in ("Fracture", "Pleural Other")]
+    notes = [t.get_text() for t in fig.texts]
+    assert notes == ["AUROC undefined, not drawn: Pleural Other (no negatives), Fracture (no positives)"]
+    figure_audit.assert_clean(tmp_path)
