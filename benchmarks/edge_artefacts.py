@@ -54,6 +54,7 @@ def main() -> int:
     ap.add_argument("--csv", required=True)
     ap.add_argument("--n", type=int, default=4)
     ap.add_argument("--sizes", default="128,120")
+    ap.add_argument("--methods", default=",".join(METHODS))
     args = ap.parse_args()
     torch.set_num_threads(2)
     trained, meta = load_trained(args.checkpoint)
@@ -68,7 +69,7 @@ def main() -> int:
         for name, model in (("trained", trained), ("random init", random_model)):
             with torch.no_grad():
                 t = model(x).argmax(1)
-            for m in METHODS:
+            for m in args.methods.split(","):
                 R = Attributor(model, m, meta["normalization"])(x, t).double()
                 print(f"| {name} | {size} | {m} | {grid8(R):.2f} | {checker(R):.3f} |", flush=True)
     return 0
