@@ -112,7 +112,7 @@ def figure_pairs(
         maps = relevance_maps(model, meta, images, classes, method, **params)
         rows.append(np.stack([maps[digits.index(d), classes.index(c)] for d, c in pairs]))
     inputs = data.test_images[[idx[d] for d, _ in pairs]].numpy()
-    labels = [f"{meta.get('label', name)} (exp. {meta.get('experiment', '?')})" for name, (_, meta) in models.items()]
+    labels = [f"{meta.get('label', name)}\n(exp. {meta.get('experiment', '?')})" for name, (_, meta) in models.items()]
     if len(set(labels)) < len(labels):
         labels = list(models)
     return _save(Path(path), np.stack(rows), inputs, f"{method}: digit explained for two classes", cmap,

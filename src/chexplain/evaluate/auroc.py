@@ -168,7 +168,7 @@ def save_roc_curves(path: str | os.PathLike, targets, scores, mask=None,
     n = max(len(shown), 1)
     cols = min(5, n)
     rows = -(-n // cols)
-    fig = Figure(figsize=(max(3.0 * cols, 6.0), 3.0 * rows + (0.5 if note else 0) + (0.4 if title else 0)),
+    fig = Figure(figsize=(max(3.0 * cols, 6.0), 3.5 * rows + (0.5 if note else 0) + (0.4 if title else 0)),
                  dpi=100)
     FigureCanvasAgg(fig)
     for k, c in enumerate(shown):
@@ -185,8 +185,7 @@ def save_roc_curves(path: str | os.PathLike, targets, scores, mask=None,
         ax.tick_params(labelsize=6)
         if k % cols == 0:
             ax.set_ylabel("true positive rate", fontsize=7)
-        if k >= len(shown) - cols:
-            ax.set_xlabel("false positive rate", fontsize=7)
+        ax.set_xlabel("false positive rate", fontsize=7)
     if not shown:
         fig.text(0.5, 0.5, "no class has a defined AUROC", ha="center", va="center", fontsize=10)
     if note:
@@ -197,7 +196,7 @@ def save_roc_curves(path: str | os.PathLike, targets, scores, mask=None,
         fig.suptitle(title, fontsize=10)
     bottom = (0.5 / fig.get_figheight()) if note else 0.0
     top = 1.0 - ((0.4 / fig.get_figheight()) if title else 0.0)
-    fig.tight_layout(rect=(0, bottom, 1, top))
+    fig.tight_layout(rect=(0, bottom, 1, top), h_pad=1.0)
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
