@@ -37,11 +37,11 @@ from .render import save_heatmap
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm", ".dicom")
 DEFAULT_METHODS = ("lrp-epsilon", "lrp-alpha1beta0", "lrp-alpha2beta1", "dtd", "gradcam")
-#: Methods preferred for the one-method figure (Fig. 5): composites and αβ before the noisy
-#: single-rule LRP-ε/z on deep networks (Kohlbrenner et al. 2020).
 #: The study's Fig. 4: LRP-z, LRP-ε, LRP-αβ and Deep Taylor side by side (the study does not
 #: state its α, β; α2β1 is the common iNNvestigate/LRP Toolbox choice).
 FIG4_METHODS = ("lrp-z", "lrp-epsilon", "lrp-alpha2beta1", "dtd")
+#: Methods preferred for the one-method figure (Fig. 5): composites and αβ before the noisy
+#: single-rule LRP-ε/z on deep networks (Kohlbrenner et al. 2020).
 FIGURE_PREFERENCE = ("epsilon-gamma-box", "epsilon-plus-flat", "epsilon-alpha2beta1-flat",
                      "epsilon-plus", "lrp-alpha2beta1", "dtd", "gradcam")
 
