@@ -22,9 +22,11 @@ class FigureAudit(dict):
     was written (overlapping or clipped titles, labels, tick labels; see
     :func:`chexplain.layout.layout_problems`)."""
 
-    def assert_clean(self, folder, min_px: int = 200, max_px: int = 4000) -> list[str]:
-        """No recorded figure has a layout problem, and every PNG under ``folder`` is between
-        ``min_px`` and ``max_px`` pixels on its longer side. Returns the PNG names there."""
+    def assert_clean(self, folder, min_px: int = 200, max_px: int = 4000,
+                     inputs: tuple[str, ...] = ("data",)) -> list[str]:
+        """No recorded figure has a layout problem, and every PNG under ``folder`` (except the
+        input images under its ``inputs`` subfolders) is between ``min_px`` and ``max_px``
+        pixels on its longer side. Returns the PNG names checked."""
         from pathlib import Path
 
         from PIL import Image
@@ -33,6 +35,8 @@ class FigureAudit(dict):
         assert not bad, f"figure layout problems: {bad}"
         checked = []
         for png in sorted(Path(folder).rglob("*.png")):
+            if png.relative_to(folder).parts[0] in inputs:
+                continue
             w, h = Image.open(png).size
             assert min_px <= max(w, h) <= max_px and min(w, h) >= 64, f"{png}: {w} x {h} px"
             checked.append(png.name)
