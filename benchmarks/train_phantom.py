@@ -44,11 +44,11 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
-    train_csv, test_csv = out / "data" / "train" / "train.csv", out / "data" / "test" / "train.csv"
+    train_csv, test_csv = out / "data" / "train" / "train.csv", out / "data" / "test" / "test.csv"
     for csv, n, seed in ((train_csv, args.n, 0), (test_csv, args.n_test, 12345)):
         if not csv.is_file():
             t0 = time.perf_counter()
-            write_phantom(csv.parent, n, args.size, seed=seed)
+            write_phantom(csv.parent, n, args.size, seed=seed, split=csv.stem)
             print(f"wrote {n} phantom images to {csv.parent} in {time.perf_counter() - t0:.0f} s")
     image_size = args.image_size or args.size
     run = out / f"run-{args.arch}-{image_size}px"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -14,3 +15,50 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+class FigureAudit(dict):
+    """Every figure saved through matplotlib during a test: name → layout problems found as it
+    was written (overlapping or clipped titles, labels, tick labels; see
+    :func:`chexplain.layout.layout_problems`)."""
+
+    def assert_clean(self, folder, min_px: int = 200, max_px: int = 4000,
+                     inputs: tuple[str, ...] = ("data",)) -> list[str]:
+        """No recorded figure has a layout problem, and every PNG under ``folder`` (except the
+        input images under its ``inputs`` subfolders) is between ``min_px`` and ``max_px``
+        pixels on its longer side. Returns the PNG names checked."""
+        from pathlib import Path
+
+        from PIL import Image
+
+        bad = {k: v for k, v in self.items() if v}
+        assert not bad, f"figure layout problems: {bad}"
+        checked = []
+        for png in sorted(Path(folder).rglob("*.png")):
+            if png.relative_to(folder).parts[0] in inputs:
+                continue
+            w, h = Image.open(png).size
+            assert min_px <= max(w, h) <= max_px and min(w, h) >= 64, f"{png}: {w} x {h} px"
+            checked.append(png.name)
+        return checked
+
+
+@pytest.fixture
+def figure_audit(monkeypatch) -> FigureAudit:
+    """A :class:`FigureAudit` filled by a wrapped ``Figure.savefig`` during the test."""
+    import re
+
+    from matplotlib.figure import Figure
+
+    from chexplain.layout import layout_problems
+
+    seen = FigureAudit()
+    original = Figure.savefig
+
+    def savefig(self, fname, *args, **kwargs):
+        name = re.sub(r"^\.(.+)\.[^.]+\.tmp(\.\w+)$", r"\1\2", Path(str(fname)).name)  # atomic temp name
+        seen[f"{Path(str(fname)).parent.name}/{name}"] = layout_problems(self)
+        return original(self, fname, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", savefig)
+    return seen

@@ -84,6 +84,10 @@ def run_demo(config: DemoConfig | None = None, progress: bool = True,
     cfg = config or DemoConfig()
     out = Path(cfg.out)
     t0 = time.perf_counter()
+    est, per_image = expected_seconds(cfg)
+    say(f"[demo] expected duration: about {est / 60:.0f} min on this machine now (from a timed "
+        f"forward pass: {per_image * 1e3:.0f} ms per {cfg.image_size} px image; more if the "
+        "machine gets busier)")
     times: dict[str, float] = {}
 
     def lap(name: str, start: float) -> None:
@@ -95,7 +99,7 @@ def run_demo(config: DemoConfig | None = None, progress: bool = True,
     train_csv = write_phantom(out / "data" / "phantom_train", cfg.n_train, cfg.phantom_size,
                               seed=cfg.seed, progress=progress)
     test_csv = write_phantom(out / "data" / "phantom_test", cfg.n_test, cfg.phantom_size,
-                             seed=cfg.seed + 1, progress=progress)
+                             seed=cfg.seed + 1, progress=progress, split="test")
     lap("phantom", s)
 
     s = time.perf_counter()
@@ -162,9 +166,9 @@ def run_demo(config: DemoConfig | None = None, progress: bool = True,
     figures = []
     for k, rec in enumerate(explained["images"]):  # every layout for the first image, then Fig. 6
         for f in rec["figures"] if k == 0 else [f for f in rec["figures"] if "fig6" in f]:
-            figures.append((f"{Path(rec['path']).parent.parent.name}: {Path(f).stem}", f))
+            figures.append((f"{rec['identity']}: {_FIGURE_NAMES.get(Path(f).stem, Path(f).stem)}", f))
     if explained.get("fig5"):
-        figures.append(("correct vs incorrect predictions per finding", explained["fig5"]))
+        figures.append(("Fig. 5: correct vs incorrect predictions per finding", explained["fig5"]))
     figures.append(("ROC curves on the phantom test set", str(out / "auroc" / "roc_curves.png")))
     summary_rows = [
         ("data", f"phantom radiographs: {cfg.n_train} train, {cfg.n_test} test, {cfg.phantom_size} px"),
@@ -202,6 +206,37 @@ def _audit(cfg: DemoConfig, ckpt: Path, test_csv: Path, out: Path, say, progress
     lap("audit", s)
     flagged = sum(c["flagged"] for r in result["classes"].values() for c in r["clusters"])
     return f"{flagged} flagged cluster(s); {out / 'audit' / 'audit.html'}"
+
+
+_FIGURE_NAMES = {"fig4_lrp_rules": "Fig. 4, LRP-z, LRP-ε, LRP-αβ and Deep Taylor",
+                 "fig6_top3": "Fig. 6, the top-3 findings", "fig7_gradcam_classes": "Fig. 7, Grad-CAM per class",
+                 "lrp_vs_gradcam": "LRP beside Grad-CAM"}
+
+
+def expected_seconds(cfg: DemoConfig) -> tuple[float, float]:
+    """A rough duration of the demo: its work counted in forward passes per image (training
+    ≈ 3 per image and epoch, LRP ≈ 2, each perturbation step 1, each randomisation step ≈ 4
+    plus a re-trace of the model per method) times one forward timed now (so a busy machine
+    gives a longer estimate). Returns (seconds, seconds per image forward)."""
+    import torch
+
+    from .models.densenet import chexpert_densenet
+
+    model, _ = chexpert_densenet(cfg.arch, 14, None)
+    x = torch.zeros(8, 3, cfg.image_size, cfg.image_size)
+    with torch.no_grad():
+        model.eval()(x[:2])
+        s = time.perf_counter()
+        model(x)
+    per_image = (time.perf_counter() - s) / 8
+    m = len(cfg.compare_methods)
+    forwards = (cfg.epochs * cfg.n_train * 1.1 * 3 + cfg.n_test
+                + cfg.explain_images * (len(cfg.explain_methods) + 5) * 3 * 2
+                + cfg.compare_items * m * (2 * cfg.steps + 2)
+                + cfg.randomisation_items * m * (cfg.randomisation_steps or 4) * 4)
+    traces = m * ((cfg.randomisation_steps or 4) + 1) + len(cfg.explain_methods) + 5
+    mnist = 20 if cfg.mnist else 0  # the quick MNIST reproduction, roughly constant
+    return forwards * per_image + traces * 100 * per_image + mnist, per_image
 
 
 def _same_run(run: Path, cfg: Any) -> bool:

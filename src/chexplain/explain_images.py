@@ -5,9 +5,11 @@ Layout of ``out``::
 
     predictions.csv, predictions.json        probabilities per image and observation
     <image>/<method>/<class>.png (+ .npy)    overlay and raw 2-D map (model-input pixels)
-    <image>/fig4_lrp_rules.png               the top class under every LRP rule asked for
-    <image>/fig6_top3.png                    the top-3 findings per method
-    <image>/fig7_gradcam_classes.png         Grad-CAM for the explained classes
+    <image>/fig4_lrp_rules.png               the study's Fig. 4: the top class under LRP-z, LRP-ε,
+                                             LRP-αβ (α2β1) and Deep Taylor (always these four)
+    <image>/fig6_top3.png                    the study's Fig. 6: the top-3 findings per method
+    <image>/fig7_gradcam_classes.png         the study's Fig. 7: Grad-CAM for the explained classes
+                                             (computed also when gradcam is not among the methods)
     <image>/lrp_vs_gradcam.png               classes × (LRP methods, Grad-CAM)
     fig5_correct_incorrect.png               with labels: a correct and an incorrect case per class
     explain.json                             options, files and timings
@@ -35,6 +37,9 @@ from .render import save_heatmap
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm", ".dicom")
 DEFAULT_METHODS = ("lrp-epsilon", "lrp-alpha1beta0", "lrp-alpha2beta1", "dtd", "gradcam")
+#: The study's Fig. 4: LRP-z, LRP-ε, LRP-αβ and Deep Taylor side by side (the study does not
+#: state its α, β; α2β1 is the common iNNvestigate/LRP Toolbox choice).
+FIG4_METHODS = ("lrp-z", "lrp-epsilon", "lrp-alpha2beta1", "dtd")
 #: Methods preferred for the one-method figure (Fig. 5): composites and αβ before the noisy
 #: single-rule LRP-ε/z on deep networks (Kohlbrenner et al. 2020).
 FIGURE_PREFERENCE = ("epsilon-gamma-box", "epsilon-plus-flat", "epsilon-alpha2beta1-flat",
@@ -43,6 +48,19 @@ FIGURE_PREFERENCE = ("epsilon-gamma-box", "epsilon-plus-flat", "epsilon-alpha2be
 
 def slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", str(name).lower()).strip("_") or "x"
+
+
+def image_identity(path: str | os.PathLike) -> str:
+    """The image's identity for figure titles: ``patient00001/study1`` for CheXpert-style paths
+    (``.../patientN/studyM/view1_frontal.jpg``; the view is added when it is not the frontal
+    view 1), else the file name."""
+    p = Path(path)
+    parts = p.parts
+    for k in range(len(parts) - 2, 0, -1):
+        if parts[k].startswith("study") and parts[k - 1].startswith("patient"):
+            ident = f"{parts[k - 1]}/{parts[k]}"
+            return ident if p.stem == "view1_frontal" else f"{ident}/{p.stem}"
+    return p.name
 
 
 def find_images(inputs: Sequence[str | os.PathLike], exclude: str | os.PathLike | None = None) -> list[Path]:
@@ -182,9 +200,11 @@ def explain_images(model: torch.nn.Module, inputs: Sequence[str | os.PathLike], 
     pre = Preprocess(int(image_size), None, norm)
     model = model.to(device).eval()
     explainers = {m: Attributor(model, m, norm) for m in methods}
+    extra = {m: Attributor(model, m, norm) for m in FIG4_METHODS + ("gradcam",) if m not in explainers}
     label_map = read_labels(labels, names) if labels else None
     lrp = [m for m in methods if explainers[m].kind == "lrp"]
-    cams = [m for m in methods if explainers[m].kind == "cam"]
+    cams = [m for m in methods if explainers[m].kind == "cam"] or ["gradcam"]
+    every = {**explainers, **extra}
     records, cache, failed = [], [], []
     stems: dict[str, int] = {}
     for path in tqdm(files, desc="explain", unit="img", disable=not progress):
@@ -204,12 +224,18 @@ def explain_images(model: torch.nn.Module, inputs: Sequence[str | os.PathLike], 
         chosen = select_classes(classes, prob, names)
         top3 = [int(i) for i in np.argsort(-prob, kind="stable")[:3]]
         explained = list(dict.fromkeys(chosen + top3))
-        stem = slug(path.stem)
+        ident = image_identity(path)
+        stem = slug(path.stem if ident == path.name else ident)
         stems[stem] = stems.get(stem, 0) + 1
         if stems[stem] > 1:
             stem = f"{stem}_{stems[stem]}"
         folder = out / stem
         maps = {m: explainers[m](x, classes=explained)[0].float().cpu().numpy() for m in methods}
+        for m in FIG4_METHODS:  # the study's four LRP variants, for the top class only
+            if m not in maps:
+                maps[m] = every[m](x, classes=explained[:1])[0].float().cpu().numpy()
+        if cams[0] not in maps:
+            maps[cams[0]] = every[cams[0]](x, classes=chosen)[0].float().cpu().numpy()
         for m in methods:
             for k, c in enumerate(explained):
                 save_heatmap(folder / slug(m) / f"{slug(names[c])}.png", maps[m][k],
@@ -217,31 +243,32 @@ def explain_images(model: torch.nn.Module, inputs: Sequence[str | os.PathLike], 
         pos = {c: k for k, c in enumerate(explained)}
         cls_names, cls_p = [names[c] for c in chosen], [prob[c] for c in chosen]
         figs = []
-        if lrp:
-            c0 = explained[0]
-            figs.append(lrp_rules_figure(folder / "fig4_lrp_rules.png", img,
-                                         {m: maps[m][0] for m in lrp},
-                                         f"{names[c0]} ({prob[c0]:.2f})", f"{path.name}: LRP rules"))
+        c0 = explained[0]
+        figs.append(lrp_rules_figure(folder / "fig4_lrp_rules.png", img,
+                                     {m: maps[m][0] for m in FIG4_METHODS},
+                                     f"{names[c0]} ({prob[c0]:.2f})",
+                                     f"Fig. 4, {ident}: LRP variants for {names[c0]}"))
         figs.append(top_findings_figure(folder / "fig6_top3.png", img,
                                         {m: maps[m][[pos[c] for c in top3]] for m in methods},
                                         [names[c] for c in top3], [prob[c] for c in top3],
-                                        f"{path.name}: top-3 findings"))
-        for m in cams[:1]:
-            figs.append(classes_figure(folder / "fig7_gradcam_classes.png", img, m,
-                                       maps[m][[pos[c] for c in chosen]], cls_names, cls_p,
-                                       f"{path.name}: {m} per class"))
-        if lrp and cams:
+                                        f"Fig. 6, {ident}: top-3 findings (probability)"))
+        cam = cams[0]
+        # maps[cam] holds the explained classes, or only the chosen ones when computed for Fig. 7
+        cam_sel = maps[cam][[pos[c] for c in chosen]] if cam in methods else maps[cam]
+        figs.append(classes_figure(folder / "fig7_gradcam_classes.png", img, cam, cam_sel,
+                                   cls_names, cls_p, f"Fig. 7, {ident}: {cam} per class"))
+        if lrp and cam in methods:
             figs.append(methods_figure(folder / "lrp_vs_gradcam.png", img,
-                                       {m: maps[m][[pos[c] for c in chosen]] for m in lrp + cams[:1]},
-                                       cls_names, cls_p, f"{path.name}: LRP beside Grad-CAM"))
+                                       {m: maps[m][[pos[c] for c in chosen]] for m in lrp + [cam]},
+                                       cls_names, cls_p, f"{ident}: LRP beside {cam}"))
         truth = _labels_for(label_map, path) if label_map is not None else None
-        records.append({"path": str(path), "folder": str(folder), "probabilities":
+        records.append({"path": str(path), "identity": ident, "folder": str(folder), "probabilities":
                         {n: float(p) for n, p in zip(names, prob)},
                         "explained": [names[c] for c in explained],
                         "labels": None if truth is None else
                         {n: (None if np.isnan(v) else int(v)) for n, v in zip(names, truth)},
                         "figures": [str(f) for f in figs]})
-        cache.append((img, x, prob, truth))
+        cache.append((img, x, prob, truth, ident))
     if not records:
         raise DataError(f"none of the {len(files)} image(s) could be read (first: "
                         f"{failed[0]['error']})")
@@ -284,14 +311,15 @@ def _figure5(path: Path, cache, names, explainer, method, classes, threshold) ->
             img, x = cache[i][0], cache[i][1]
             R = explainer(x, classes=[c])[0, 0].float().cpu().numpy()
             lab = "positive" if truth[i, c] == 1 else "negative"
-            row[kind] = {"image": img, "map": R, "caption": f"p={probs[i, c]:.2f}, {lab}"}
+            row[kind] = {"image": img, "map": R, "caption": f"{cache[i][4]}\np={probs[i, c]:.2f}, {lab}"}
         if row["correct"] is not None or row["incorrect"] is not None:
             rows.append(row)
     both = [r for r in rows if r["correct"] is not None and r["incorrect"] is not None]
     rows = both or rows  # classes with both cases first: the comparison the figure is for
     if not rows:
         return None
-    return correct_incorrect_figure(path, rows, method)
+    return correct_incorrect_figure(path, rows, method,
+                                    f"Fig. 5: correct vs incorrect predictions ({method})")
 
 
 def _write_predictions(out: Path, records: list[dict], names: Sequence[str]) -> None:

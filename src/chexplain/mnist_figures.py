@@ -64,7 +64,16 @@ def _predict(model: torch.nn.Module, meta: Mapping[str, Any], images: torch.Tens
 def _save(path: Path, maps: np.ndarray, inputs: np.ndarray, title: str, cmap: str, **labels: Any) -> Path:
     from .render import save_grid
 
+    import textwrap
+
+    from .render import SIGNED_CMAPS
+
     write_npy(path.with_name(path.stem + "_inputs.npy"), inputs)
+    zero = {"study": "green", "coldnhot": "black"}.get(cmap, "white")
+    note = (f"red = evidence for the class's logit, blue = against, {zero} = 0; one scale per row "
+            "(±max |R| of the row)") if cmap in SIGNED_CMAPS else f"colour map {cmap}; one scale per row"
+    width = max(int(maps.shape[1] * 1.5 * 11), 40)  # characters that fit the grid's width
+    title = "\n".join(textwrap.wrap(f"{title}. {note}", width))
     return Path(save_grid(path, maps, cmap=cmap, norm="symmetric", title=title, shared_scale="row", **labels))
 
 
@@ -103,7 +112,7 @@ def figure_pairs(
         maps = relevance_maps(model, meta, images, classes, method, **params)
         rows.append(np.stack([maps[digits.index(d), classes.index(c)] for d, c in pairs]))
     inputs = data.test_images[[idx[d] for d, _ in pairs]].numpy()
-    labels = [f"{meta.get('label', name)} (exp. {meta.get('experiment', '?')})" for name, (_, meta) in models.items()]
+    labels = [f"{meta.get('label', name)}\n(exp. {meta.get('experiment', '?')})" for name, (_, meta) in models.items()]
     if len(set(labels)) < len(labels):
         labels = list(models)
     return _save(Path(path), np.stack(rows), inputs, f"{method}: digit explained for two classes", cmap,

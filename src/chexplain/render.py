@@ -365,7 +365,8 @@ def save_grid(
         block = {"cell": M[i, j], "row": M[i], "col": M[:, j], "grid": M}[share]
         return _fit(block, norm, percentile)
 
-    fig = Figure(figsize=(cols * cell_size, rows * cell_size + (0.4 if title else 0.0)), dpi=dpi)
+    fig = Figure(figsize=(cols * cell_size, rows * cell_size + 0.22 * (str(title).count("\n") + 1 if title else 0)
+                          + 0.2), dpi=dpi)
     FigureCanvasAgg(fig)
     axes = fig.subplots(rows, cols, squeeze=False)
     for i in range(rows):
@@ -388,9 +389,10 @@ def save_grid(
                 ax.set_title(str(col_labels[j]), fontsize=9)
             if row_labels is not None and j == 0:
                 ax.set_ylabel(str(row_labels[i]), fontsize=9)
+    lines = str(title).count("\n") + 1 if title else 0
     if title:
         fig.suptitle(str(title), fontsize=11)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - lines * 0.22 / fig.get_figheight()))  # room for the title
     with atomic_path(png) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi)
     write_npy(png.with_suffix(".npy"), raw)

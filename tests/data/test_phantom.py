@@ -112,3 +112,23 @@ def test_cli_1000_images_at_224_under_a_minute(tmp_path, capsys):
     assert len(list(out.rglob("*.jpg"))) == 1000
     assert len(read_chexpert_csv(out / "train.csv")) == 1000
     assert "wrote 1000 images" in capsys.readouterr().out
+
+
+def test_test_split_is_not_named_train_csv_and_phantom_training_is_detected(tmp_path):
+    import json
+
+    from chexplain.data.phantom import phantom_folder, trained_on_phantom
+
+    csv = write_phantom(tmp_path / "held_out", 2, size=32, seed=1, progress=False, split="test")
+    assert csv.name == "test.csv" and not (tmp_path / "held_out" / "train.csv").exists()
+    first = read_chexpert_csv(csv)["Path"].iloc[0]
+    assert first == "held_out/test/patient00001/study1/view1_frontal.jpg"
+    assert phantom_folder(tmp_path / first) == tmp_path / "held_out"
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"csv": str(csv)}))
+    assert trained_on_phantom(run / "best.pt") == tmp_path / "held_out"
+    (run / "config.json").write_text(json.dumps({"csv": str(tmp_path / "real" / "train.csv")}))
+    assert trained_on_phantom(run / "best.pt") is None
+    with pytest.raises(DataError, match="split"):
+        write_phantom(tmp_path / "x", 1, size=32, split="val")

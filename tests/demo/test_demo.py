@@ -9,11 +9,18 @@ from chexplain.cli import main
 from chexplain.report.html import SECTIONS
 
 
-def test_demo_quick_end_to_end(tmp_path, capsys):
+def test_demo_quick_end_to_end(tmp_path, capsys, figure_audit):
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "--out", str(out), "--quiet"]) == 0
     printed = capsys.readouterr().out
     assert f"report: {out / 'report.html'}" in printed
+    assert "[demo] expected duration: about" in printed.splitlines()[0]
+    # the study's Figs. 4-7, every figure checked for its size and overlapping or clipped text
+    checked = figure_audit.assert_clean(out)
+    assert {"fig4_lrp_rules.png", "fig5_correct_incorrect.png", "fig6_top3.png",
+            "fig7_gradcam_classes.png", "roc_curves.png", "aopc_curves.png", "localisation.png",
+            "randomisation.png"} <= set(checked), checked
+    assert not (out / "data" / "phantom_test" / "train.csv").exists()  # test labels: test.csv
     res = json.loads((out / "demo.json").read_text())
     assert set(res["seconds"]) >= {"phantom", "train", "auroc", "explain", "compare", "mnist", "total"}
     audit = json.loads((out / "audit" / "audit.json").read_text())  # the small SpRAy audit
@@ -39,3 +46,4 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
     html = (out / "report.html").read_text(encoding="utf-8")
     assert html.count("data:image/png;base64,") >= 5
     assert "No comparison was run" not in html and "was not run" not in html
+    assert "Who leads in this run" in html and "Fig. 4, LRP-z" in html

@@ -23,7 +23,8 @@ def test_select_classes():
         select_classes("E", p, NAMES)
 
 
-def test_explain_cli_writes_maps_figures_and_predictions(tmp_path, phantom_csv, tiny_checkpoint, capsys):
+def test_explain_cli_writes_maps_figures_and_predictions(tmp_path, phantom_csv, tiny_checkpoint, capsys,
+                                                         figure_audit):
     folder = phantom_csv.parent / "train"
     images = find_images([folder])
     assert len(images) == 12 and all(p.suffix == ".jpg" for p in images)  # masks skipped
@@ -35,16 +36,22 @@ def test_explain_cli_writes_maps_figures_and_predictions(tmp_path, phantom_csv, 
     res = json.loads((out / "explain.json").read_text())
     assert len(res["images"]) == 2
     first = res["images"][0]
-    folder0 = out / "view1_frontal"
+    folder0 = out / "patient00001_study1"  # the image's identity, not "view1_frontal"
+    assert first["identity"] == "patient00001/study1"
     for m in ("lrp_epsilon", "dtd", "gradcam"):
         png = folder0 / m / "pleural_effusion.png"
         assert png.is_file() and Image.open(png).size == (256, 256)  # display size
         assert np.load(png.with_suffix(".npy")).shape == (64, 64)
     for fig in ("fig4_lrp_rules.png", "fig6_top3.png", "fig7_gradcam_classes.png", "lrp_vs_gradcam.png"):
         assert (folder0 / fig).is_file(), fig
-    assert np.load(folder0 / "fig4_lrp_rules.npy").shape == (2, 64, 64)  # two LRP rules
+    # the study's Fig. 4: LRP-z, LRP-epsilon, LRP-alpha-beta and Deep Taylor, whatever --methods
+    assert np.load(folder0 / "fig4_lrp_rules.npy").shape == (4, 64, 64)
     assert np.load(folder0 / "lrp_vs_gradcam.npy").shape == (2, 3, 64, 64)  # classes x methods
     assert (out / "fig5_correct_incorrect.png").is_file()
+    checked = figure_audit.assert_clean(out)  # sizes, no overlapping or clipped text
+    assert {"fig4_lrp_rules.png", "fig5_correct_incorrect.png", "fig6_top3.png",
+            "fig7_gradcam_classes.png"} <= set(checked)
+    assert len(figure_audit) >= 9  # 4 figures per image + Fig. 5, each checked as written
     assert first["labels"]["Pleural Effusion"] in (0, 1) and first["labels"]["Edema"] is None
     probs = (out / "predictions.csv").read_text().splitlines()
     assert len(probs) == 3 and probs[0].startswith("Path,No Finding")
@@ -71,6 +78,7 @@ def test_explain_reads_png_and_dicom(tmp_path, tiny_checkpoint):
                  str(tmp_path / "b.dcm"), "--methods", "gradcam", "--classes", "top2",
                  "--out", str(out), "--quiet"]) == 0
     assert (out / "b" / "gradcam").is_dir() and (out / "a" / "fig6_top3.png").is_file()
+    assert (out / "a" / "fig7_gradcam_classes.png").is_file()
 
 
 def test_explain_errors_are_one_line(tmp_path, tiny_checkpoint, capsys):
@@ -81,3 +89,23 @@ def test_explain_errors_are_one_line(tmp_path, tiny_checkpoint, capsys):
     assert main(["explain", "--checkpoint", str(tiny_checkpoint), str(tmp_path),
                  "--methods", "lrp-bogus", "--out", str(tmp_path / "o")]) == 2
     assert "unknown method 'lrp-bogus'" in capsys.readouterr().err
+
+
+def test_explain_warns_when_a_phantom_model_meets_real_radiographs(tmp_path, phantom_csv,
+                                                                   tiny_checkpoint, capsys):
+    import json
+    import shutil
+
+    run = tmp_path / "run"
+    run.mkdir()
+    ckpt = shutil.copy(tiny_checkpoint, run / "best.pt")
+    (run / "config.json").write_text(json.dumps({"csv": str(phantom_csv)}))
+    real = tmp_path / "scan.png"
+    Image.fromarray((np.random.default_rng(1).random((70, 70)) * 255).astype(np.uint8)).save(real)
+    phantom_image = find_images([phantom_csv.parent / "train"])[0]
+    args = ["explain", "--checkpoint", str(ckpt), "--methods", "gradcam", "--quiet"]
+    assert main(args + [str(phantom_image), "--out", str(tmp_path / "a")]) == 0
+    assert "warning" not in capsys.readouterr().err  # phantom model on phantom images: fine
+    assert main(args + [str(real), "--out", str(tmp_path / "b")]) == 0
+    err = capsys.readouterr().err
+    assert "trained on phantom radiographs" in err and "meaningless" in err and "scan.png" in err

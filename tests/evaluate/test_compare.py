@@ -68,3 +68,10 @@ def test_compare_counts_items_and_empty_masks(tmp_path):
     assert len(items) == 1 + 3 * 3 and items[0].startswith("image,class,method,pointing_game")
     for f in ("summary.csv", "per_class.csv", "aopc_curves.png", "localisation.png", "randomisation.png"):
         assert (tmp_path / f).is_file()
+    # the random baseline ignores the model: after randomisation its map is still the same
+    assert np.allclose(res["randomisation"]["random"]["ssim"], 1.0)
+    from chexplain.evaluate.compare import leaders, summary_markdown
+
+    md = summary_markdown(res, ("pointing_game", "aopc_gap"))
+    assert "(higher is better)" in md and "In this run: pointing game:" in md
+    assert "random" not in sum(leaders(res).values(), [])  # the baseline is never the leader

@@ -71,6 +71,9 @@ def test_zero_map_has_no_relevance_mass():
     m = _masks(2)
     out = localisation_metrics(torch.zeros(2, 32, 32), m)
     assert np.isnan(out["relevance_mass"]).all() and out["n_no_positive"] == 2
+    # not a hit by the area share of its tied zeros: not scored, as the report's n= rule says
+    assert np.isnan(out["pointing_game"]).all()
+    assert np.isnan(pointing_game(-torch.rand(2, 32, 32), m)).all()  # only negative evidence
 
 
 def test_pointing_game_tolerance():

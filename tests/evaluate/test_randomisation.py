@@ -84,3 +84,20 @@ def test_attributor_classes_match_per_class_calls():
         assert torch.allclose(both[:, 1], one, atol=1e-5, rtol=1e-4), method
     g = gradient_x_input(model, x, torch.tensor([1, 1]))
     assert torch.allclose(Attributor(model, "gradient-x-input")(x, 1), g)
+
+
+def test_one_cascade_for_many_methods_equals_one_cascade_each():
+    from chexplain.evaluate.randomisation import cascading_randomisation_many
+
+    torch.manual_seed(1)
+    model, _ = chexpert_densenet("tiny", 3, None)
+    model.eval()
+    x = torch.randn(2, 3, 32, 32)
+    makers = {m: (lambda net, m=m: Attributor(net, m)) for m in ("gradient-x-input", "lrp-epsilon", "gradcam")}
+    built = {"lrp-epsilon": Attributor(model, "lrp-epsilon")}
+    many = cascading_randomisation_many(model, x, [0, 2], makers, n_groups=3, seed=4, originals=built)
+    for m, make in makers.items():
+        one = cascading_randomisation(model, x, [0, 2], make, n_groups=3, seed=4)
+        assert many[m]["layers"] == one["layers"]
+        for k in ("spearman", "spearman_abs", "ssim"):
+            assert np.allclose(many[m][k], one[k], atol=1e-6, equal_nan=True), (m, k)

@@ -83,7 +83,7 @@ def test_bad_inputs_are_one_line(sample_mnist, tmp_path):
         load_mnist_mlp(tmp_path / "model.pt")
 
 
-def test_figure_grids(trained, sample_mnist, tmp_path):
+def test_figure_grids(trained, sample_mnist, tmp_path, figure_audit):
     pytest.importorskip("chexplain.render")
     from chexplain.mnist_figures import make_figures
 
@@ -105,3 +105,34 @@ def test_figure_grids(trained, sample_mnist, tmp_path):
 
     w, h = Image.open(tmp_path / "tanh_c_random_digits.png").size
     assert w > 10 * 28 and h > 10 * 28
+    assert len(figure_audit.assert_clean(tmp_path)) == 5  # sizes; no overlapping or clipped text
+
+
+def test_resume_mid_block_is_exact(sample_mnist, tmp_path, monkeypatch):
+    """Batches are augmented log_every at a time: a checkpoint inside a block (here at 30 of
+    a 20-step block) resumes to the same weights as the uninterrupted run."""
+    import chexplain.train.mnist as T
+
+    cfg = TrainConfig(experiment="2-relu-short", iterations=50, checkpoint_every=30, log_every=20)
+    full = train_mnist(cfg, sample_mnist, tmp_path / "full", progress=False)
+
+    class Stop(Exception):
+        pass
+
+    original = T.save_checkpoint
+
+    def save_then_stop(path, *a, **k):
+        original(path, *a, **k)
+        if path.name == "checkpoint.pt":
+            raise Stop
+
+    monkeypatch.setattr(T, "save_checkpoint", save_then_stop)
+    with pytest.raises(Stop):
+        train_mnist(cfg, sample_mnist, tmp_path / "cut", progress=False)
+    monkeypatch.setattr(T, "save_checkpoint", original)
+    assert load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["block_start"] == 20
+    cut = train_mnist(cfg, sample_mnist, tmp_path / "cut", resume=True, progress=False)
+    a = load_checkpoint(tmp_path / "full" / "model.pt")["model"]
+    b = load_checkpoint(tmp_path / "cut" / "model.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert cut["test_accuracy"] == full["test_accuracy"]

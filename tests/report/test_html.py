@@ -38,7 +38,7 @@ def parse(path):
 
 
 def _comparison():
-    s = {"mean": 0.5, "ci_low": 0.4, "ci_high": 0.6, "n": 3}
+    s = {"mean": 0.5, "ci_low": 0.4, "ci_high": 0.6, "n": 12}
     metrics = ("pointing_game", "relevance_mass", "relevance_rank", "iou", "aopc_morf", "aopc_lerf", "aopc_gap")
     return {"summary": {m: {k: dict(s) for k in metrics} for m in ("lrp-epsilon", "gradcam")},
             "per_class": {m: {"Pleural Effusion": {**{k: 0.5 for k in metrics}, "n": 3}}
@@ -70,7 +70,38 @@ def test_report_has_every_section_embeds_images_and_escapes(tmp_path):
     assert "<b>&" in "".join(p.text)
     text = "".join(p.text)
     assert "demo <script>" in text and "n/a (no positives)" in text
-    assert "0.500 [0.400, 0.600]" in text and "Pleural Effusion" in text
+    assert "0.500 [0.400, 0.600] n=12" in text and "Pleural Effusion" in text
+    assert "pointing game: map's maximum inside the finding (higher is better)" in text
+    assert "(lower is better)" in text and "Who leads in this run" in text
+    assert "too few items" not in text
+
+
+def test_few_items_get_a_warning_not_an_interval(tmp_path):
+    cmp = _comparison()
+    cmp["summary"]["gradcam"]["pointing_game"].update(mean=0.75, n=4)
+    text = "".join(parse(write_report(tmp_path / "r.html", "t", [], comparison=cmp)).text)
+    assert "0.750 n=4 (too few items for an interval)" in text and "Warning:" in text
+    assert "pointing game: gradcam leads (0.750; next lrp-epsilon 0.500)." in text
+
+
+def test_table2_study_column_complete_and_artefacts_marked(tmp_path):
+    from chexplain.data.chexpert import OBSERVATIONS
+    from chexplain.evaluate.auroc import per_class_auroc
+
+    rng = np.random.default_rng(0)
+    t = (rng.random((60, 14)) < 0.3).astype(float)
+    t[:, OBSERVATIONS.index("Fracture")] = 0
+    auroc = per_class_auroc(t, t + rng.normal(size=t.shape))
+    p = parse(write_report(tmp_path / "r.html", "t", [], auroc=auroc))
+    text = "\n".join(p.text)
+    cells = [c.strip() for c in p.text]
+    for value in ("0.79", "0.60", "0.80", "0.87", "0.53", "0.51", "0.50", "0.68", "0.91", "0.89"):
+        assert value in cells, value  # every study value as its own cell
+    assert "1.00 (artefact: undefined AUROC printed as 1.00)" in cells
+    assert "0.00 (artefact: undefined AUROC printed as 0.00)" in cells
+    assert "not given" not in text and "n/a (no positives)" in cells
+    assert "Study (Alam 2022), literature" in cells and "ours (this run)" in cells
+    assert "not comparable" in text
 
 
 def test_missing_inputs_say_so(tmp_path):

@@ -33,7 +33,7 @@ def _register_train(commands: argparse._SubParsersAction) -> None:
         description="Train a DenseNet-121 with 14 sigmoid outputs (BCE with logits, Adam) on "
                     "CheXpert-format data. Writes OUT/metrics.jsonl (one line per epoch), "
                     "OUT/best.pt, OUT/last.pt, OUT/config.json and OUT/summary.json. Under "
-                    "`torchrun --nproc_per_node N -m chexplain.cli chexpert train ...` it trains with "
+                    "`torchrun --nproc_per_node N -m chexplain chexpert train ...` it trains with "
                     "DistributedDataParallel (NCCL on GPUs, gloo on CPU).")
     p.add_argument("--data", metavar="ROOT", help="folder the CSV's image Paths are relative "
                    "to (the data set's folder or its parent; default: from the CSV's place)")
@@ -92,12 +92,15 @@ def _register_evaluate(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--policy", default=None, help="uncertain labels: zeros, ones or ignore "
                    "(default: the training run's)")
     p.add_argument("--frontal", action="store_true", help="frontal views only")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--workers", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--amp", choices=("off", "bf16", "fp16", "auto"), default="off")
-    p.add_argument("--out", required=True, metavar="DIR")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--batch-size", type=int, default=32, help="images per forward (default 32)")
+    p.add_argument("--workers", type=int, default=0, help="data-loading processes (default 0: "
+                   "in the main process)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    p.add_argument("--amp", choices=("off", "bf16", "fp16", "auto"), default="off",
+                   help="autocast for the forwards (default off: float32)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder: auroc.json, "
+                   "table2.md, roc_curves.png, predictions.csv")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_evaluate)
 
 

@@ -16,9 +16,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Runs every metric for every method over a CheXpert-format data set (the "
                     "phantom's finding masks for localisation) or NIH ChestX-ray14 images (the "
                     "radiologists' boxes); one item per (image, positive "
-                    "finding). Writes DIR/compare.json (mean and bootstrap 95%% interval per "
+                    "finding). Writes DIR/compare.json (mean and bootstrap 95 % interval per "
                     "method and metric), summary.csv, items.csv, per_class.csv and plots.")
-    p.add_argument("--checkpoint", required=True, metavar="CKPT")
+    p.add_argument("--checkpoint", required=True, metavar="CKPT",
+                   help="a model trained by `chexplain chexpert train` (best.pt)")
     p.add_argument("--data", metavar="ROOT", help="folder the CSV's Paths are relative to "
                    "(default: from the CSV's place)")
     src = p.add_mutually_exclusive_group(required=True)
@@ -35,17 +36,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--baseline", choices=BASELINES, default="blur",
                    help="what removed regions become (default blur)")
     p.add_argument("--tolerance", type=int, default=0, help="pointing-game tolerance in pixels")
-    p.add_argument("--iou-threshold", type=float, default=0.5)
+    p.add_argument("--iou-threshold", type=float, default=0.5,
+                   help="IoU: the map's pixels at or above this share of its maximum (0.5)")
     p.add_argument("--max-items", type=int, help="evaluate at most this many items")
     p.add_argument("--randomisation-items", type=int, default=8,
                    help="items for the randomisation test (0: skip it)")
     p.add_argument("--randomisation-steps", type=int, default=None, metavar="K",
                    help="merge the layer groups into K cascade steps (default: every group)")
-    p.add_argument("--bootstrap", type=int, default=1000)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--bootstrap", type=int, default=1000,
+                   help="bootstrap resamples of the items for the 95 %% intervals (1000)")
+    p.add_argument("--batch-size", type=int, default=16, help="images explained at once (16)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random baseline, tie "
+                   "breaking, bootstrap and randomisation (0)")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (compare.json, "
+                   "CSVs, plots)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_compare)
 

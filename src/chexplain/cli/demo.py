@@ -16,9 +16,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/demo", metavar="DIR", help="output folder (default: runs/demo)")
     p.add_argument("--quick", action="store_true", help="smoke run: tiny model, few images, one epoch")
     p.add_argument("--epochs", type=int, help="training epochs (default 4; quick 1)")
-    p.add_argument("--image-size", type=int, help="model input side in pixels (default 64)")
+    p.add_argument("--image-size", type=int, help="model input side in pixels (default 128; "
+                   "quick 64)")
     p.add_argument("--no-mnist", action="store_true", help="skip the MNIST reproduction")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)
 

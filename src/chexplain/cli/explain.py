@@ -35,8 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "maps stay in model-input pixels)")
     p.add_argument("--skip-bad", action="store_true", help="leave out unreadable images (listed "
                    "in explain.json and here) instead of stopping at the first")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (see "
+                   "chexplain.explain_images for its layout)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_explain)
 
@@ -48,6 +49,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     model, meta = load_trained(args.checkpoint, map_location=device)
+    _warn_phantom(args.checkpoint, args.images)
     res = explain_images(model, args.images, args.out, meta["normalization"], meta["image_size"],
                          meta["observations"], args.methods, args.classes, args.labels,
                          args.threshold, device, display_size=args.display_size,
@@ -61,3 +63,17 @@ def cmd_explain(args: argparse.Namespace) -> int:
     print(f"explained {len(res['images'])} image(s) with {', '.join(res['methods'])} in "
           f"{res['seconds']:.0f} s; figures and maps in {args.out}/")
     return 0
+
+
+def _warn_phantom(checkpoint: str, images: list[str]) -> None:
+    """A phantom-trained model says nothing about real radiographs: say so before the work."""
+    import sys
+
+    from ..data.phantom import phantom_folder, trained_on_phantom
+
+    source = trained_on_phantom(checkpoint)
+    real = [p for p in images if phantom_folder(p) is None]
+    if source is not None and real:
+        print(f"warning: {checkpoint} was trained on phantom radiographs ({source}); its "
+              f"predictions and maps on real radiographs such as {real[0]} are meaningless. "
+              "Train on CheXpert for real use.", file=sys.stderr)

@@ -305,24 +305,27 @@ def _csv_row(rel: str, sample: PhantomSample, rng: np.random.Generator) -> str:
 
 
 def clear_phantom(out: str | os.PathLike) -> None:
-    """Remove an older phantom under ``out`` (its ``train/`` images and masks, CSV and
-    ``phantom.json``), so that no stale mask outlives its image; other files stay."""
+    """Remove an older phantom under ``out`` (its split folders of images and masks, their CSVs
+    and ``phantom.json``), so that no stale mask outlives its image; other files stay."""
     import shutil
 
     out = Path(out)
     if (out / "phantom.json").is_file():
-        shutil.rmtree(out / "train", ignore_errors=True)
-        for name in ("train.csv", "phantom.json"):
-            (out / name).unlink(missing_ok=True)
+        for split in ("train", "valid", "test"):
+            shutil.rmtree(out / split, ignore_errors=True)
+            (out / f"{split}.csv").unlink(missing_ok=True)
+        (out / "phantom.json").unlink(missing_ok=True)
 
 
 def write_phantom(out: str | os.PathLike, n: int, size: int | tuple[int, int] = 224,
                   seed: int = 0, prevalence: float | Mapping[str, float] | None = None,
                   confounder: Confounder | Sequence[Confounder] | None = None, quality: int = 95,
-                  progress: bool = True) -> Path:
+                  progress: bool = True, split: str = "train") -> Path:
     """Write ``n`` phantom images in CheXpert's layout under ``out``; returns the CSV path.
 
-    ``out/train.csv`` has CheXpert's columns with Paths ``<out name>/train/patientNNNNN/
+    ``split`` names the CSV and the image folder (``"test"`` for held-out sets: ``test.csv``,
+    so that test labels are never called ``train.csv``).
+    ``out/<split>.csv`` has CheXpert's columns with Paths ``<out name>/<split>/patientNNNNN/
     study1/view1_frontal.jpg`` (relative to ``out``'s parent, as CheXpert's are); the five
     simulated observations are 1.0/0.0, No Finding 1.0 or blank, the others blank. Masks
     are PNGs (0/255) in ``view1_frontal_masks/<finding>.png``; ``out/phantom.json`` records
@@ -335,12 +338,14 @@ def write_phantom(out: str | os.PathLike, n: int, size: int | tuple[int, int] = 
         raise DataError(f"{out}: exists and is not a folder")
     if not 1 <= quality <= 100:
         raise DataError(f"JPEG quality {quality} must be in 1..100")
+    if split not in ("train", "valid", "test"):
+        raise DataError(f"phantom split {split!r}: use train, valid or test")
     rows = [",".join(f'"{c}"' if "," in c else c for c in COLUMNS)]
     meta_rng = np.random.default_rng([int(seed), 0xC5F])
     samples = iter_phantom(n, size, seed, prevalence, confounder)
     for i, sample in enumerate(tqdm(samples, total=n, desc="phantom", unit="img",
                                     disable=not progress)):
-        rel = f"{out.name}/train/patient{i + 1:05d}/study1/view1_frontal.jpg"
+        rel = f"{out.name}/{split}/patient{i + 1:05d}/study1/view1_frontal.jpg"
         path = out.parent / rel
         with atomic_path(path) as tmp:
             Image.fromarray(np.round(sample.image * 255).astype(np.uint8)).save(
@@ -353,4 +358,31 @@ def write_phantom(out: str | os.PathLike, n: int, size: int | tuple[int, int] = 
         "n": n, "size": list(_size(size)), "seed": seed, "prevalence": _prevalence(prevalence),
         "confounder": [asdict(c) for c in as_confounders(confounder)] or None, "jpeg_quality": quality,
         "masks": {name: _SLUGS[name] + ".png" for name in MASK_NAMES}})
-    return write_text(out / "train.csv", "\n".join(rows) + "\n")
+    return write_text(out / f"{split}.csv", "\n".join(rows) + "\n")
+
+
+def phantom_folder(path: str | os.PathLike, levels: int = 6) -> Path | None:
+    """The phantom set (folder with ``phantom.json``) that ``path`` lies in, else None."""
+    p = Path(path).resolve()
+    for parent in [p, *p.parents][:levels]:
+        if (parent / "phantom.json").is_file():
+            return parent
+    return None
+
+
+def trained_on_phantom(checkpoint: str | os.PathLike) -> Path | None:
+    """The phantom set a chexplain checkpoint was trained on (from the run's ``config.json``
+    beside it), or None when it was not, or when that cannot be told."""
+    import json
+
+    try:
+        cfg = json.loads((Path(checkpoint).parent / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    csv = cfg.get("csv") if isinstance(cfg, dict) else None
+    if not csv:
+        return None
+    csv = Path(csv)
+    if not csv.is_absolute() and cfg.get("data"):
+        csv = Path(cfg["data"]) / csv
+    return phantom_folder(csv.parent if csv.suffix else csv, 2)

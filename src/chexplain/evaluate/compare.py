@@ -29,7 +29,7 @@ from ..io import result_set, write_csv, write_json
 from .baselines import Attributor
 from .faithfulness import aopc_summary, region_perturbation
 from .localisation import localisation_metrics
-from .randomisation import cascading_randomisation
+from .randomisation import cascading_randomisation_many
 
 #: The methods of the phantom benchmark: LRP presets, Grad-CAM and two baselines.
 BENCHMARK_METHODS = ("lrp-epsilon", "lrp-alpha2beta1", "epsilon-plus-flat", "epsilon-gamma-box",
@@ -39,6 +39,18 @@ FAITHFULNESS = ("aopc_morf", "aopc_lerf", "aopc_gap")
 METRICS = LOCALISATION + FAITHFULNESS
 #: direction of each metric: larger is better except LeRF's AOPC
 HIGHER_IS_BETTER = {m: m != "aopc_lerf" for m in METRICS}
+#: each metric in words, with its direction (report and console tables)
+METRIC_LABELS = {
+    "pointing_game": "pointing game: map's maximum inside the finding (higher is better)",
+    "relevance_mass": "relevance mass: share of positive relevance inside the finding (higher is better)",
+    "relevance_rank": "relevance rank: share of the top-|mask| pixels inside the finding (higher is better)",
+    "iou": "IoU of the map above half its maximum with the finding (higher is better)",
+    "aopc_morf": "AOPC, most relevant regions removed first: logit drop (higher is better)",
+    "aopc_lerf": "AOPC, least relevant regions removed first: logit drop (lower is better)",
+    "aopc_gap": "AOPC gap, MoRF minus LeRF (higher is better)",
+}
+#: at most this many scored items: a mean without a bootstrap interval, and a warning
+FEW_ITEMS = 5
 
 
 @dataclass
@@ -140,7 +152,8 @@ def compare(model: torch.nn.Module, dataset: Any, out: str | os.PathLike,
     counts = {"n_empty": 0, "n_no_mask": 0}
     rand_x, rand_t = [], []
     images = np.unique(items[:, 0])
-    bar = tqdm(total=len(items), desc="compare", unit="item", disable=not progress)
+    # one tick per (item, method): the bar moves as each method finishes a batch of items
+    bar = tqdm(total=len(items) * len(explainers), desc="compare", unit="map", disable=not progress)
     for lo in range(0, len(images), cfg.batch_size):
         chunk = images[lo:lo + cfg.batch_size]
         loaded = {int(i): dataset[int(i)] for i in chunk}
@@ -172,7 +185,8 @@ def compare(model: torch.nn.Module, dataset: Any, out: str | os.PathLike,
             for j, (i, c) in enumerate(sel):
                 rows.append({"image": loaded[int(i)].get("path", str(int(i))), "class": names[c],
                              "method": m, **{k: float(per[m][k][-1][j]) for k in METRICS}})
-        bar.update(len(sel))
+            bar.update(len(sel))
+            bar.set_postfix_str(m, refresh=False)
     bar.close()
     values = {m: {k: np.concatenate(v) for k, v in d.items()} for m, d in per.items()}
     summary = {m: {k: dict(zip(("mean", "ci_low", "ci_high"),
@@ -187,7 +201,7 @@ def compare(model: torch.nn.Module, dataset: Any, out: str | os.PathLike,
                    for m in cfg.methods}
     randomisation = _randomise(model, torch.cat(rand_x)[:cfg.randomisation_items],
                                torch.cat(rand_t)[:cfg.randomisation_items], cfg, normalization,
-                               progress) if cfg.randomisation_items > 0 else {}
+                               progress, explainers) if cfg.randomisation_items > 0 else {}
     result = {
         "config": asdict(cfg) | {"methods": list(cfg.methods)},
         "observations": names, "classes": [names[c] for c in wanted],
@@ -243,13 +257,19 @@ def _nanmean(v: np.ndarray) -> float | None:
     return float(v.mean()) if v.size else None
 
 
-def _randomise(model, x, t, cfg: CompareConfig, normalization, progress: bool) -> dict:
+def _randomise(model, x, t, cfg: CompareConfig, normalization, progress: bool,
+               built: dict[str, Attributor] | None = None) -> dict:
+    """Every method on one cascade (one copy of the model, each group re-initialised once per
+    step); the original maps from the explainers already ``built`` on the model (except the
+    random baseline, whose fresh seeded map is what it must reproduce)."""
+    factories = {m: (lambda net, m=m: Attributor(net, m, normalization, seed=cfg.seed,
+                                                 **cfg.method_params.get(m, {})))
+                 for m in cfg.methods}
+    originals = {m: a for m, a in (built or {}).items() if a.kind != "random"}
+    res_all = cascading_randomisation_many(model, x, t, factories, n_groups=cfg.randomisation_steps,
+                                           seed=cfg.seed, originals=originals)
     out = {}
-    for m in cfg.methods:
-        res = cascading_randomisation(
-            model, x, t, lambda net, m=m: Attributor(net, m, normalization, seed=cfg.seed,
-                                                     **cfg.method_params.get(m, {})),
-            n_groups=cfg.randomisation_steps, seed=cfg.seed)
+    for m, res in res_all.items():
         out[m] = {"layers": res["layers"], "n": int(x.shape[0])}
         for k in ("spearman", "spearman_abs", "ssim"):
             with np.errstate(all="ignore"):
@@ -276,14 +296,57 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
 
 
 def summary_cell(v: dict[str, Any]) -> str:
-    """One metric of one method: ``mean [ci_low, ci_high] n=items`` (n/a without items)."""
-    return "n/a" if v["mean"] is None else f"{v['mean']:.3f} [{v['ci_low']:.3f}, {v['ci_high']:.3f}] n={v['n']}"
+    """One metric of one method: ``mean [ci_low, ci_high] n=items`` (n/a without items); with
+    at most :data:`FEW_ITEMS` items the interval is replaced by a warning."""
+    if v["mean"] is None:
+        return "n/a (n=0)"
+    if v["n"] <= FEW_ITEMS:
+        return f"{v['mean']:.3f} n={v['n']} (too few items for an interval)"
+    return f"{v['mean']:.3f} [{v['ci_low']:.3f}, {v['ci_high']:.3f}] n={v['n']}"
+
+
+def leaders(result: dict[str, Any], metrics: Sequence[str] = METRICS,
+            exclude: Sequence[str] = ("random",)) -> dict[str, list[str]]:
+    """Per metric, the method(s) with the best mean in this run (ties kept; baselines in
+    ``exclude`` are not candidates), by the metric's direction."""
+    out = {}
+    for k in metrics:
+        vals = {m: d[k]["mean"] for m, d in result["summary"].items()
+                if m not in exclude and d[k]["mean"] is not None}
+        if not vals:
+            continue
+        best = max(vals.values()) if HIGHER_IS_BETTER[k] else min(vals.values())
+        out[k] = [m for m, v in vals.items() if abs(v - best) <= 1e-12]
+    return out
+
+
+def leaders_text(result: dict[str, Any], metrics: Sequence[str] = METRICS) -> str:
+    """One sentence per metric saying which method leads in this run, and by how much over the
+    runner-up; says when the intervals of the two overlap."""
+    lines = []
+    for k, best in leaders(result, metrics).items():
+        summ = result["summary"]
+        ranked = sorted((m for m in summ if m != "random" and summ[m][k]["mean"] is not None),
+                        key=lambda m: summ[m][k]["mean"], reverse=HIGHER_IS_BETTER[k])
+        name = METRIC_LABELS[k].split(":")[0].split(" (")[0]
+        b = summ[best[0]][k]
+        text = f"{name}: {' and '.join(best)} leads ({b['mean']:.3f}"
+        if len(ranked) > 1:
+            r = summ[ranked[1]][k]
+            text += f"; next {ranked[1]} {r['mean']:.3f}"
+            overlap = None not in (b["ci_low"], r["ci_low"]) and min(b["n"], r["n"]) > FEW_ITEMS and \
+                (b["ci_low"] <= r["ci_high"] and r["ci_low"] <= b["ci_high"])
+            if overlap:
+                text += ", 95 % intervals overlap"
+        lines.append(text + ").")
+    return "\n".join(lines)
 
 
 def summary_markdown(result: dict[str, Any], metrics: Sequence[str] = METRICS) -> str:
-    """Method × metric table: mean [95 % CI] (n)."""
-    head = "| method | " + " | ".join(metrics) + " |"
+    """Method × metric table: mean [95 % CI] (n), the metrics named in words, then which
+    method leads on each metric in this run."""
+    head = "| method | " + " | ".join(METRIC_LABELS[k] for k in metrics) + " |"
     lines = [head, "|---|" + "---:|" * len(metrics)]
     for m, d in result["summary"].items():
         lines.append(f"| {m} | " + " | ".join(summary_cell(d[k]) for k in metrics) + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n\nIn this run: " + leaders_text(result, metrics).replace("\n", " ") + "\n"

@@ -6,8 +6,10 @@ returns per-item values (N,) with **NaN where the item cannot be scored**:
 
 * an **empty mask** (no box, no drawn finding) is never a hit: it is excluded and counted
   (:func:`localisation_metrics` reports ``n_empty``); Quantus' pointing game scores it as one;
-* a map without positive relevance has no relevance mass / rank / IoU (NaN, counted as
-  ``n_no_positive``); its pointing-game value is still defined (ties, see below).
+* a map without positive relevance (all zero, or only negative: e.g. Grad-CAM after its ReLU
+  when every channel weight points against the class) points at nothing: it is **not scored**
+  by any metric, the pointing game included (NaN, counted as ``n_no_positive``), never a hit
+  by the area share of its tied zeros.
 
 Metrics
 -------
@@ -54,7 +56,8 @@ def _nan_where(values: torch.Tensor, invalid: torch.Tensor) -> torch.Tensor:
 
 def pointing_game(maps: Any, masks: Any, tolerance: int = 0) -> torch.Tensor:
     """Per item: 1 if the map's maximum lies in the mask (dilated by ``tolerance`` pixels), 0
-    if not; the share inside when the maximum is tied; NaN for an empty mask."""
+    if not; the share inside when the maximum is tied; NaN for an empty mask and for a map
+    without positive relevance (its maximum marks no evidence)."""
     R, M = _check(maps, masks)
     if tolerance > 0:
         k = 2 * int(tolerance) + 1
@@ -62,7 +65,7 @@ def pointing_game(maps: Any, masks: Any, tolerance: int = 0) -> torch.Tensor:
     flat = R.flatten(1)
     top = flat == flat.max(dim=1, keepdim=True).values
     hits = (top & M.flatten(1)).sum(1).double() / top.sum(1).double()
-    return _nan_where(hits, ~masks_nonempty(masks))
+    return _nan_where(hits, ~masks_nonempty(masks) | ~(flat > 0).any(1))
 
 
 def masks_nonempty(masks: Any) -> torch.Tensor:

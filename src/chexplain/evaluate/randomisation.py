@@ -132,6 +132,21 @@ def cascading_randomisation(model: torch.nn.Module, x: torch.Tensor, target: Any
     Returns ``{"layers": [group names], "spearman": (N, S), "spearman_abs": (N, S),
     "ssim": (N, S)}`` (numpy) with S = number of groups; step s has groups 0..s randomised.
     """
+    return cascading_randomisation_many(model, x, target, {"map": explainer}, depth, max_steps,
+                                        seed, n_groups, groups)["map"]
+
+
+def cascading_randomisation_many(model: torch.nn.Module, x: torch.Tensor, target: Any,
+                                 explainers: dict[str, Callable[[torch.nn.Module], Callable[..., torch.Tensor]]],
+                                 depth: int = 2, max_steps: int | None = None, seed: int = 0,
+                                 n_groups: int | None = None,
+                                 groups: Sequence[tuple[str, list[str]]] | None = None,
+                                 originals: dict[str, Callable[..., torch.Tensor]] | None = None
+                                 ) -> dict[str, dict[str, Any]]:
+    """:func:`cascading_randomisation` for several methods on **one** cascade: the model is
+    copied once and each group re-initialised once per step for all methods (the same seeded
+    weights every method would get on its own cascade). ``originals[name]``: an explainer
+    already built on ``model`` for the original maps (saves building it again)."""
     if model.training:
         raise InputError("cascading randomisation needs the model in eval mode")
     groups = list(groups if groups is not None else layer_groups(model, depth))
@@ -142,19 +157,23 @@ def cascading_randomisation(model: torch.nn.Module, x: torch.Tensor, target: Any
     if not groups:
         raise InputError(f"{type(model).__name__} has no parameters to randomise")
     t = torch.as_tensor(target, dtype=torch.long, device=x.device)
-    original = explainer(model)(x, t).double()
+    originals = originals or {}
+    original = {name: (originals[name] if name in originals else make(model))(x, t).double()
+                for name, make in explainers.items()}
     work = copy.deepcopy(model).eval()
     modules = dict(work.named_modules())
     g = torch.Generator().manual_seed(int(seed))
-    sp, spa, ss = [], [], []
+    sims: dict[str, tuple[list, list, list]] = {name: ([], [], []) for name in explainers}
     for _, paths in groups:
         for path in paths:
             _reinit(modules[path], g)
-        m = explainer(work)(x, t).double()
-        sp.append(spearman(original, m))
-        spa.append(spearman(original.abs(), m.abs()))
-        ss.append(ssim(original, m))
+        for name, make in explainers.items():
+            m = make(work)(x, t).double()
+            sp, spa, ss = sims[name]
+            sp.append(spearman(original[name], m))
+            spa.append(spearman(original[name].abs(), m.abs()))
+            ss.append(ssim(original[name], m))
     stack = lambda v: torch.stack(v, 1).cpu().numpy()  # noqa: E731
-    return {"layers": [name for name, _ in groups], "spearman": stack(sp),
-            "spearman_abs": stack(spa), "ssim": stack(ss)}
-
+    return {name: {"layers": [n for n, _ in groups], "spearman": stack(sp),
+                   "spearman_abs": stack(spa), "ssim": stack(ss)}
+            for name, (sp, spa, ss) in sims.items()}

@@ -28,6 +28,7 @@ table{border-collapse:collapse;margin:.6em 0;font-size:.85em}
 th,td{border:1px solid #ccc;padding:.25em .5em;text-align:right}
 th:first-child,td:first-child{text-align:left}th{background:#f3f3f3}
 td.best{font-weight:bold;background:#eef7ee}
+.split{border-left:3px solid #888}
 figure{margin:1em 0}figure img{max-width:100%;border:1px solid #ddd}
 figcaption{font-size:.85em;color:#555}.note{font-size:.85em;color:#555}
 """
@@ -52,13 +53,19 @@ def figure(path: str | os.PathLike, caption: str) -> str:
             f"<figcaption>{esc(caption)}</figcaption></figure>")
 
 
-def table(header: Sequence[str], rows: Sequence[Sequence[Any]], best: Sequence[set] | None = None) -> str:
-    """An HTML table; ``best[i]`` holds the column indices of row i to emphasise."""
-    out = ["<table><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr></thead><tbody>"]
+def table(header: Sequence[str], rows: Sequence[Sequence[Any]], best: Sequence[set] | None = None,
+          split: int | None = None) -> str:
+    """An HTML table; ``best[i]`` holds the column indices of row i to emphasise; column
+    ``split`` gets a heavy left border (e.g. literature columns | this run's)."""
+    def cls(j: int, marks: set) -> str:
+        names = (["best"] if j in marks else []) + (["split"] if j == split else [])
+        return f' class="{" ".join(names)}"' if names else ""
+
+    out = ["<table><thead><tr>" + "".join(f"<th{cls(j, set())}>{esc(h)}</th>" for j, h in enumerate(header))
+           + "</tr></thead><tbody>"]
     for i, row in enumerate(rows):
         marks = best[i] if best else set()
-        cells = [(' class="best"' if j in marks else "", esc(c)) for j, c in enumerate(row)]
-        out.append("<tr>" + "".join(f"<td{cls}>{text}</td>" for cls, text in cells) + "</tr>")
+        out.append("<tr>" + "".join(f"<td{cls(j, marks)}>{esc(c)}</td>" for j, c in enumerate(row)) + "</tr>")
     out.append("</tbody></table>")
     return "".join(out)
 
@@ -68,20 +75,20 @@ def _fmt(v: Any) -> str:
 
 
 def auroc_section(auroc: dict[str, Any] | None) -> str:
-    from ..evaluate.auroc import STUDY_MEAN_AUROC, format_auroc, table2_rows
+    from ..evaluate.auroc import STUDY_MEAN_AUROC, TABLE2_HEADER, TABLE2_NOTE, format_auroc, table2_rows
 
     if not auroc:
         return '<p class="note">No AUROC evaluation was run.</p>'
     rows = table2_rows(auroc)
-    rows.append([f"Mean ({auroc['defined']} defined classes)", f"{STUDY_MEAN_AUROC:.2f}", "",
+    rows.append([f"Mean (ours: {auroc['defined']} defined classes)", f"{STUDY_MEAN_AUROC:.2f}", "",
                  format_auroc(auroc["mean_auroc"]), "", ""])
-    return (table(["Observation", "Study (Alam 2022)", "Irvin 2019", "ours", "positives", "negatives"], rows)
-            + '<p class="note">Undefined AUROC (no positives or no negatives) is n/a and left out of '
-              "the mean; the study printed such classes as 0.00 / 1.00.</p>")
+    return (table(TABLE2_HEADER, rows, split=3)
+            + f'<p class="note">{esc(TABLE2_NOTE)}</p>')
 
 
 def comparison_section(result: dict[str, Any] | None, plots: Path | None) -> str:
-    from ..evaluate.compare import HIGHER_IS_BETTER, METRICS, summary_cell
+    from ..evaluate.compare import FEW_ITEMS, HIGHER_IS_BETTER, METRIC_LABELS, METRICS, leaders_text, \
+        summary_cell
 
     if not result:
         return '<p class="note">No comparison was run.</p>'
@@ -92,18 +99,27 @@ def comparison_section(result: dict[str, Any] | None, plots: Path | None) -> str
         best.append(set())
     for j, k in enumerate(METRICS):
         vals = [(result["summary"][m][k]["mean"], i) for i, m in enumerate(methods)
-                if result["summary"][m][k]["mean"] is not None]
+                if result["summary"][m][k]["mean"] is not None and m != "random"]
         if vals:
             pick = max(vals) if HIGHER_IS_BETTER[k] else min(vals)
             best[pick[1]].add(j + 1)
+    few = any(v["n"] <= FEW_ITEMS for d in result["summary"].values() for v in d.values())
     parts = [f"<p>{esc(result['n_items'])} evaluation items ((image, positive finding) pairs) from "
              f"{esc(result['n_images'])} images; classes: {esc(', '.join(result['classes']))}. "
              f"Empty masks excluded from localisation: {esc(result['n_empty'])}. Perturbation: "
              f"{esc(result['config']['patch'])} px regions, {esc(result['config']['steps'])} steps, "
              f"{esc(result['config']['baseline'])} baseline, on the explained class's logit. "
-             "Mean [95 % bootstrap interval] n=items scored (items without positive relevance or "
-             "with an empty mask are not scored for localisation); bold: best per column.</p>",
-             table(["method"] + list(METRICS), rows, best)]
+             "Each cell: mean [95 % bootstrap interval] n = items scored. Items with an empty mask, "
+             "and maps without any positive relevance (they point at nothing), are not scored for "
+             "localisation (pointing game included), so n can differ between methods. Bold: best "
+             "per column (the random baseline is not a candidate).</p>",
+             table(["method"] + [METRIC_LABELS[k] for k in METRICS], rows, best),
+             "<p><b>Who leads in this run</b> (means; a lead whose interval overlaps the next "
+             "method's is not a clear win):</p><ul>"
+             + "".join(f"<li>{esc(line)}</li>" for line in leaders_text(result).splitlines()) + "</ul>"]
+    if few:
+        parts.append(f'<p class="note"><b>Warning:</b> results from {FEW_ITEMS} or fewer items carry '
+                     "no bootstrap interval: they are too few to rank methods.</p>")
     classes = list(next(iter(result["per_class"].values())))
     crow = [[m, c, result["per_class"][m][c]["n"]] + [_fmt(result["per_class"][m][c][k])
             for k in ("pointing_game", "relevance_mass", "aopc_morf")]
