@@ -122,27 +122,44 @@ def build(name: str, small: bool = True, seed: int = 0) -> nn.Module:
     """The family's model with random weights and randomised statistics, in eval mode."""
     torch.manual_seed(seed)
     make = SMALL_EXCEPTIONS[name][0] if small and name in SMALL_EXCEPTIONS else FAMILIES[name][0]
-    return randomize(make(), seed).eval()
+    return randomize(make(), seed, input_shape(name)).eval()
 
 
 def input_shape(name: str) -> tuple[int, int]:
     return FAMILIES[name][1]
 
 
-def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
+def randomize(model: nn.Module, seed: int = 0, calibrate: tuple[int, int] | None = None) -> nn.Module:
     """Random BatchNorm statistics and affine parameters (some scales negative), random LayerNorm
-    and GroupNorm affine parameters, layer scales in [0.5, 1.5]: every shift is non-zero."""
+    and GroupNorm affine parameters, layer scales in [0.5, 1.5]: every shift is non-zero.
+
+    ``calibrate`` (channels, size): the BatchNorm variances are first set by one train-mode
+    forward of 8 random inputs (so activations stay of order one through deep random networks,
+    where default initialisations make them vanish), then the means and affine parts randomised."""
     g = torch.Generator().manual_seed(seed)
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if calibrate is not None and bns:
+        c, size = calibrate
+        saved = [m.momentum for m in bns]
+        for m in bns:
+            m.momentum = 1.0
+        model.train()
+        with torch.no_grad():
+            model(torch.randn(8, c, size, size, generator=g))
+        for m, mom in zip(bns, saved):
+            m.momentum = mom
+        model.eval()
     with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                c = m.num_features
+        for m in bns:
+            c = m.num_features
+            if calibrate is None:
                 m.running_var.copy_(torch.rand(c, generator=g) * 1.5 + 0.5)
-                m.running_mean.copy_(torch.randn(c, generator=g) * 0.5)
-                m.weight.copy_(torch.rand(c, generator=g) * 1.5 + 0.25)
-                m.weight[torch.rand(c, generator=g) < 0.1] *= -1
-                m.bias.copy_(torch.randn(c, generator=g) * 0.5)
-            elif isinstance(m, (nn.LayerNorm, nn.GroupNorm)) and m.weight is not None:
+            m.running_mean.copy_(torch.randn(c, generator=g) * 0.5 * m.running_var.sqrt())
+            m.weight.copy_(torch.rand(c, generator=g) * 1.5 + 0.25)
+            m.weight[torch.rand(c, generator=g) < 0.1] *= -1
+            m.bias.copy_(torch.randn(c, generator=g) * 0.5)
+        for m in model.modules():
+            if isinstance(m, (nn.LayerNorm, nn.GroupNorm)) and m.weight is not None:
                 m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
                 m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.2)
         for name, p in model.named_parameters():
