@@ -22,13 +22,13 @@ import torch.nn.functional as F
 
 from ..errors import UnsupportedModelError
 from . import generic, ops, registry
+from .builtin_modules import convert_module as _convert_module
 
 _RELU = {F.relu, torch.relu, torch.relu_, getattr(F, "relu_", F.relu)}
 _TANH = {torch.tanh, F.tanh}
 _SQUASH_FN = {torch.sigmoid, F.sigmoid, torch.softmax, F.softmax, F.log_softmax, torch.log_softmax}
 _SQUASH_MOD = (nn.Sigmoid, nn.Softmax, nn.LogSoftmax)
 _DROPOUT_FN = {F.dropout, F.dropout1d, F.dropout2d, F.alpha_dropout, F.feature_alpha_dropout}
-_DROPOUT_MOD = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout, nn.FeatureAlphaDropout, nn.Identity)
 _POOL_FN = {F.avg_pool1d, F.avg_pool2d, F.adaptive_avg_pool1d, F.adaptive_avg_pool2d}
 _CAT_FN = {torch.cat, torch.concat, torch.concatenate}
 _ADD_FN = {operator.add, operator.iadd, torch.add}
@@ -312,65 +312,6 @@ def _live(graph: Graph) -> set[str]:
             live.add(name)
             stack.extend(graph.by_name[name].inputs)
     return live
-
-
-def _convert_module(gm: fx.GraphModule, node: fx.Node) -> ops.Op | None:
-    mod = gm.get_submodule(node.target)
-    detach = lambda t: None if t is None else t.detach().clone()  # noqa: E731
-    if isinstance(mod, nn.Linear):
-        return ops.DenseOp(detach(mod.weight), detach(mod.bias))
-    if isinstance(mod, (nn.Conv1d, nn.Conv2d)):
-        if mod.padding_mode != "zeros":
-            raise UnsupportedModelError(
-                f"Conv at '{node.target}' uses padding_mode='{mod.padding_mode}'; only zero padding is supported")
-        padding = _explicit_padding(mod, node.target)
-        return ops.ConvOp(detach(mod.weight), detach(mod.bias), mod.stride, padding, mod.dilation, mod.groups)
-    if isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d)):
-        if mod.running_mean is None or mod.running_var is None:
-            raise UnsupportedModelError(
-                f"BatchNorm at '{node.target}' has no running statistics (track_running_stats=False)")
-        var = mod.running_var.detach().double()
-        scale = (var + mod.eps).rsqrt()
-        if mod.weight is not None:
-            scale = scale * mod.weight.detach().double()
-        shift = -mod.running_mean.detach().double() * scale
-        if mod.bias is not None:
-            shift = shift + mod.bias.detach().double()
-        return ops.AffineOp(scale, shift)
-    if isinstance(mod, nn.ReLU):
-        return ops.ActivationOp("relu")
-    if isinstance(mod, nn.LeakyReLU):
-        return ops.ActivationOp("leaky_relu", mod.negative_slope)
-    if isinstance(mod, nn.Tanh):
-        return ops.ActivationOp("tanh")
-    if isinstance(mod, (nn.MaxPool1d, nn.MaxPool2d)):
-        if mod.return_indices:
-            raise UnsupportedModelError(f"MaxPool at '{node.target}' returns indices; not supported")
-        dims = 1 if isinstance(mod, nn.MaxPool1d) else 2
-        return ops.MaxPoolOp(dims, mod.kernel_size, mod.stride, mod.padding, mod.dilation, mod.ceil_mode)
-    if isinstance(mod, (nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)):
-        return ops.PoolOp(mod, type(mod).__name__)
-    if isinstance(mod, nn.Flatten):
-        if mod.start_dim == 0:
-            raise UnsupportedModelError(f"Flatten at '{node.target}' flattens the batch dimension")
-        return ops.ReshapeOp(mod)
-    if isinstance(mod, _DROPOUT_MOD):
-        return ops.IdentityOp()
-    return None
-
-
-def _explicit_padding(mod: nn.Module, path: str) -> Any:
-    if not isinstance(mod.padding, str):
-        return mod.padding
-    if mod.padding == "valid":
-        return (0,) * len(mod.kernel_size)
-    pads = []
-    for k, d in zip(mod.kernel_size, mod.dilation):
-        total = d * (k - 1)
-        if total % 2:
-            raise UnsupportedModelError(f"Conv at '{path}' uses asymmetric padding='same'; not supported")
-        pads.append(total // 2)
-    return tuple(pads)
 
 
 def _convert_call(node: fx.Node, refs: list[fx.Node]) -> ops.Op | None:
