@@ -76,7 +76,9 @@ class Lambda(nn.Module):
 
 
 ACTIVATIONS = [nn.SiLU(), nn.GELU(), nn.GELU("tanh"), nn.Hardswish(), nn.ReLU6(), nn.ELU(), nn.Mish(),
-               nn.Hardtanh(-0.5, 0.7), nn.Sigmoid(), nn.Tanh(), nn.Softplus()]
+               nn.Hardtanh(-0.5, 0.7), nn.Sigmoid(), nn.Tanh(), nn.Softplus(),
+               nn.ReLU6(inplace=True), nn.SiLU(inplace=True), nn.Hardswish(inplace=True)]  # in place: the
+# layer output below must not be overwritten
 
 
 class ActNet(nn.Module):

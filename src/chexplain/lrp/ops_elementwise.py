@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import copy
 import operator
 from functools import partial
 from typing import Optional
@@ -43,17 +44,28 @@ _ACTIVATIONS = {
 }
 
 
+def _out_of_place(fn):
+    """``fn`` with ``inplace=False``: an in-place activation would overwrite the layer output
+    that the rule below it reads."""
+    return lambda *a, **k: fn(*a, **{**k, "inplace": False}) if "inplace" in k else fn(*a, **k)
+
+
 def _functional(name: str, ctx: Context) -> PassOp:
     fn, gate, nonneg = _ACTIVATIONS[name]
     if name == "hardtanh":
         low = ctx.arg(1, "min_val", -1.0)
         nonneg = isinstance(low, (int, float)) and low >= 0
-    return PassOp(name, ctx.bound(ctx.target_fn()), gate, nonneg)
+    if ctx.node.op == "call_method":  # x.sigmoid(), x.silu_(), ...: the out-of-place function
+        return PassOp(name, ctx.bound(lambda x, *a, **k: fn(x)), gate, nonneg)
+    return PassOp(name, ctx.bound(_out_of_place(ctx.target_fn())), gate, nonneg)
 
 
 def _module_op(name: str, ctx: Context) -> PassOp:
     _, gate, nonneg = _ACTIVATIONS[name]
     mod = ctx.module
+    if getattr(mod, "inplace", False):
+        mod = copy.copy(mod)
+        mod.inplace = False
     if isinstance(mod, nn.Hardtanh):
         nonneg = mod.min_val >= 0
         name = "relu6" if isinstance(mod, nn.ReLU6) else name
@@ -99,6 +111,19 @@ def _node_refs(node: fx.Node) -> list[fx.Node]:
     return refs
 
 
+_OUT_OF_PLACE = {operator.imul: operator.mul, operator.iadd: operator.add, operator.isub: operator.sub,
+                 operator.itruediv: operator.truediv}
+
+
+def _fn(ctx: Context):
+    """The node's function, in-place forms (``x *= g``, ``x.mul_(g)``) replaced by out-of-place ones."""
+    node = ctx.node
+    if node.op == "call_method" and node.target.endswith("_"):
+        name = node.target[:-1]
+        return ctx.bound(lambda obj, *a, **k: getattr(obj, name)(*a, **k))
+    return ctx.bound(_OUT_OF_PLACE.get(node.target, ctx.target_fn()))
+
+
 def _operands(ctx: Context) -> tuple:
     """(tensor refs, index of the first two args that are tensors) of a binary op."""
     return ctx.tensor_refs(), [i for i, r in enumerate(ctx.refs) if r in ctx.tensor_refs()]
@@ -108,7 +133,7 @@ def _operands(ctx: Context) -> tuple:
 @register_method("mul", "mul_", "multiply")
 def _mul(ctx: Context):
     tensors, idx = _operands(ctx)
-    fn = ctx.bound(ctx.target_fn())
+    fn = _fn(ctx)
     if len(tensors) == 1:  # x · c with a number or a parameter (layer scale)
         return ProductOp(fn, idx[0], "x · constant")
     if len(tensors) != 2:
@@ -129,7 +154,7 @@ def _div(ctx: Context):
     tensors, idx = _operands(ctx)
     if len(tensors) != 1 or idx[0] != 0:
         return None  # division by an input-dependent tensor
-    return ProductOp(ctx.bound(ctx.target_fn()), 0, "x / constant")
+    return ProductOp(_fn(ctx), 0, "x / constant")
 
 
 @register_function(operator.add, operator.iadd, torch.add)
@@ -141,7 +166,7 @@ def _add(ctx: Context):
             k != "alpha" for k in ctx.node.kwargs):
         return ops.AddOp()
     if len(tensors) == 1 and alpha == 1:
-        return ShiftOp(ctx.bound(ctx.target_fn()), idx[0], 1.0, "x + constant")
+        return ShiftOp(_fn(ctx), idx[0], 1.0, "x + constant")
     return None
 
 
@@ -150,7 +175,7 @@ def _add(ctx: Context):
 def _sub(ctx: Context):
     tensors, idx = _operands(ctx)
     if len(tensors) == 1 and not ctx.node.kwargs:
-        return ShiftOp(ctx.bound(ctx.target_fn()), idx[0], 1.0 if idx[0] == 0 and _first_is(ctx, tensors[0])
+        return ShiftOp(_fn(ctx), idx[0], 1.0 if idx[0] == 0 and _first_is(ctx, tensors[0])
                        else -1.0, "x - constant")
     return None
 
