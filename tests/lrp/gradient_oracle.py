@@ -39,7 +39,7 @@ class RatioGradient(nn.Module):
         self.act = act
 
     def forward(self, x):
-        y = self.act(x)
+        y = self.act(x.clone())  # the activation may work in place
         ratio = torch.where(x != 0, y / torch.where(x != 0, x, torch.ones_like(x)), torch.zeros_like(x))
         return x * ratio.detach()
 
