@@ -145,23 +145,37 @@ def test_final_sigmoid_is_skipped_with_a_warning():
     torch.testing.assert_close(a, chexplain.explain(base, x, method="lrp-epsilon", target=4), rtol=0, atol=0)
 
 
-class _Gelu(nn.Module):
+class _Cumsum(nn.Module):
+    def forward(self, x):
+        return torch.cumsum(x, 1)
+
+
+class _Unknown(nn.Module):
     def __init__(self):
         super().__init__()
-        self.block = nn.Sequential(nn.Linear(4, 4), nn.GELU())
+        self.block = nn.Sequential(nn.Linear(4, 4), _Cumsum())
         self.out = nn.Linear(4, 2)
 
     def forward(self, x):
         return self.out(self.block(x))
 
 
-class _MidSigmoid(nn.Module):
+class _Bilinear(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(4, 3), nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.a(x) * self.b(x)
+
+
+class _BatchCat(nn.Module):
     def __init__(self):
         super().__init__()
         self.fc = nn.Linear(4, 3)
 
     def forward(self, x):
-        return self.fc(torch.sigmoid(x))
+        return self.fc(torch.cat([x, x], 0))
 
 
 class _Branchy(nn.Module):
@@ -182,8 +196,9 @@ def _one_line(exc_info):
 
 
 @pytest.mark.parametrize("model,pattern", [
-    (_Gelu(), r"unsupported operation GELU at 'block\.1'"),
-    (_MidSigmoid(), r"sigmoid.*top-level forward"),
+    (_Unknown(), r"unsupported operation torch\.cumsum at 'block\.1'"),
+    (_Bilinear(), r"multiplies two input-dependent tensors"),
+    (_BatchCat(), r"cat in the model's top-level forward concatenates along the batch dimension"),
     (_Branchy(), r"cannot trace _Branchy with torch\.fx"),
 ])
 def test_unsupported_models_raise_before_computing(model, pattern):

@@ -20,7 +20,8 @@ from ..targets import TargetSpec, resolve_targets
 from . import ops
 from .canonize import canonize
 from .composites import Composite, make_composite
-from .graph import Graph, Node, trace
+from .generic import RelevanceContext
+from .graph import Graph, Node, token_dense, trace
 from .report import ConservationReport, LayerRelevance
 from .rules import inverse
 
@@ -104,7 +105,7 @@ class LRP:
         if key not in self._cache:
             g64 = _to(self.graph, torch.float64, torch.device("cpu"))
             shapes = _shapes(self.graph, x)
-            graph = _to(canonize(g64, shapes), x.dtype, x.device)
+            graph = _to(token_dense(canonize(g64, shapes), shapes), x.dtype, x.device)
             self._cache[key] = (graph, _nonnegative_nodes(graph))
         return self._cache[key]
 
@@ -237,7 +238,7 @@ class LRP:
             return list(R.split([x.shape[op.dim] for x in inputs], dim=dim)), None
         if isinstance(op, ops.MetaOp):
             return [None] * len(inputs), None
-        raise AssertionError(f"no relevance rule for {type(op).__name__}")
+        return op.relevance(inputs, z, R, RelevanceContext(eps, states.setdefault(node.name, {}), reuse, self.composite))
 
 
 def _proportional_pool(op: ops.PoolOp, x: Tensor, R: Tensor, inv: Tensor, kept: dict | None) -> Tensor:
@@ -285,8 +286,10 @@ def _nonnegative_nodes(graph: Graph) -> set[str]:
             out.add(node.name)
         elif isinstance(op, ops.ThresholdReLUOp) and op.nonnegative:
             out.add(node.name)
-        elif isinstance(op, keep) and node.inputs and all(i in out for i in node.inputs
-                                                          if not isinstance(graph.by_name[i].op, ops.MetaOp)):
+        elif getattr(op, "nonnegative_output", False):
+            out.add(node.name)
+        elif (isinstance(op, keep) or getattr(op, "preserves_sign", False)) and node.inputs and all(
+                i in out for i in node.inputs if graph.by_name[i].kind not in ("meta", "const")):
             out.add(node.name)
     return out
 
@@ -306,7 +309,7 @@ def _forward(graph: Graph, x: Tensor, hook: Callable[[Node, list], Tensor | None
             text = str(exc).strip().splitlines()
             raise InputError(f"an input of shape {tuple(x.shape)} does not fit layer {where}: "
                              f"{text[0] if text else type(exc).__name__}") from None
-        if isinstance(out, Tensor) and node.kind not in ("meta",) and (out.ndim == 0 or out.shape[0] != n):
+        if isinstance(out, Tensor) and node.kind not in ("meta", "const") and (out.ndim == 0 or out.shape[0] != n):
             raise InputError(f"layer '{node.path or node.name}' changes the batch dimension "
                              f"({n} -> {tuple(out.shape)}); LRP needs per-sample operations")
         values[node.name] = out

@@ -21,7 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import UnsupportedModelError
-from . import ops
+from . import generic, ops, registry
 
 _RELU = {F.relu, torch.relu, torch.relu_, getattr(F, "relu_", F.relu)}
 _TANH = {torch.tanh, F.tanh}
@@ -157,9 +157,13 @@ def _bound(node: fx.Node, fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _convert(gm: fx.GraphModule) -> Graph:
+    registry.load()
     nodes: list[Node] = []
     meta: set[str] = set()
+    consts: dict[str, torch.Tensor] = {}
+    virtual: dict[str, Any] = {}
     squash: dict[str, fx.Node] = {}
+    producers: dict[str, ops.Op | None] = {}
     output = None
     for node in gm.graph.nodes:
         if node.op == "placeholder":
@@ -174,36 +178,95 @@ def _convert(gm: fx.GraphModule) -> Graph:
                     f"the model returns {type(out).__name__}; LRP needs a single tensor of logits")
             output = out.name
             continue
-        if node.op == "get_attr":
-            raise UnsupportedModelError(
-                f"the model reads the attribute '{node.target}' directly in forward; wrap it in a module "
-                "(nn.Linear, nn.Conv2d, ...) so that it gets a relevance rule")
-        refs = _refs(node)
-        if node.op == "call_function" and node.target in _SQUASH_FN or (
-                node.op == "call_method" and node.target in ("sigmoid", "softmax", "log_softmax")) or (
-                node.op == "call_module" and isinstance(gm.get_submodule(node.target), _SQUASH_MOD)):
-            squash[node.name] = node
-            nodes.append(Node(node.name, ops.IdentityOp(), [refs[0].name], _path(node)))
+        if node.op == "get_attr":  # a parameter or buffer read in forward: a constant
+            value = _attr(gm, node.target)
+            if isinstance(value, torch.Tensor):
+                consts[node.name] = value.detach().clone()
+                nodes.append(Node(node.name, generic.ConstOp(consts[node.name]), [], _path(node)))
+            else:
+                meta.add(node.name)
+                nodes.append(Node(node.name, ops.MetaOp(lambda v=value: v), [], _path(node)))
             continue
+        refs = _refs(node)
+        for r in refs:
+            if r.name in virtual and not (node.op == "call_function" and node.target is operator.getitem):
+                raise UnsupportedModelError(
+                    f"{_describe(node)} {_where(node)} uses the tuple returned by {_describe(virtual[r.name][0])}; "
+                    "chexplain supports indexing it")
+        if refs and all(r.name in consts for r in refs) and node.op != "call_module":
+            value = _bound(node, _target_fn(node))(*(consts[r.name] for r in refs))  # constant folding
+            if isinstance(value, torch.Tensor):
+                consts[node.name] = value.detach()
+                nodes.append(Node(node.name, generic.ConstOp(value.detach()), [], _path(node)))
+                continue
+        if _is_squash(gm, node):
+            squash[node.name] = node
         if refs and all(r.name in meta for r in refs) or _is_meta(node, refs, meta):
             meta.add(node.name)
             nodes.append(Node(node.name, ops.MetaOp(_bound(node, _target_fn(node))), [r.name for r in refs],
                               _path(node)))
             continue
-        op = _convert_module(gm, node) if node.op == "call_module" else _convert_call(node, refs)
+        ctx = registry.Context(node, gm, refs, _path(node), meta, consts, producers, virtual)
+        converter = registry.lookup(ctx)
+        op = converter(ctx) if converter is not None else None
+        inputs = [r.name for r in refs]
+        if isinstance(op, tuple):  # (op, input names): a converter that rewires its inputs
+            op, inputs = op
+        if op is None:
+            op = _convert_module(gm, node) if node.op == "call_module" else _convert_call(node, refs)
+        if op is None and node.name in squash:
+            op = SquashOp()  # allowed only as the model's last operation, see _check_squash_only_at_end
         if op is None:
             raise UnsupportedModelError(
                 f"unsupported operation {_describe(node)} {_where(node)}: chexplain has no relevance rule for it")
-        inputs = [r.name for r in refs]
-        tensor_inputs = [i for i in inputs if i not in meta]
-        if not isinstance(op, (ops.ReshapeOp, ops.AddOp, ops.CatOp)) and len(tensor_inputs) != 1:
+        if getattr(op, "virtual", False):  # a tuple (chunk, split): only its items become nodes
+            virtual[node.name] = (node, op, inputs)
+            continue
+        tensor_inputs = [i for i in inputs if i not in meta and i not in consts]
+        if not (isinstance(op, (ops.ReshapeOp, ops.AddOp, ops.CatOp)) or getattr(op, "multi_input", False)) \
+                and len(tensor_inputs) != 1:
             raise UnsupportedModelError(
                 f"{_describe(node)} {_where(node)} takes {len(tensor_inputs)} tensors; chexplain supports it on one")
+        producers[node.name] = op
         nodes.append(Node(node.name, op, inputs, _path(node)))
     assert output is not None
+    if output in virtual or output in consts:
+        raise UnsupportedModelError("the model's output does not depend on its input as one tensor of logits")
     output = _strip_squash(nodes, output, squash)
-    graph = Graph(nodes, output)
+    graph = _prune(Graph(nodes, output))
     _check_squash_only_at_end(graph, squash)
+    return graph
+
+
+class SquashOp(ops.IdentityOp):
+    """A final sigmoid/softmax, skipped (the logits before it are explained)."""
+
+
+def _attr(gm: fx.GraphModule, target: str) -> Any:
+    obj: Any = gm
+    for part in target.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _is_squash(gm: fx.GraphModule, node: fx.Node) -> bool:
+    return (node.op == "call_function" and node.target in _SQUASH_FN) or (
+        node.op == "call_method" and node.target in ("sigmoid", "softmax", "log_softmax")) or (
+        node.op == "call_module" and isinstance(gm.get_submodule(node.target), _SQUASH_MOD))
+
+
+def _prune(graph: Graph) -> Graph:
+    """Drop the nodes the output does not depend on (assertions, constants merged into ops)."""
+    live = _live(graph)
+    kept = [n for n in graph.nodes if n.name in live or n.op is None]
+    return graph if len(kept) == len(graph.nodes) else Graph(kept, graph.output)
+
+
+def token_dense(graph: Graph, shapes: dict[str, torch.Size]) -> Graph:
+    """Dense layers applied to (N, ..., C) inputs become :class:`ops.TokenDenseOp` (in place)."""
+    for node in graph.nodes:
+        if type(node.op) is ops.DenseOp and len(shapes[node.inputs[0]]) > 2:
+            node.op = ops.TokenDenseOp(node.op.weight, node.op.bias)
     return graph
 
 
@@ -235,7 +298,7 @@ def _strip_squash(nodes: list[Node], output: str, squash: dict[str, fx.Node]) ->
 def _check_squash_only_at_end(graph: Graph, squash: dict[str, fx.Node]) -> None:
     live = _live(graph)
     for name, fxn in squash.items():
-        if name in live:
+        if name in live and isinstance(graph.by_name[name].op, SquashOp):
             raise UnsupportedModelError(
                 f"unsupported operation {_describe(fxn)} {_where(fxn)}: a sigmoid/softmax inside the model has no "
                 "relevance rule (only a final one is skipped)")
@@ -318,8 +381,9 @@ def _convert_call(node: fx.Node, refs: list[fx.Node]) -> ops.Op | None:
             return ops.ActivationOp("relu")
         if name in ("tanh", "tanh_"):
             return ops.ActivationOp("tanh")
-        if name in ("view", "reshape", "flatten"):
-            return ops.ReshapeOp(_bound(node, _target_fn(node)))
+        if name in ("view", "reshape", "flatten"):  # view as reshape: inputs may be channels-last here
+            method = "flatten" if name == "flatten" else "reshape"
+            return ops.ReshapeOp(_bound(node, lambda obj, *a, **k: getattr(obj, method)(*a, **k)))
         if name in ("contiguous", "clone"):
             return ops.IdentityOp()
         if name in ("mean", "sum"):

@@ -26,6 +26,12 @@ class Op:
     def to(self, dtype: torch.dtype, device: torch.device) -> "Op":
         return self
 
+    def relevance(self, inputs: list[Any], out: torch.Tensor, R: torch.Tensor, ctx: Any) -> tuple[list, Optional[str]]:
+        """The op's own relevance rule (see ``generic.py``): (relevance (N, T, *in) or None per
+        input, the rule's name for the report or None). Ops with composite-chosen rules (linear
+        layers, pooling, sums) are handled by the engine instead."""
+        raise NotImplementedError(f"no relevance rule for {type(self).__name__}")
+
 
 def _cast(t: Optional[torch.Tensor], dtype: torch.dtype, device: torch.device) -> Optional[torch.Tensor]:
     return None if t is None else t.to(dtype=dtype, device=device)
@@ -91,6 +97,21 @@ class DenseOp(LinearOp):
 
     @staticmethod
     def _add_bias_dense(z, bias):
+        return z if bias is None else z + bias
+
+    def vjp(self, grad, weight, input_shape):
+        return grad @ weight
+
+
+class TokenDenseOp(LinearOp):
+    """``torch.nn.Linear`` on inputs (N, ..., C_in) with more than one leading dimension (tokens,
+    channels-last maps): z = x Wᵀ + b on the last dimension. A separate type because the fused
+    paths of the rules assume the output channels on dim 1."""
+
+    layer_type = "dense"
+
+    def forward_with(self, x, weight, bias):
+        z = F.linear(x, weight)
         return z if bias is None else z + bias
 
     def vjp(self, grad, weight, input_shape):

@@ -1,0 +1,169 @@
+"""Converters of element-wise activations, gates and products/sums with constants.
+
+- Activations (SiLU, GELU, Hardswish, ReLU6, Hardtanh, ELU, CELU, SELU, Mish, Softplus,
+  sigmoid, hard sigmoid, used inside the net): relevance passes, R_in = R
+  (:class:`~chexplain.lrp.generic.PassOp`).
+- Gates: ``x * g`` where g is a sigmoid or hard-sigmoid output (squeeze-excitation, Hu et al.
+  2018; MobileNetV3's hard sigmoid; SiLU written as ``x * sigmoid(x)``), possibly reshaped:
+  g is a constant weighting, relevance goes to x (:class:`~chexplain.lrp.generic.ProductOp`).
+- ``x * c``, ``x / c`` for a number or parameter c (layer scale): the same rule;
+  ``x + c``, ``x - c``: the shift's share is absorbed (:class:`~chexplain.lrp.generic.ShiftOp`).
+"""
+
+from __future__ import annotations
+
+import operator
+from functools import partial
+from typing import Optional
+
+import torch
+import torch.fx as fx
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..errors import UnsupportedModelError
+from . import ops
+from .generic import IndexOp, PassOp, ProductOp, ShiftOp
+from .registry import Context, register_function, register_method, register_module
+
+#: name → (function, is a gate in [0, 1], output ≥ 0)
+_ACTIVATIONS = {
+    "silu": (F.silu, False, False),
+    "gelu": (F.gelu, False, False),
+    "hardswish": (F.hardswish, False, False),
+    "elu": (F.elu, False, False),
+    "celu": (F.celu, False, False),
+    "selu": (F.selu, False, False),
+    "mish": (F.mish, False, False),
+    "softplus": (F.softplus, False, True),
+    "sigmoid": (torch.sigmoid, True, True),
+    "hardsigmoid": (F.hardsigmoid, True, True),
+    "hardtanh": (F.hardtanh, False, False),
+    "relu6": (F.relu6, False, True),
+}
+
+
+def _functional(name: str, ctx: Context) -> PassOp:
+    fn, gate, nonneg = _ACTIVATIONS[name]
+    if name == "hardtanh":
+        low = ctx.arg(1, "min_val", -1.0)
+        nonneg = isinstance(low, (int, float)) and low >= 0
+    return PassOp(name, ctx.bound(ctx.target_fn()), gate, nonneg)
+
+
+def _module_op(name: str, ctx: Context) -> PassOp:
+    _, gate, nonneg = _ACTIVATIONS[name]
+    mod = ctx.module
+    if isinstance(mod, nn.Hardtanh):
+        nonneg = mod.min_val >= 0
+        name = "relu6" if isinstance(mod, nn.ReLU6) else name
+    return PassOp(name, mod, gate, nonneg)
+
+
+for _name, _mod in [("silu", nn.SiLU), ("gelu", nn.GELU), ("hardswish", nn.Hardswish), ("elu", nn.ELU),
+                    ("celu", nn.CELU), ("selu", nn.SELU), ("mish", nn.Mish), ("softplus", nn.Softplus),
+                    ("sigmoid", nn.Sigmoid), ("hardsigmoid", nn.Hardsigmoid), ("hardtanh", nn.Hardtanh)]:
+    register_module(_mod)(partial(_module_op, _name))
+
+for _name, _fns in [("silu", [F.silu]), ("gelu", [F.gelu]), ("hardswish", [F.hardswish]), ("elu", [F.elu]),
+                    ("celu", [F.celu]), ("selu", [F.selu, torch.selu]), ("mish", [F.mish]),
+                    ("softplus", [F.softplus]), ("sigmoid", [torch.sigmoid, F.sigmoid]),
+                    ("hardsigmoid", [F.hardsigmoid]), ("hardtanh", [F.hardtanh]), ("relu6", [F.relu6])]:
+    register_function(*_fns)(partial(_functional, _name))
+
+for _name in ("sigmoid", "silu", "gelu", "hardswish", "mish", "elu", "selu", "hardsigmoid", "relu6", "softplus"):
+    if hasattr(torch.Tensor, _name):
+        register_method(_name, f"{_name}_")(partial(_functional, _name))
+
+
+# --------------------------------------------------------------------------- products and sums
+def _is_gate(ctx: Context, ref: fx.Node) -> bool:
+    """Whether ``ref`` is a sigmoid/hard-sigmoid output, possibly reshaped or expanded."""
+    name: Optional[str] = ref.name
+    while name is not None:
+        op = ctx.producers.get(name)
+        if isinstance(op, PassOp):
+            return op.gate
+        if isinstance(op, (IndexOp, ops.ReshapeOp, ops.IdentityOp)):
+            node = next(n for n in ctx.gm.graph.nodes if n.name == name)
+            srcs = [r for r in _node_refs(node) if r.name not in ctx.meta and r.name not in ctx.consts]
+            name = srcs[0].name if len(srcs) == 1 else None
+            continue
+        return False
+    return False
+
+
+def _node_refs(node: fx.Node) -> list[fx.Node]:
+    refs: list[fx.Node] = []
+    fx.node.map_arg((node.args, node.kwargs), refs.append)
+    return refs
+
+
+def _operands(ctx: Context) -> tuple:
+    """(tensor refs, index of the first two args that are tensors) of a binary op."""
+    return ctx.tensor_refs(), [i for i, r in enumerate(ctx.refs) if r in ctx.tensor_refs()]
+
+
+@register_function(operator.mul, operator.imul, torch.mul, torch.multiply)
+@register_method("mul", "mul_", "multiply")
+def _mul(ctx: Context):
+    tensors, idx = _operands(ctx)
+    fn = ctx.bound(ctx.target_fn())
+    if len(tensors) == 1:  # x · c with a number or a parameter (layer scale)
+        return ProductOp(fn, idx[0], "x · constant")
+    if len(tensors) != 2:
+        return None
+    gates = [_is_gate(ctx, r) for r in tensors]
+    if gates.count(True) == 1:
+        signal = idx[gates.index(False)]
+        return ProductOp(fn, signal, "x · gate")
+    raise UnsupportedModelError(
+        f"the product {ctx.node.name} {_where(ctx)} multiplies two input-dependent tensors "
+        f"({tensors[0].name}, {tensors[1].name}), neither of which is a sigmoid/hard-sigmoid gate; chexplain "
+        "has no relevance rule for it")
+
+
+@register_function(operator.truediv, operator.itruediv, torch.div, torch.true_divide)
+@register_method("div", "div_", "true_divide")
+def _div(ctx: Context):
+    tensors, idx = _operands(ctx)
+    if len(tensors) != 1 or idx[0] != 0:
+        return None  # division by an input-dependent tensor
+    return ProductOp(ctx.bound(ctx.target_fn()), 0, "x / constant")
+
+
+@register_function(operator.add, operator.iadd, torch.add)
+@register_method("add", "add_")
+def _add(ctx: Context):
+    tensors, idx = _operands(ctx)
+    alpha = ctx.node.kwargs.get("alpha", 1)
+    if len(tensors) == 2 and len(ctx.refs) == 2 and alpha == 1 and not any(
+            k != "alpha" for k in ctx.node.kwargs):
+        return ops.AddOp()
+    if len(tensors) == 1 and alpha == 1:
+        return ShiftOp(ctx.bound(ctx.target_fn()), idx[0], 1.0, "x + constant")
+    return None
+
+
+@register_function(operator.sub, operator.isub, torch.sub)
+@register_method("sub", "sub_")
+def _sub(ctx: Context):
+    tensors, idx = _operands(ctx)
+    if len(tensors) == 1 and not ctx.node.kwargs:
+        return ShiftOp(ctx.bound(ctx.target_fn()), idx[0], 1.0 if idx[0] == 0 and _first_is(ctx, tensors[0])
+                       else -1.0, "x - constant")
+    return None
+
+
+def _first_is(ctx: Context, ref: fx.Node) -> bool:
+    return bool(ctx.node.args) and ctx.node.args[0] is ref
+
+
+@register_function(operator.neg, torch.neg)
+@register_method("neg")
+def _neg(ctx: Context):
+    return ProductOp(ctx.bound(ctx.target_fn()), 0, "−x")
+
+
+def _where(ctx: Context) -> str:
+    return f"at '{ctx.path}'" if ctx.path else "in the model's top-level forward"

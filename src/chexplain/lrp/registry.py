@@ -1,0 +1,137 @@
+"""Converters from torch.fx nodes to LRP operations, extensible by other modules.
+
+``graph.trace`` looks every fx node up here first (then in its built-in table):
+
+- :func:`register_module` for ``call_module`` nodes, by module type (the most specific class in
+  the module's MRO wins);
+- :func:`register_function` for ``call_function`` nodes, by the called function;
+- :func:`register_method` for ``call_method`` nodes, by the Tensor method's name.
+
+A converter receives a :class:`Context` and returns an :class:`~chexplain.lrp.ops.Op` (whose
+``forward`` gets the values of ``ctx.refs`` in order), or None when it does not apply (then the
+node is unsupported and ``trace`` raises, naming the op and module path), or raises
+:class:`~chexplain.errors.UnsupportedModelError` with a specific message. Modules registering
+converters are imported by :data:`CONVERTER_MODULES` (see ``docs``: /work/coord/framework.md).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import torch
+import torch.fx as fx
+
+Converter = Callable[["Context"], Any]
+
+MODULES: dict[type, Converter] = {}
+FUNCTIONS: dict[Any, Converter] = {}
+METHODS: dict[str, Converter] = {}
+
+#: Modules whose import registers converters (the attention helper appends its own).
+CONVERTER_MODULES = ["chexplain.lrp.ops_shape", "chexplain.lrp.ops_elementwise", "chexplain.lrp.ops_norm"]
+
+
+def register_module(*types: type) -> Callable[[Converter], Converter]:
+    def deco(fn: Converter) -> Converter:
+        for t in types:
+            MODULES[t] = fn
+        return fn
+    return deco
+
+
+def register_function(*targets: Any) -> Callable[[Converter], Converter]:
+    def deco(fn: Converter) -> Converter:
+        for t in targets:
+            FUNCTIONS[t] = fn
+        return fn
+    return deco
+
+
+def register_method(*names: str) -> Callable[[Converter], Converter]:
+    def deco(fn: Converter) -> Converter:
+        for n in names:
+            METHODS[n] = fn
+        return fn
+    return deco
+
+
+def load() -> None:
+    """Import every converter module (idempotent)."""
+    for name in CONVERTER_MODULES:
+        importlib.import_module(name)
+
+
+@dataclass
+class Context:
+    """What a converter sees of one fx node.
+
+    node: the fx node; gm: the traced GraphModule; refs: the fx nodes its args refer to, in the
+    order their values reach ``Op.forward``; path: the module path (for rules and errors);
+    meta: names of nodes with non-tensor values (sizes); consts: values of ``get_attr`` nodes
+    (parameters and buffers read in forward), by node name; producers: the converted op of every
+    earlier node, by name (to look at a tensor's origin, e.g. whether it is a gate); virtual:
+    tuple-valued nodes (chunk, split) that are not nodes themselves: name → (fx node, op, inputs).
+    """
+
+    node: fx.Node
+    gm: fx.GraphModule
+    refs: list[fx.Node]
+    path: str
+    meta: set[str]
+    consts: dict[str, torch.Tensor]
+    producers: dict[str, Any] = field(default_factory=dict)
+    virtual: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def module(self) -> torch.nn.Module:
+        return self.gm.get_submodule(self.node.target)
+
+    def arg(self, index: int, name: str, default: Any = None) -> Any:
+        """The node's argument by position or keyword (an fx.Node for tensors)."""
+        if index < len(self.node.args):
+            return self.node.args[index]
+        return self.node.kwargs.get(name, default)
+
+    def const(self, value: Any) -> Optional[torch.Tensor]:
+        """The tensor of a ``get_attr`` node (None for anything else)."""
+        return self.consts.get(value.name) if isinstance(value, fx.Node) else None
+
+    def tensor_refs(self) -> list[fx.Node]:
+        """refs carrying tensors that depend on the input (not sizes, not constants)."""
+        return [r for r in self.refs if r.name not in self.meta and r.name not in self.consts]
+
+    def bound(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """``fn`` called with the node's args, its refs replaced by the values passed in (in order)."""
+        node = self.node
+
+        def call(*values: Any) -> Any:
+            it = iter(values)
+            args, kwargs = fx.node.map_arg((node.args, node.kwargs), lambda _: next(it))
+            return fn(*args, **kwargs)
+        return call
+
+    def target_fn(self) -> Callable[..., Any]:
+        """The node's callable: the function, or the Tensor method as a function."""
+        if self.node.op == "call_method":
+            name = self.node.target
+            return lambda obj, *a, **k: getattr(obj, name)(*a, **k)
+        if self.node.op == "call_module":
+            return self.module
+        return self.node.target
+
+
+def lookup(ctx: Context) -> Optional[Converter]:
+    node = ctx.node
+    if node.op == "call_module":
+        for cls in type(ctx.module).__mro__:
+            if cls in MODULES:
+                return MODULES[cls]
+        return None
+    if node.op == "call_method":
+        return METHODS.get(node.target)
+    try:
+        return FUNCTIONS.get(node.target)
+    except TypeError:  # an unhashable target
+        return None
