@@ -186,7 +186,7 @@ class LRP:
             inputs = [values[i] for i in node.inputs]
             parts, rule = self._propagate(node, inputs, values[node.name], R, nonneg, states, reuse)
             if report and rule is not None:
-                r_in = sum(p.flatten(2).sum(-1) for p in parts if p is not None)
+                r_in = sum((p.flatten(2).sum(-1) for p in parts if p is not None), R.new_zeros(R.shape[:2]))
                 records.append(LayerRelevance(node.name, node.path, node.kind, rule, R.flatten(2).sum(-1), r_in))
             for name, part in zip(node.inputs, parts):
                 if part is None:

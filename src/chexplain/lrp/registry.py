@@ -31,6 +31,7 @@ METHODS: dict[str, Converter] = {}
 
 #: Modules whose import registers converters (the attention helper appends its own).
 CONVERTER_MODULES = ["chexplain.lrp.ops_shape", "chexplain.lrp.ops_elementwise", "chexplain.lrp.ops_norm"]
+CONVERTER_MODULES.append("chexplain.lrp.ops_attention")
 
 
 def register_module(*types: type) -> Callable[[Converter], Converter]:
@@ -55,6 +56,31 @@ def register_method(*names: str) -> Callable[[Converter], Converter]:
             METHODS[n] = fn
         return fn
     return deco
+
+
+#: module type → factory of an equivalent traceable module, swapped into the traced copy (a leaf
+#: module such as nn.MultiheadAttention becomes explicit ops that have rules).
+SUBSTITUTES: dict[type, Callable[[torch.nn.Module], torch.nn.Module]] = {}
+#: rewrites of the fx graph before conversion, ``fn(gm)`` in place (e.g. q, k, v = qkv.permute(2, 0, ...).unbind(0)).
+GRAPH_PASSES: list[Callable[[fx.GraphModule], None]] = []
+
+
+def substitute(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` (a private copy) with every module of a :data:`SUBSTITUTES` type replaced."""
+    if type(model) in SUBSTITUTES:
+        return SUBSTITUTES[type(model)](model)
+    for name, child in list(model.named_children()):
+        new = substitute(child)
+        if new is not child:
+            setattr(model, name, new)
+    return model
+
+
+def rewrite(gm: fx.GraphModule) -> None:
+    for fn in GRAPH_PASSES:
+        fn(gm)
+    gm.graph.lint()
+    gm.recompile()
 
 
 def load() -> None:
