@@ -200,8 +200,11 @@ class SDPAOp(ops.Op):
         Rz = (RA - A.unsqueeze(1) * RA.sum(-1, keepdim=True)) * z.unsqueeze(1)
         Rz = torch.where(torch.isfinite(z).unsqueeze(1), Rz, torch.zeros_like(Rz))
         if "zinv" not in ctx.state:
-            ctx.state["zinv"] = inverse(torch.where(torch.isfinite(z), z, torch.ones_like(z)), ctx.stabilizer)
-        sz = Rz * ctx.state["zinv"].unsqueeze(1) * (0.5 * scale)  # the mask's share is absorbed
+            qk = scale * (q @ k.transpose(-2, -1))
+            shift = qk * inverse(torch.where(torch.isfinite(z), z, torch.ones_like(z)), ctx.stabilizer)
+            ctx.state["zinv"] = inverse(qk, ctx.stabilizer) * (shift if mask is not None and mask.is_floating_point()
+                                                             else 1.0)
+        sz = Rz * ctx.state["zinv"].unsqueeze(1) * (0.5 * scale)  # a float mask's ε share is absorbed first
         parts[self.index["query"]] = (sz @ k.unsqueeze(1)).mul_(q.unsqueeze(1))
         parts[self.index["key"]] = (sz.transpose(-2, -1) @ q.unsqueeze(1)).mul_(k.unsqueeze(1))
         return parts, "AttnLRP (softmax, uniform bilinear)"
@@ -309,3 +312,33 @@ class ExplicitMultiheadAttention(nn.Module):
 
 
 SUBSTITUTES[nn.MultiheadAttention] = ExplicitMultiheadAttention
+
+
+# --------------------------------------------------------------------------- timm's mask helpers
+def _register_timm() -> None:
+    try:
+        from timm.layers import attention as timm_attention
+    except ImportError:  # timm is optional
+        return
+    resolve = getattr(timm_attention, "resolve_self_attn_mask", None)
+    add_mask = getattr(timm_attention, "maybe_add_mask", None)
+
+    if resolve is not None:
+        @register_function(resolve)
+        def _resolve(ctx: Context):
+            """No mask and not causal (the traced default): the bias is None, a non-tensor value."""
+            if ctx.arg(2, "attn_mask") is None and ctx.arg(3, "is_causal", False) is False:
+                ctx.meta.add(ctx.node.name)
+                return ops.MetaOp(lambda *_: None)
+            return None
+
+    if add_mask is not None:
+        @register_function(add_mask)
+        def _add_mask(ctx: Context):
+            scores, bias = ctx.arg(0, "scores"), ctx.arg(1, "attn_mask")
+            if bias is None or (isinstance(bias, fx.Node) and bias.name in ctx.meta):
+                return ops.IdentityOp(), [scores.name]
+            return None
+
+
+_register_timm()
