@@ -142,6 +142,7 @@ FAMILIES = {
     "timm_vit_unfused": _timm_unfused,
     "timm_deit": zoo.timm_deit,
     "tv_maxvit": zoo.tv_maxvit,  # einsum attention with relative position bias, MBConv with SE
+    "timm_swin": zoo.timm_swin,  # shifted windows (B·nW, L, C), masks, relative position bias, patch merging
 }
 
 
