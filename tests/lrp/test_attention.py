@@ -196,3 +196,25 @@ def test_bias_free_conservation_and_report(family) -> None:
     eps = 1e-12 if name == "tv_maxvit" else 1e-9  # the tiny random MaxViT's logits are ~2e-4: ε ≪ activations
     res = chexplain.LRP(free, "lrp-epsilon", epsilon=eps, stabilizer=1e-12).explain(x, target=2)
     assert ((res.relevance.flatten(1).sum(1) - logit).abs() <= 1e-5 * logit.abs()).all()
+
+
+def test_caller_model_untouched_and_mask_refused() -> None:
+    torch.manual_seed(4)
+    model = zoo.tv_vit().double().eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    chexplain.LRP(model, "epsilon-plus-flat")(torch.randn(1, 3, zoo.SIZE, zoo.SIZE, dtype=D))
+    assert type(model.encoder.layers[0].self_attention) is nn.MultiheadAttention  # substituted in the copy only
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+    class Masked(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.attn, self.head = nn.MultiheadAttention(4, 2, batch_first=True), nn.Linear(4, 2)
+            self.register_buffer("mask", torch.zeros(4, 4))
+
+        def forward(self, x):
+            t = x.flatten(2).transpose(1, 2)
+            return self.head(self.attn(t, t, t, attn_mask=self.mask)[0].mean(1))
+
+    with pytest.raises(chexplain.errors.UnsupportedModelError, match="mask"):
+        chexplain.LRP(Masked())

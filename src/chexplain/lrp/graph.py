@@ -102,7 +102,7 @@ def trace(model: nn.Module) -> Graph:
     registry.load()
     clone = registry.substitute(clone)  # e.g. nn.MultiheadAttention as explicit ops (on the copy)
     try:
-        gm = fx.symbolic_trace(clone, concrete_args=_optional_args(clone))
+        gm = fx.symbolic_trace(clone, concrete_args=registry.optional_args(clone))
         registry.rewrite(gm)
     except UnsupportedModelError:
         raise
@@ -112,21 +112,6 @@ def trace(model: nn.Module) -> Graph:
             "LRP needs a forward without data-dependent control flow"
         ) from None
     return _convert(gm)
-
-
-def _optional_args(model: nn.Module) -> dict[str, Any] | None:
-    """forward's arguments after the input that default to None or a constant (timm's ``attn_mask``):
-    traced at their default (fx concrete_args), so the model is explained as called with one tensor."""
-    import inspect
-
-    try:
-        params = list(inspect.signature(model.forward).parameters.values())[1:]
-    except (TypeError, ValueError):
-        return None
-    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    optional = {p.name: p.default for p in params if p.kind in kinds and p.default is not inspect.Parameter.empty
-                and (p.default is None or isinstance(p.default, (bool, int, float, str)))}
-    return optional or None
 
 
 def _first_line(exc: BaseException) -> str:

@@ -17,6 +17,7 @@ converters are imported by :data:`CONVERTER_MODULES` (see ``docs``: /work/coord/
 from __future__ import annotations
 
 import importlib
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
@@ -63,6 +64,19 @@ def register_method(*names: str) -> Callable[[Converter], Converter]:
 SUBSTITUTES: dict[type, Callable[[torch.nn.Module], torch.nn.Module]] = {}
 #: rewrites of the fx graph before conversion, ``fn(gm)`` in place (e.g. q, k, v = qkv.permute(2, 0, ...).unbind(0)).
 GRAPH_PASSES: list[Callable[[fx.GraphModule], None]] = []
+
+
+def optional_args(model: torch.nn.Module) -> dict[str, Any] | None:
+    """forward's arguments after the input that default to None or a constant (timm's ``attn_mask``):
+    traced at their default (fx concrete_args), so the model is explained as called with one tensor."""
+    try:
+        params = list(inspect.signature(model.forward).parameters.values())[1:]
+    except (TypeError, ValueError):
+        return None
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    optional = {p.name: p.default for p in params if p.kind in kinds and p.default is not inspect.Parameter.empty
+                and (p.default is None or isinstance(p.default, (bool, int, float, str)))}
+    return optional or None
 
 
 def substitute(model: torch.nn.Module) -> torch.nn.Module:
