@@ -3,6 +3,7 @@ attention families end to end (logits, every preset finite, bias-free conservati
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import warnings
@@ -218,3 +219,41 @@ def test_caller_model_untouched_and_mask_refused() -> None:
 
     with pytest.raises(chexplain.errors.UnsupportedModelError, match="mask"):
         chexplain.LRP(Masked())
+
+
+@contextlib.contextmanager
+def _constant_attention():
+    """Test oracle for CP-LRP: every softmax output detached (attention weights constants)."""
+    import torch.nn.functional as F
+
+    saved = F.softmax, torch.softmax, torch.Tensor.softmax, F.scaled_dot_product_attention
+
+    def soft(x, dim=None, *a, **k):  # written out: F.softmax itself calls Tensor.softmax
+        e = (x - x.amax(dim, keepdim=True)).exp()
+        return (e / e.sum(dim, keepdim=True)).detach()
+
+    def sdpa(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, **kw):
+        z = (scale or q.shape[-1] ** -0.5) * q @ k.transpose(-2, -1)
+        if attn_mask is not None:
+            z = z.masked_fill(~attn_mask, float("-inf")) if attn_mask.dtype == torch.bool else z + attn_mask
+        return soft(z, -1) @ v
+
+    F.softmax, torch.softmax, torch.Tensor.softmax, F.scaled_dot_product_attention = soft, soft, soft, sdpa
+    try:
+        yield
+    finally:
+        F.softmax, torch.softmax, torch.Tensor.softmax, F.scaled_dot_product_attention = saved
+
+
+def test_lrp0_equals_modified_gradient_times_input(family) -> None:
+    """Bias-free, CP-LRP: LRP-0 = gradient × input with the attention weights and normalisation
+    statistics detached and each activation's derivative f(x)/x (tests/lrp/gradient_oracle.py)."""
+    from .gradient_oracle import modified_gradient_times_input
+
+    name, model, x = family
+    free = _bias_free(__import__("copy").deepcopy(model))
+    target = torch.tensor([2, 0])
+    ours = chexplain.LRP(free, "lrp-epsilon", epsilon=1e-30, stabilizer=1e-30)(x, target=target)
+    with _constant_attention():
+        ref = modified_gradient_times_input(free, x, target)
+    assert (ours - ref).abs().max() <= 1e-6 * ref.abs().max()
