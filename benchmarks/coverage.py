@@ -1,0 +1,138 @@
+"""LRP coverage of the model families: for every family (the real models of
+``tests/lrp/families.py``, random weights, randomised BatchNorm/LayerNorm statistics):
+
+- traced: chexplain.LRP traces and canonizes it (else the one-line error);
+- logits: max |canonized − original| / max |original| (float64, ``--check-size`` px, batch 2);
+- conservation: bias-free version (biases, BN means/shifts, LN shifts zeroed), LRP-ε with
+  ε = 1e-9, float64: max |Σ R − logit| / max |logit|;
+- presets: how many of the presets explain with a finite, non-zero map (float32, check size);
+- LRP / fwd+bwd: epsilon-plus-flat (one class) against forward + backward to the input, batch
+  ``--batch``, ``--size`` px, float32, CPU, median of interleaved rounds;
+- Grad-CAM / fwd: chexplain's GradCAM (default layer) against the forward.
+
+    python benchmarks/coverage.py [--families a,b] [--batch 2] [--size 224] [--check-size 64]
+                                  [--rounds 3] [--threads 2] [--no-speed]
+
+The machine's load changes the absolute times; the ratios are of medians measured side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(ROOT))
+from _timing import interleaved  # noqa: E402
+
+import chexplain  # noqa: E402
+from chexplain.lrp import make_composite  # noqa: E402
+from chexplain.lrp.engine import _forward  # noqa: E402
+from tests.lrp.families import FAMILIES, build, input_shape, zero_biases  # noqa: E402
+
+BOUNDS = {"low": -3.0, "high": 3.0}
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max() / b.abs().max().clamp(min=1e-30))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:90]
+
+
+def checks(name: str, size: int) -> dict:
+    c = input_shape(name)[0]
+    size = max(size, input_shape(name)[1])
+    x = torch.randn(2, c, size, size, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    row: dict = {}
+    model = build(name, small=False).double()
+    try:
+        lrp = chexplain.LRP(model, "lrp-epsilon", epsilon=1e-9, stabilizer=1e-9)
+        graph = lrp.canonized(x)
+    except chexplain.errors.ChexplainError as exc:
+        return {"traced": f"no: {_first_line(exc)}"}
+    row["traced"] = "yes"
+    with torch.no_grad():
+        row["logits"] = _rel(_forward(graph, x)[graph.output], model(x))
+    finite = 0
+    for preset in chexplain.PRESETS:
+        lrp.composite = make_composite(preset, **(BOUNDS if preset in ("dtd", "epsilon-gamma-box") else {}))
+        R = lrp(x[:1], target="topk:1")
+        finite += int(bool(torch.isfinite(R).all()) and float(R.abs().sum()) > 0)
+    row["presets"] = f"{finite}/{len(chexplain.PRESETS)}"
+    zero_biases(model)
+    with torch.no_grad():  # logits of order one (GoogLeNet/Inception without biases: ~1e-5)
+        top = float(model(x).abs().max())
+    x = x / top if top < 1e-2 else x
+    res = chexplain.LRP(model, "lrp-epsilon", epsilon=1e-9, stabilizer=1e-9).explain(x, target="topk:1")
+    row["conservation"] = _rel(res.relevance.flatten(2).sum(-1), res.logits.gather(1, res.targets))
+    return row
+
+
+def speed(name: str, batch: int, size: int, rounds: int) -> dict:
+    c = input_shape(name)[0]
+    size = max(size, input_shape(name)[1])
+    model = build(name, small=False).float().eval()
+    x = torch.randn(batch, c, size, size, generator=torch.Generator().manual_seed(0))
+    lrp = chexplain.LRP(model, "epsilon-plus-flat")
+    cam = chexplain.GradCAM(model)
+    target = model(x).argmax(1).detach()
+
+    def forward():
+        with torch.no_grad():
+            model(x)
+
+    def forward_backward():
+        xg = x.clone().requires_grad_(True)
+        torch.autograd.grad(model(xg).gather(1, target[:, None]).sum(), xg)
+
+    cases = {"forward": forward, "forward+backward": forward_backward, "lrp": lambda: lrp(x, target=target),
+             "gradcam": lambda: cam(x, target=target)}
+    t = interleaved(cases, rounds=rounds, verbose=False)
+    return {"lrp/fb": t["lrp"] / t["forward+backward"], "cam/fwd": t["gradcam"] / t["forward"],
+            "fb_s": t["forward+backward"], "lrp_s": t["lrp"], "cam_layer": cam.layer}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--families", default=",".join(FAMILIES))
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--check-size", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-speed", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    warnings.simplefilter("ignore")
+    head = ("| family | group | traced | logits (rel.) | bias-free conservation (rel.) | presets finite | "
+            "LRP ε+♭ / fwd+bwd | Grad-CAM / fwd | fwd+bwd s | Grad-CAM layer |")
+    print(f"batch {args.batch}, {args.size} px (speed, float32, {args.threads} threads); checks at "
+          f"{args.check_size} px, float64")
+    print(head)
+    print("|" + "---|" * (head.count("|") - 1))
+    for name in args.families.split(","):
+        row = checks(name, args.check_size)
+        if row["traced"] == "yes" and not args.no_speed:
+            row.update(speed(name, args.batch, args.size, args.rounds))
+        cells = [name, FAMILIES[name][2], row["traced"]]
+        if row["traced"] == "yes":
+            cells += [f"{row['logits']:.1e}", f"{row['conservation']:.1e}", row["presets"]]
+            if "lrp/fb" in row:
+                cells += [f"{row['lrp/fb']:.2f}", f"{row['cam/fwd']:.2f}", f"{row['fb_s']:.3f}", str(row["cam_layer"])]
+            else:
+                cells += ["", "", "", ""]
+        else:
+            cells += [""] * 7
+        print("| " + " | ".join(cells) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
