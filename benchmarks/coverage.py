@@ -33,7 +33,7 @@ from _timing import interleaved  # noqa: E402
 import chexplain  # noqa: E402
 from chexplain.lrp import make_composite  # noqa: E402
 from chexplain.lrp.engine import _forward  # noqa: E402
-from tests.lrp.families import FAMILIES, build, input_shape, zero_biases  # noqa: E402
+from tests.lrp.families import ALL as FAMILIES, build, input_shape, zero_biases  # noqa: E402
 
 BOUNDS = {"low": -3.0, "high": 3.0}
 

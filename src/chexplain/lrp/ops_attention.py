@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from ..errors import UnsupportedModelError
 from . import ops
-from .generic import IndexOp, LinearisedOp, ProductOp, batched_vjp
+from .generic import IndexOp, ProductOp, batched_vjp
 from .registry import GRAPH_PASSES, SUBSTITUTES, Context, register_function, register_method, register_module
 from .rules import inverse
 
