@@ -144,6 +144,8 @@ FAMILIES = {
     "timm_deit": zoo.timm_deit,
     "tv_maxvit": zoo.tv_maxvit,  # einsum attention with relative position bias, MBConv with SE
     "timm_swin": zoo.timm_swin,  # shifted windows (B·nW, L, C), masks, relative position bias, patch merging
+    "tv_swin": zoo.tv_swin,  # torchvision's shifted_window_attention as explicit ops
+    "tv_swin_v2": lambda: zoo.tv_swin(v2=True),  # cosine attention, logit scale, position-bias MLP
 }
 
 

@@ -33,6 +33,7 @@ METHODS: dict[str, Converter] = {}
 #: Modules whose import registers converters (the attention helper appends its own).
 CONVERTER_MODULES = ["chexplain.lrp.ops_shape", "chexplain.lrp.ops_elementwise", "chexplain.lrp.ops_norm"]
 CONVERTER_MODULES.append("chexplain.lrp.ops_attention")
+CONVERTER_MODULES.append("chexplain.lrp.ops_swin")
 
 
 def register_module(*types: type) -> Callable[[Converter], Converter]:
