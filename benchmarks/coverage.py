@@ -33,7 +33,7 @@ from _timing import interleaved  # noqa: E402
 import chexplain  # noqa: E402
 from chexplain.lrp import make_composite  # noqa: E402
 from chexplain.lrp.engine import _forward  # noqa: E402
-from tests.lrp.families import FAMILIES, _tv, build, input_shape, zero_biases  # noqa: E402
+from tests.lrp.families import ALL as FAMILIES, _tv, build, input_shape, zero_biases  # noqa: E402
 
 #: the acceptance model of the speed criterion, beside the families' smallest members
 FAMILIES.setdefault("resnet50", (_tv("resnet50"), (3, 32), "torchvision"))

@@ -210,7 +210,7 @@ def test_all_topk_classes_equal_per_class_loop(densenet: nn.Module) -> None:
 
 
 def test_prefix_runs_without_autograd(resnet: nn.Module) -> None:
-    x = torch.randn(1, 3, 32, 32, dtype=torch.float64)
+    x = torch.randn(1, 3, 64, 64, dtype=torch.float64)  # layer4 is 2x2 (at 32 px it is 1x1: layer3 is used)
     cam = GradCAM(resnet)
     cam(x)  # traces once; the trace calls the model's own leaf modules
     seen: dict[str, bool] = {}

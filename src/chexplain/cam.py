@@ -13,12 +13,16 @@ target layer's output is cut out as a gradient leaf, so the layers before it run
 autograd and the backward pass stops at the layer: the cost is about one forward pass. All
 targets come from that one forward pass (one short backward through the head per target).
 
-The default layer is the last spatial feature map feeding the classifier, found in the graph:
-the input of the global pooling (for torchvision's DenseNet-121 the output of the functional
-final ReLU, not ``features.norm5`` before it). ``layer=`` takes a module path ("layer4",
-"features.norm5"), a node name of the traced graph ("relu" is DenseNet's final ReLU) or the
-module object itself. Models that torch.fx cannot trace work with a module ``layer=``
-(temporary forward hooks, removed before returning).
+The default layer is the last spatial feature map the logits depend on (chexplain.cam_layer
+documents the rule and the choice per family): for CNNs the input of the global pooling (for
+torchvision's DenseNet-121 the output of the functional final ReLU, not ``features.norm5``
+before it), for class-token ViTs the tokens entering the last block's attention, for Swin the
+final norm's output; token and channels-last outputs are read as (N, C, h, w) maps (class
+tokens dropped), never a 1x1 or a channels-last tensor as channels-first. ``layer=`` takes a
+module path ("layer4", "features.norm5"), a node name of the traced graph ("relu" is DenseNet's
+final ReLU) or the module object itself. Models that torch.fx cannot trace work with a module
+``layer=`` (temporary forward hooks, removed before returning). The trace does not run the
+model's own forward hooks on the modules it traces through (pytorch-grad-cam's, for example).
 """
 
 from __future__ import annotations
@@ -37,12 +41,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from .cam_checks import strip_squash, warn_hooks
+from .cam_layer import HookFreeTracer, Layout, default_layer, layout_of
 from .errors import ChexplainError, InputError, UnsupportedModelError
 from .targets import TargetSpec, resolve_targets
 
 METHODS = ("gradcam", "gradcam++", "hirescam")
-_ADAPTIVE_POOLS = tuple(getattr(nn, f"Adaptive{k}Pool{d}d") for k in ("Avg", "Max") for d in (1, 2, 3))
-_ADAPTIVE_FNS = {getattr(F, f"adaptive_{k}_pool{d}d") for k in ("avg", "max") for d in (1, 2, 3)}
 _INTERP = {1: "linear", 2: "bilinear", 3: "trilinear"}
 #: Half precision runs in float32 (a float32 copy of a half model), returned in the input's dtype.
 _HALF = (torch.float16, torch.bfloat16)
@@ -126,7 +129,7 @@ class _Traced:
 
     def __init__(self, model: nn.Module, layer: str | None, example: torch.Tensor | None) -> None:
         try:
-            graph = fx.Tracer().trace(model)
+            graph = HookFreeTracer().trace(model)
         except Exception as exc:  # noqa: BLE001 - tracing fails in many ways
             raise UnsupportedModelError(
                 f"torch.fx cannot trace {type(model).__name__} ({_first_line(exc)}); pass "
@@ -138,8 +141,10 @@ class _Traced:
         strip_squash(gm, out)
         warn_hooks(model, {str(n.target) for n in nodes if n.op == "call_module"})
         feeding = _ancestors(out)
+        self.layout: Layout | None = None  # None: read from the output's shape at each call
         if layer is None:
-            node = self._default(gm, nodes, feeding, example)
+            assert example is not None
+            node, self.layout = default_layer(gm, feeding, example)
         else:
             node = self._named(model, nodes, layer)
             if node not in feeding:
@@ -179,57 +184,22 @@ class _Traced:
             raise InputError(f"module {layer!r} is called {len(calls)} times in forward; pick one call by its graph name: {names}")
         if calls:
             return calls[0]
-        for n in nodes:
-            if n.name == layer:
-                return n
+        by_name = next((n for n in nodes if n.name == layer), None)
         modules = dict(model.named_modules())
-        if layer in modules and layer:
+        if layer in modules and layer:  # a module path wins over a graph node of the same name
             inside = [n for n in nodes if _in_module(n, layer)]
             outs = [n for n in inside if any(not _in_module(u, layer) for u in n.users)]
             if len(outs) == 1:
                 return outs[0]
-            why = "is not used in forward" if not inside else f"has {len(outs)} outputs"
-            raise InputError(f"module {layer!r} {why}; pass one of its submodules or a graph node name")
+            if by_name is None:
+                why = "is not used in forward" if not inside else f"has {len(outs)} outputs"
+                raise InputError(f"module {layer!r} {why}; pass one of its submodules or a graph node name")
+        if by_name is not None:
+            return by_name
         names = sorted({n for n in modules if n} | {n.name for n in nodes})
         near = difflib.get_close_matches(layer, names, n=6, cutoff=0.4)
         hint = f"did you mean {', '.join(near)}?" if near else f"valid names include {', '.join(names[-6:])}"
         raise InputError(f"unknown layer {layer!r}; {hint}")
-
-    @staticmethod
-    def _default(gm: fx.GraphModule, nodes: list[fx.Node], feeding: set, example: torch.Tensor | None) -> fx.Node:
-        from torch.fx.passes.shape_prop import ShapeProp
-
-        assert example is not None
-        try:
-            with torch.no_grad():
-                ShapeProp(gm).propagate(example[:1])
-        except (RuntimeError, ValueError, TypeError, IndexError) as exc:
-            raise InputError(f"the model's forward failed on input of shape {tuple(example.shape)}: {_first_line(exc)}") from exc
-        from_input: set[fx.Node] = set()
-        for n in gm.graph.nodes:
-            if n.op == "placeholder" or any(a in from_input for a in n.all_input_nodes):
-                from_input.add(n)
-
-        def spatial(n: fx.Node) -> int:  # spatial size of a node's output, 0 if not rank-matched
-            meta = n.meta.get("tensor_meta")
-            shape = getattr(meta, "shape", None)
-            if shape is None or len(shape) != example.ndim:
-                return 0
-            return int(torch.Size(shape[2:]).numel())
-
-        cands = [n for n in nodes if n in feeding and n in from_input and spatial(n)]
-        if not cands:
-            raise UnsupportedModelError("found no spatial feature map feeding the model's output; pass layer='module.path'")
-        node = cands[-1]
-
-        def pooled(n: fx.Node) -> bool:  # adaptive or global pooling: step back to its input
-            if n.op == "call_module" and isinstance(gm.get_submodule(str(n.target)), _ADAPTIVE_POOLS):
-                return True
-            return (n.op == "call_function" and n.target in _ADAPTIVE_FNS) or (spatial(n) == 1 < spatial(n.all_input_nodes[0]))
-
-        while node.all_input_nodes and node.all_input_nodes[0] in cands and pooled(node):
-            node = node.all_input_nodes[0]
-        return node
 
 
 class _Hooked:
@@ -384,16 +354,18 @@ def _explain(
             raise InputError(f"the model's forward failed on input of shape {tuple(x.shape)}: {_first_line(exc)}") from exc
         if not isinstance(logits, torch.Tensor):
             raise UnsupportedModelError(f"the model returns {type(logits).__name__}; Grad-CAM needs a logits tensor (N, classes)")
-        if feats.ndim != x.ndim:
+        spatial = tuple(x.shape[2:])
+        layout = getattr(engine, "layout", None) or layout_of(tuple(feats.shape), spatial, x.shape[0], strict=False)
+        if layout is None or not isinstance(feats, torch.Tensor):
             raise InputError(
-                f"layer {name!r} outputs shape {tuple(feats.shape)}, not a spatial feature map (N, C, *spatial) "
-                f"of rank {x.ndim}; pick a convolutional layer"
+                f"layer {name!r} outputs shape {tuple(getattr(feats, 'shape', ()))}, not a spatial feature map "
+                f"(N, C, *spatial) of rank {x.ndim} or patch tokens (N, L, C); pick a convolutional layer"
             )
         if not bool(torch.isfinite(logits.detach()).all()):
             raise InputError("the model's output holds NaN or infinite values for this input (NaN or "
                              "infinite weights?); there is nothing to explain")
         targets = resolve_targets(logits.detach(), target, classes)
-        A, cams = feats.detach(), []
+        A, cams = layout.to_map(feats.detach(), spatial), []
         if A.dtype in (torch.float16, torch.bfloat16):
             A = A.float()
         for j in range(targets.count):
@@ -403,7 +375,7 @@ def _explain(
                 (G,) = torch.autograd.grad(logits, feats, onehot, retain_graph=j + 1 < targets.count, allow_unused=True)
             if G is None:
                 raise InputError(f"layer {name!r} does not feed the model's output")
-            cams.append(_cam(method, A, G.to(A.dtype)))
+            cams.append(_cam(method, A, layout.to_map(G, spatial).to(A.dtype)))
         cam = torch.stack(cams, dim=1)  # (N, T, *s)
         if relu:
             cam = cam.clamp(min=0)

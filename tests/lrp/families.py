@@ -118,15 +118,38 @@ def _timm_small_resnet() -> nn.Module:
     return TimmResNet(TimmBottleneck, [1, 1, 1, 1], num_classes=NUM_CLASSES)
 
 
+def _tv_vit(name: str) -> Callable[[], nn.Module]:
+    def make() -> nn.Module:
+        model = _tv(name)()
+        with torch.no_grad():  # torchvision zero-initialises the head: every relevance would be zero
+            model.heads.head.weight.normal_(0.0, 0.02)
+        return model
+    return make
+
+
+#: The attention families (branch lrp-attention): real models for benchmarks/coverage.py only; the
+#: suite tests small configurations of the same classes (tests/transformer_zoo.py, test_attention.py).
+ATTENTION: dict[str, tuple[Callable[[], nn.Module], tuple[int, int], str]] = {
+    "vit_b_16": (_tv_vit("vit_b_16"), (3, 224), "torchvision"),
+    "swin_t": (_tv("swin_t"), (3, 64), "torchvision"),
+    "swin_v2_t": (_tv("swin_v2_t"), (3, 64), "torchvision"),
+    "maxvit_t": (_tv("maxvit_t"), (3, 224), "torchvision"),
+    "timm_vit_small_patch16_224": (_timm("vit_small_patch16_224"), (3, 224), "timm"),
+    "timm_deit_tiny_patch16_224": (_timm("deit_tiny_patch16_224"), (3, 224), "timm"),
+    "timm_swin_tiny_patch4_window7_224": (_timm("swin_tiny_patch4_window7_224"), (3, 224), "timm"),
+}
+ALL = {**FAMILIES, **ATTENTION}
+
+
 def build(name: str, small: bool = True, seed: int = 0) -> nn.Module:
     """The family's model with random weights and randomised statistics, in eval mode."""
     torch.manual_seed(seed)
-    make = SMALL_EXCEPTIONS[name][0] if small and name in SMALL_EXCEPTIONS else FAMILIES[name][0]
+    make = SMALL_EXCEPTIONS[name][0] if small and name in SMALL_EXCEPTIONS else ALL[name][0]
     return randomize(make(), seed, input_shape(name)).eval()
 
 
 def input_shape(name: str) -> tuple[int, int]:
-    return FAMILIES[name][1]
+    return ALL[name][1]
 
 
 def randomize(model: nn.Module, seed: int = 0, calibrate: tuple[int, int] | None = None) -> nn.Module:
@@ -176,7 +199,7 @@ def zero_biases(model: nn.Module) -> nn.Module:
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
                 m.running_mean.zero_()
             for pname, p in m.named_parameters(recurse=False):
-                if pname == "bias" or "embed" in pname or pname in ("cls_token", "dist_token",
+                if pname == "bias" or "embed" in pname or pname in ("cls_token", "dist_token", "class_token",
                                                                     "relative_position_bias_table"):
                     p.zero_()
     return model

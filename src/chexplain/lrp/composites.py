@@ -32,6 +32,8 @@ class Composite:
     first: the rule of the first linear layer (the input layer), if special.
     maxpool: "wta" (winner takes all) or "proportional" (relevance ∝ input in the window).
     stabilizer: ε of the proportional rules (sums, average pooling) and of the fallback.
+    attention: "cp" (CP-LRP, Ali et al. 2022: attention weights constant, relevance only through
+    the values) or "attnlrp" (Achtibat et al. 2024: softmax and bilinear matmul rules).
     """
 
     layer_map: dict[str, Rule] = field(default_factory=dict)
@@ -39,8 +41,11 @@ class Composite:
     first: Rule | None = None
     maxpool: str = "wta"
     stabilizer: float = 1e-6
+    attention: str = "cp"
 
     def __post_init__(self) -> None:
+        if self.attention not in ("cp", "attnlrp"):
+            raise ChexplainError(f"attention must be 'cp' or 'attnlrp', got {self.attention!r}")
         if self.maxpool not in ("wta", "proportional"):
             raise ChexplainError(f"maxpool must be 'wta' or 'proportional', got {self.maxpool!r}")
         unknown = set(self.layer_map) - {"dense", "conv", "affine"}
@@ -152,8 +157,12 @@ def make_composite(name: str, **params: Any) -> Composite:
     if name not in PRESETS:
         raise ChexplainError(f"unknown LRP method {name!r}; choose one of: {', '.join(PRESETS)}")
     factory = PRESETS[name]
+    attention = params.pop("attention", "cp")  # every preset: how attention layers are explained
     accepted = list(inspect.signature(factory).parameters)
     unknown = [p for p in params if p not in accepted]
     if unknown:
-        raise ChexplainError(f"{name} has no parameter {unknown[0]!r}; it takes: {', '.join(accepted)}")
-    return factory(**params)
+        raise ChexplainError(f"{name} has no parameter {unknown[0]!r}; it takes: {', '.join(accepted + ['attention'])}")
+    composite = factory(**params)
+    composite.attention = attention
+    composite.__post_init__()
+    return composite

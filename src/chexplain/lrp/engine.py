@@ -213,8 +213,8 @@ class LRP:
             inputs = [values[i] for i in node.inputs]
             parts, rule = self._propagate(node, inputs, values[node.name], R, nonneg, states, reuse)
             if report and rule is not None:
-                r_in = sum(p.flatten(2).sum(-1) for p in parts if p is not None)
-                records.append(LayerRelevance(node.name, node.path, node.kind, rule, R.flatten(2).sum(-1), r_in))
+                r_in = sum((_per_sample(p, n) for p in parts if p is not None), R.new_zeros((n, t)))
+                records.append(LayerRelevance(node.name, node.path, node.kind, rule, _per_sample(R, n), r_in))
             for name, part in zip(node.inputs, parts):
                 if part is None:
                     continue
@@ -242,7 +242,11 @@ class LRP:
         if isinstance(op, (ops.ActivationOp, ops.ThresholdReLUOp, ops.IdentityOp)):
             return [R] + extra, None
         if isinstance(op, ops.ReshapeOp):
-            return [R.reshape(*R.shape[:2], *inputs[0].shape[1:])] + extra, None
+            if inputs[0].shape[0] == z.shape[0]:
+                return [R.reshape(*R.shape[:2], *inputs[0].shape[1:])] + extra, None
+            # a reshape that merges or splits the batch (Swin's windows, (B·nW, L, C)): row-major order
+            # is kept, so the targets axis moves out of the way and the reshape is undone
+            return [R.movedim(1, 0).reshape(R.shape[1], *inputs[0].shape).movedim(0, 1)] + extra, None
         if isinstance(op, ops.MaxPoolOp):
             if self.composite.maxpool == "proportional":
                 pool = op.as_average()
@@ -279,6 +283,11 @@ def _layer(node: Node, inputs: list[Any], rule: Any, states: dict[str, Any]) -> 
     if key not in states:
         states[key] = node.op.with_bias(node.op.effective_bias(inputs[1]))
     return states[key]
+
+
+def _per_sample(R: Tensor, n: int) -> Tensor:
+    """Sums (n, T) of a relevance (N', T, ...), N' = n or the windows of each sample (n·nW)."""
+    return R.transpose(0, 1).reshape(R.shape[1], n, -1).sum(-1).transpose(0, 1)
 
 
 def _proportional_pool(op: ops.PoolOp, x: Tensor, R: Tensor, inv: Tensor, kept: dict | None) -> Tensor:
@@ -349,7 +358,9 @@ def _forward(graph: Graph, x: Tensor, hook: Callable[[Node, list], Tensor | None
             text = str(exc).strip().splitlines()
             raise InputError(f"an input of shape {tuple(x.shape)} does not fit layer {where}: "
                              f"{text[0] if text else type(exc).__name__}") from None
-        if isinstance(out, Tensor) and node.kind not in ("meta", "const") and (out.ndim == 0 or out.shape[0] != n):
+        # a multiple of the batch: the windows of each sample (Swin's (B·nW, L, C)), made by a reshape
+        # that keeps each sample's entries together (the converters refuse ops that move the batch axis)
+        if isinstance(out, Tensor) and node.kind not in ("meta", "const") and (out.ndim == 0 or out.shape[0] % n):
             raise InputError(f"layer '{node.path or node.name}' changes the batch dimension "
                              f"({n} -> {tuple(out.shape)}); LRP needs per-sample operations")
         values[node.name] = out

@@ -139,6 +139,8 @@ class IndexOp(Op):
         return self.fn(*inputs)
 
     def relevance(self, inputs, out, R, ctx):
+        if not self.wrt:  # computed from constants only (a class token expanded to the batch): absorbed
+            return [None] * len(inputs), f"constant ({self.description})"
         grads = batched_vjp(self.fn, inputs, self.wrt, R, ctx.state if ctx.reuse else None)
         parts: list[Optional[Tensor]] = [None] * len(inputs)
         for i, g in zip(self.wrt, grads):

@@ -99,8 +99,13 @@ def trace(model: nn.Module) -> Graph:
                       "_forward_hooks_with_kwargs", "_forward_pre_hooks_with_kwargs", "_state_dict_hooks"):
             if isinstance(getattr(m, hooks, None), dict):
                 getattr(m, hooks).clear()
+    registry.load()
+    clone = registry.substitute(clone)  # e.g. nn.MultiheadAttention as explicit ops (on the copy)
     try:
-        gm = fx.symbolic_trace(clone)
+        gm = fx.symbolic_trace(clone, concrete_args=registry.optional_args(clone))
+        registry.rewrite(gm)
+    except UnsupportedModelError:
+        raise
     except Exception as exc:  # noqa: BLE001 - fx raises many kinds
         raise UnsupportedModelError(
             f"cannot trace {type(model).__name__} with torch.fx ({type(exc).__name__}: {_first_line(exc)}); "
@@ -166,6 +171,10 @@ def _convert(gm: fx.GraphModule) -> Graph:
     producers: dict[str, ops.Op | None] = {}
     output = None
     for node in gm.graph.nodes:
+        if node.op == "placeholder" and node.args:  # an optional argument traced at its default
+            meta.add(node.name)
+            nodes.append(Node(node.name, ops.MetaOp(lambda v=node.args[0]: v), [], ""))
+            continue
         if node.op == "placeholder":
             if any(n.op is None for n in nodes):
                 raise UnsupportedModelError("the model's forward takes several inputs; LRP explains one input tensor")
@@ -193,8 +202,10 @@ def _convert(gm: fx.GraphModule) -> Graph:
                 raise UnsupportedModelError(
                     f"{_describe(node)} {_where(node)} uses the tuple returned by {_describe(virtual[r.name][0])}; "
                     "chexplain supports indexing it")
-        if refs and all(r.name in consts for r in refs) and node.op != "call_module":
-            value = _bound(node, _target_fn(node))(*(consts[r.name] for r in refs))  # constant folding
+        if refs and all(r.name in consts for r in refs):
+            fn = gm.get_submodule(node.target) if node.op == "call_module" else _target_fn(node)
+            with torch.no_grad():  # constant folding (Swin v2's position-bias MLP on its coordinate table)
+                value = _bound(node, fn)(*(consts[r.name] for r in refs))
             if isinstance(value, torch.Tensor):
                 consts[node.name] = value.detach()
                 nodes.append(Node(node.name, generic.ConstOp(value.detach()), [], _path(node)))

@@ -17,6 +17,7 @@ converters are imported by :data:`CONVERTER_MODULES` (see ``docs``: /work/coord/
 from __future__ import annotations
 
 import importlib
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
@@ -31,6 +32,8 @@ METHODS: dict[str, Converter] = {}
 
 #: Modules whose import registers converters (the attention helper appends its own).
 CONVERTER_MODULES = ["chexplain.lrp.ops_shape", "chexplain.lrp.ops_elementwise", "chexplain.lrp.ops_norm"]
+CONVERTER_MODULES.append("chexplain.lrp.ops_attention")
+CONVERTER_MODULES.append("chexplain.lrp.ops_swin")
 
 
 def register_module(*types: type) -> Callable[[Converter], Converter]:
@@ -55,6 +58,44 @@ def register_method(*names: str) -> Callable[[Converter], Converter]:
             METHODS[n] = fn
         return fn
     return deco
+
+
+#: module type → factory of an equivalent traceable module, swapped into the traced copy (a leaf
+#: module such as nn.MultiheadAttention becomes explicit ops that have rules).
+SUBSTITUTES: dict[type, Callable[[torch.nn.Module], torch.nn.Module]] = {}
+#: rewrites of the fx graph before conversion, ``fn(gm)`` in place (e.g. q, k, v = qkv.permute(2, 0, ...).unbind(0)).
+GRAPH_PASSES: list[Callable[[fx.GraphModule], None]] = []
+
+
+def optional_args(model: torch.nn.Module) -> dict[str, Any] | None:
+    """forward's arguments after the input that default to None or a constant (timm's ``attn_mask``):
+    traced at their default (fx concrete_args), so the model is explained as called with one tensor."""
+    try:
+        params = list(inspect.signature(model.forward).parameters.values())[1:]
+    except (TypeError, ValueError):
+        return None
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    optional = {p.name: p.default for p in params if p.kind in kinds and p.default is not inspect.Parameter.empty
+                and (p.default is None or isinstance(p.default, (bool, int, float, str)))}
+    return optional or None
+
+
+def substitute(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` (a private copy) with every module of a :data:`SUBSTITUTES` type replaced."""
+    if type(model) in SUBSTITUTES:
+        return SUBSTITUTES[type(model)](model)
+    for name, child in list(model.named_children()):
+        new = substitute(child)
+        if new is not child:
+            setattr(model, name, new)
+    return model
+
+
+def rewrite(gm: fx.GraphModule) -> None:
+    for fn in GRAPH_PASSES:
+        fn(gm)
+    gm.graph.lint()
+    gm.recompile()
 
 
 def load() -> None:
