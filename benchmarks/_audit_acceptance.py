@@ -80,7 +80,7 @@ def acceptance(ckpts: dict[str, Path], test_csv: Path, out: Path, args) -> dict[
         s["logits"] = shortcut_reliance(folder, args.observation, marker)
         flagged = [c for c in s["clusters"] if c["flagged"]]
         best = max(flagged, key=lambda c: (c["purity"] >= 0.8) + (c["recall"] or 0), default=None)
-        s["passes"] = (bool(best and best["purity"] >= 0.8 and best["recall"] >= 0.7
+        s["passes"] = (bool(best and best["purity"] >= 0.8 and (best["recall"] or 0) >= 0.7
                             and best["p_value"] < 0.01) if name == "shortcut" else not flagged)
         result[name] = s
     print("| model | images | marker | clusters | flagged | purity | recall | Δ hot | Δ random | effect [95 % CI] | p |")
@@ -92,7 +92,7 @@ def acceptance(ckpts: dict[str, Path], test_csv: Path, out: Path, args) -> dict[
             eff = "–" if c["effect"] is None else f"{c['effect']:.2f} [{c['ci'][0]:.2f}, {c['ci'][1]:.2f}]"
             print(f"| {name} | {s['images']} | {s['marker_images']} | {c['id']}/{s['n_clusters']} "
                   f"({c['size']}) | {'yes' if c['flagged'] else 'no'} | {c['purity']:.2f} | "
-                  f"{c['recall']:.2f} | {c['drop_hot'] if c['drop_hot'] is None else round(c['drop_hot'], 2)} | "
+                  f"{'–' if c['recall'] is None else format(c['recall'], '.2f')} | {c['drop_hot'] if c['drop_hot'] is None else round(c['drop_hot'], 2)} | "
                   f"{c['drop_random'] if c['drop_random'] is None else round(c['drop_random'], 2)} | {eff} | "
                   f"{pv} |")
     return result

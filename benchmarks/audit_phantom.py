@@ -33,10 +33,11 @@ def _data(out: Path, args) -> dict[str, Path]:
             "test": (args.n_test, 777, Confounder(args.observation, 0.5, 0.5))}
     csvs = {}
     for name, (n, seed, conf) in sets.items():
-        csv = out / "data" / name / "train.csv"
+        split = "test" if name == "test" else "train"
+        csv = out / "data" / name / f"{split}.csv"
         if not csv.is_file():
             t0 = time.perf_counter()
-            write_phantom(csv.parent, n, args.size, seed=seed, confounder=conf, progress=False)
+            write_phantom(csv.parent, n, args.size, seed=seed, confounder=conf, progress=False, split=split)
             print(f"wrote {n} phantom images ({name}) in {time.perf_counter() - t0:.0f} s", flush=True)
         csvs[name] = csv
     return csvs

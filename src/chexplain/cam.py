@@ -58,6 +58,9 @@ def _first_line(exc: BaseException) -> str:
 
 def _grad_leaf(t: torch.Tensor) -> torch.Tensor:
     """Inserted after the target layer: a copy that starts the (only) autograd graph."""
+    if not isinstance(t, torch.Tensor):
+        raise InputError(f"the chosen layer outputs a {type(t).__name__}, not a feature map tensor; "
+                         "pick a convolutional layer")
     torch.set_grad_enabled(True)  # the caller's `torch.no_grad()` block restores the mode
     return t.detach().clone().requires_grad_(True)
 
@@ -355,8 +358,9 @@ def _explain(
         if not isinstance(logits, torch.Tensor):
             raise UnsupportedModelError(f"the model returns {type(logits).__name__}; Grad-CAM needs a logits tensor (N, classes)")
         spatial = tuple(x.shape[2:])
-        layout = getattr(engine, "layout", None) or layout_of(tuple(feats.shape), spatial, x.shape[0], strict=False)
-        if layout is None or not isinstance(feats, torch.Tensor):
+        layout = None if not isinstance(feats, torch.Tensor) else (
+            getattr(engine, "layout", None) or layout_of(tuple(feats.shape), spatial, x.shape[0], strict=False))
+        if layout is None:
             raise InputError(
                 f"layer {name!r} outputs shape {tuple(getattr(feats, 'shape', ()))}, not a spatial feature map "
                 f"(N, C, *spatial) of rank {x.ndim} or patch tokens (N, L, C); pick a convolutional layer"

@@ -7,8 +7,9 @@
 5. ``chexplain compare`` against the ground-truth masks (pointing game, relevance mass and
    rank, IoU, AOPC, cascading randomisation) for the LRP presets, Grad-CAM, gradient × input
    and a random map;
-6. the quick MNIST reproduction of Bach et al. 2015;
-7. everything in one self-contained ``OUT/report.html``.
+6. a small ``chexplain audit`` (SpRAy clusters, region shares, counterfactual) of test images;
+7. the quick MNIST reproduction of Bach et al. 2015;
+8. everything in one self-contained ``OUT/report.html``.
 
 ``quick=True`` is a smoke run (tiny DenseNet, 60 images, one epoch, two methods) for tests.
 """
@@ -95,7 +96,7 @@ def run_demo(config: DemoConfig | None = None, progress: bool = True,
         say(f"[demo] {name}: {times[name]:.0f} s")
 
     s = time.perf_counter()
-    say(f"[demo] 1/7 phantom radiographs: {cfg.n_train} train + {cfg.n_test} test at {cfg.phantom_size} px")
+    say(f"[demo] 1/8 phantom radiographs: {cfg.n_train} train + {cfg.n_test} test at {cfg.phantom_size} px")
     train_csv = write_phantom(out / "data" / "phantom_train", cfg.n_train, cfg.phantom_size,
                               seed=cfg.seed, progress=progress)
     test_csv = write_phantom(out / "data" / "phantom_test", cfg.n_test, cfg.phantom_size,
@@ -104,7 +105,7 @@ def run_demo(config: DemoConfig | None = None, progress: bool = True,
 
     s = time.perf_counter()
     run = out / "model"
-    say(f"[demo] 2/7 training {cfg.arch} at {cfg.image_size} px for {cfg.epochs} epoch(s) "
+    say(f"[demo] 2/8 training {cfg.arch} at {cfg.image_size} px for {cfg.epochs} epoch(s) "
         "(random init, no download)")
     train_cfg = ChexpertTrainConfig(csv=str(train_csv), out=str(run), epochs=cfg.epochs,
                                     batch_size=cfg.batch_size, image_size=cfg.image_size, lr=cfg.lr,
@@ -119,7 +120,7 @@ def run_demo(config: DemoConfig | None = None, progress: bool = True,
     lap("train", s)
 
     s = time.perf_counter()
-    say("[demo] 3/7 AUROC on the held-out phantom test set")
+    say("[demo] 3/8 AUROC on the held-out phantom test set")
     auroc = evaluate_checkpoint(ckpt, test_csv, out / "auroc", device=cfg.device, progress=progress)
     say(f"[demo] mean AUROC (defined classes): {auroc['mean_auroc']:.3f}")
     lap("auroc", s)
@@ -128,7 +129,7 @@ def run_demo(config: DemoConfig | None = None, progress: bool = True,
     test = CheXpertDataset(test_csv, masks=True, size=meta["image_size"],
                            normalization=meta["normalization"])
     s = time.perf_counter()
-    say(f"[demo] 4/7 explain {cfg.explain_images} test image(s) with {', '.join(cfg.explain_methods)}")
+    say(f"[demo] 4/8 explain {cfg.explain_images} test image(s) with {', '.join(cfg.explain_methods)}")
     picks = _explain_picks(test, cfg.explain_images)
     explained = explain_images(model, [test.image_path(i) for i in picks], out / "explain",
                                meta["normalization"], meta["image_size"], meta["observations"],
@@ -137,7 +138,7 @@ def run_demo(config: DemoConfig | None = None, progress: bool = True,
     lap("explain", s)
 
     s = time.perf_counter()
-    say(f"[demo] 5/7 compare {', '.join(cfg.compare_methods)} against the phantom's masks")
+    say(f"[demo] 5/8 compare {', '.join(cfg.compare_methods)} against the phantom's masks")
     comparison = compare(model, test, out / "compare", meta["observations"], meta["normalization"],
                          CompareConfig(methods=tuple(cfg.compare_methods), patch=cfg.patch,
                                        steps=cfg.steps, max_items=cfg.compare_items,
@@ -153,7 +154,7 @@ def run_demo(config: DemoConfig | None = None, progress: bool = True,
     mnist = None
     if cfg.mnist:
         s = time.perf_counter()
-        say("[demo] 6/7 quick MNIST reproduction of Bach et al. 2015")
+        say("[demo] 7/8 quick MNIST reproduction of Bach et al. 2015")
         from .data.mnist import load_mnist
         from .mnist_reproduce import reproduce
 
@@ -162,7 +163,7 @@ def run_demo(config: DemoConfig | None = None, progress: bool = True,
                           progress=progress)
         lap("mnist", s)
 
-    say("[demo] 7/7 report")
+    say("[demo] 8/8 report")
     figures = []
     for k, rec in enumerate(explained["images"]):  # every layout for the first image, then Fig. 6
         for f in rec["figures"] if k == 0 else [f for f in rec["figures"] if "fig6" in f]:
@@ -197,7 +198,7 @@ def _audit(cfg: DemoConfig, ckpt: Path, test_csv: Path, out: Path, say, progress
     from .audit import AnalysisConfig, AuditConfig, run_audit
 
     s = time.perf_counter()
-    say(f"[demo] audit: SpRAy of {cfg.audit_images} test images for {', '.join(cfg.audit_classes)}")
+    say(f"[demo] 6/8 audit: SpRAy of {cfg.audit_images} test images for {', '.join(cfg.audit_classes)}")
     shutil.rmtree(out / "audit", ignore_errors=True)  # a new model: a new audit
     result = run_audit(AuditConfig(checkpoint=str(ckpt), out=str(out / "audit"), csv=str(test_csv),
                                    classes=list(cfg.audit_classes), max_images=cfg.audit_images,
@@ -216,7 +217,8 @@ _FIGURE_NAMES = {"fig4_lrp_rules": "Fig. 4, LRP-z, LRP-ε, LRP-αβ and Deep Tay
 def expected_seconds(cfg: DemoConfig) -> tuple[float, float]:
     """A rough duration of the demo: its work counted in forward passes per image (training
     ≈ 3 per image and epoch, LRP ≈ 2, each perturbation step 1, each randomisation step ≈ 4
-    plus a re-trace of the model per method) times one forward timed now (so a busy machine
+    plus a re-trace of the model per method; the audit ≈ 2 per image and class plus 9 for its
+    counterfactual) times one forward timed now (so a busy machine
     gives a longer estimate). Returns (seconds, seconds per image forward)."""
     import torch
 
@@ -233,7 +235,8 @@ def expected_seconds(cfg: DemoConfig) -> tuple[float, float]:
     forwards = (cfg.epochs * cfg.n_train * 1.1 * 3 + cfg.n_test
                 + cfg.explain_images * (len(cfg.explain_methods) + 5) * 3 * 2
                 + cfg.compare_items * m * (2 * cfg.steps + 2)
-                + cfg.randomisation_items * m * (cfg.randomisation_steps or 4) * 4)
+                + cfg.randomisation_items * m * (cfg.randomisation_steps or 4) * 4
+                + cfg.audit_images * (2 * len(cfg.audit_classes) + 9))  # audit: LRP, 1 + 8 blurred draws
     traces = m * ((cfg.randomisation_steps or 4) + 1) + len(cfg.explain_methods) + 5
     mnist = 20 if cfg.mnist else 0  # the quick MNIST reproduction, roughly constant
     return forwards * per_image + traces * 100 * per_image + mnist, per_image

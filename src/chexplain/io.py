@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import errno
+import hashlib
 import json
 import os
 import shutil
@@ -149,3 +150,12 @@ def write_npy(path: str | os.PathLike, array: np.ndarray) -> Path:
         with open(tmp, "wb") as fh:
             np.save(fh, np.asarray(array))
     return Path(path)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes (read in 1 MiB blocks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

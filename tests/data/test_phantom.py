@@ -132,3 +132,23 @@ def test_test_split_is_not_named_train_csv_and_phantom_training_is_detected(tmp_
     assert trained_on_phantom(run / "best.pt") is None
     with pytest.raises(DataError, match="split"):
         write_phantom(tmp_path / "x", 1, size=32, split="val")
+
+
+def test_trained_on_phantom_reads_a_real_training_config(tmp_path, monkeypatch):
+    """A run trained with a relative --csv (the demo's case): its config.json holds the data
+    fingerprint beside the options, and the phantom is still found (it was a TypeError)."""
+    import json
+
+    from chexplain.data.phantom import trained_on_phantom
+
+    csv = write_phantom(tmp_path / "ph", 2, size=32, seed=1, progress=False)
+    run = tmp_path / "run"
+    run.mkdir()
+    monkeypatch.chdir(tmp_path / "run")
+    config = {"csv": "ph/train.csv", "data": None,
+              "data_fingerprint": {"--csv": {"path": str(csv.resolve()), "rows": 2, "sha256": "x"}}}
+    (run / "config.json").write_text(json.dumps(config))
+    assert trained_on_phantom(run / "best.pt") == (tmp_path / "ph").resolve()
+    # a config of the intermediate layout (fingerprint under "data") is read without a crash
+    (run / "config.json").write_text(json.dumps({"csv": "ph/train.csv", "data": {"--csv": {}}}))
+    assert trained_on_phantom(run / "best.pt") is None

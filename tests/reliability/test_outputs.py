@@ -134,6 +134,11 @@ def test_phantom_generate_refuses_a_non_empty_folder(tmp_path, capsys):
         img = out / "train" / f"patient{i + 1:05d}" / "study1" / "view1_frontal.jpg"
         want |= {mask_file(img, name) for name in sample.masks}
     assert set(out.rglob("*.png")) == want  # exactly the new masks: no stale one left
+    capsys.readouterr()
+    # a bad option with --overwrite fails before the older phantom is removed
+    assert main(base + ["--overwrite", "--confounder", "Kidney"]) == 2
+    assert "Kidney" in capsys.readouterr().err and (out / "train.csv").is_file()
+    assert set(out.rglob("*.png")) == want
 
 
 # writing: full disk, Ctrl-C ----------------------------------------------------------------

@@ -71,7 +71,11 @@ def _classes(spec, names: Sequence[str], labels_all: np.ndarray | None) -> list[
     if spec is None:
         if labels_all is None or np.isnan(labels_all).all():
             return list(names)
-        return [n for k, n in enumerate(names) if np.nansum(labels_all[:, k] == 1) > 0]
+        found = [n for k, n in enumerate(names) if np.nansum(labels_all[:, k] == 1) > 0]
+        if not found:
+            raise ChexplainError("no class has a labelled positive among the audited images; "
+                                 "name the classes with --classes")
+        return found
     items = [c.strip() for c in spec.split(",")] if isinstance(spec, str) else list(spec)
     lower = {n.lower(): n for n in names}
     bad = [c for c in items if c.lower() not in lower]

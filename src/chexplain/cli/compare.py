@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", metavar="ROOT", help="folder the CSV's Paths are relative to "
                    "(default: from the CSV's place)")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--csv", help="CheXpert-format labels (the phantom's train.csv)")
+    src.add_argument("--csv", help="CheXpert-format labels (e.g. the phantom's test.csv)")
     src.add_argument("--nih", metavar="DIR", help="a ChestX-ray14 folder (images/, Data_Entry_2017*.csv, "
                      "BBox_List_2017.csv): its radiologist boxes as masks, its labels mapped to the "
                      "model's observations")

@@ -45,13 +45,14 @@ def _generate(args: argparse.Namespace) -> int:
     from ..validate import positive_int, require_empty
 
     positive_int(args.n, "--n")
-    require_empty(args.out, args.overwrite)
-    if args.overwrite:
-        clear_phantom(args.out)
-    confounder = None
+    positive_int(args.size, "--size", 8)
+    confounder = None  # every option is checked before an older phantom is removed
     if args.confounder:
         confounder = Confounder(args.confounder, *args.confounder_p, text=args.confounder_text,
                                 kind=args.confounder_kind)
+    require_empty(args.out, args.overwrite)
+    if args.overwrite:
+        clear_phantom(args.out)
     csv = write_phantom(args.out, args.n, args.size, args.seed, prevalence=args.prevalence,
                         confounder=confounder, progress=not args.quiet)
     print(f"wrote {args.n} images of {args.size}x{args.size} and their masks; labels in {csv}")

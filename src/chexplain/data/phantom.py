@@ -380,9 +380,10 @@ def trained_on_phantom(checkpoint: str | os.PathLike) -> Path | None:
     except (OSError, ValueError):
         return None
     csv = cfg.get("csv") if isinstance(cfg, dict) else None
-    if not csv:
+    if not isinstance(csv, str) or not csv:
         return None
-    csv = Path(csv)
-    if not csv.is_absolute() and cfg.get("data"):
+    known = (cfg.get("data_fingerprint") or {}).get("--csv") or {}
+    csv = Path(known["path"]) if isinstance(known, dict) and isinstance(known.get("path"), str) else Path(csv)
+    if not csv.is_absolute() and isinstance(cfg.get("data"), str) and cfg["data"]:
         csv = Path(cfg["data"]) / csv
     return phantom_folder(csv.parent if csv.suffix else csv, 2)

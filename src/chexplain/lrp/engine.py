@@ -365,9 +365,9 @@ def _forward(graph: Graph, x: Tensor, hook: Callable[[Node, list], Tensor | None
                              f"({n} -> {tuple(out.shape)}); LRP needs per-sample operations")
         values[node.name] = out
     out = values[graph.output]
-    if not isinstance(out, Tensor) or out.ndim != 2:
-        raise InputError(f"the model's output has shape {tuple(getattr(out, 'shape', ()))}; LRP explains logits "
-                         "of shape (N, classes)")
+    if not isinstance(out, Tensor) or out.ndim != 2 or out.shape[0] != n:
+        raise InputError(f"the model's output has shape {tuple(getattr(out, 'shape', ()))} for {n} input(s); "
+                         "LRP explains logits of shape (N, classes)")
     return values
 
 

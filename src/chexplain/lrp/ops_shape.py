@@ -94,6 +94,11 @@ def _roll(ctx: Context):
 def _dim_op(ctx: Context):
     dim = ctx.arg(1, "dim")
     name = ctx.node.target if ctx.node.op == "call_method" else getattr(ctx.node.target, "__name__", "")
+    if name == "flip":  # flip keeps the batch size, so the forward's check cannot see a flip over it
+        dims = ctx.node.kwargs.get("dims", ctx.node.args[1:])
+        dims = dims[0] if len(dims) == 1 and isinstance(dims[0], (tuple, list)) else dims
+        if any(_is_zero_dim(d) for d in (dims if isinstance(dims, (tuple, list)) else (dims,))):
+            raise _batch_error(ctx, "flips")
     if name in ("squeeze", "unsqueeze", "narrow", "select", "unflatten", "repeat_interleave", "index_select") and (
             dim is None or _is_zero_dim(dim)):
         if not (name == "repeat_interleave" and ctx.arg(2, "dim") not in (None, 0)):

@@ -251,7 +251,7 @@ def _train(config: ChexpertTrainConfig, env: D.DistEnv, device: torch.device, re
                  "steps_per_epoch": steps_per_epoch, "torch": torch.__version__,
                  "threads": torch.get_num_threads()}
     if main:
-        write_json(out / "config.json", {**asdict(config), "run": run_facts, "data": fingerprint})
+        write_json(out / "config.json", {**asdict(config), "run": run_facts, "data_fingerprint": fingerprint})
         write_text(out / "metrics.jsonl", "".join(_json_line(r) + "\n" for r in state["history"]))
     say(f"{config.arch}: weights {init}; {len(train_ds)} train / {len(val_ds)} val images "
         f"({split}); {device}, {env.world_size} process(es), amp {run_facts['amp']}, "

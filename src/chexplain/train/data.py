@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Any
 
+from ..io import file_sha256
 from ..data.chexpert import CheXpertDataset, filter_views, patient_split, read_chexpert_csv
 from ..errors import DataError
 
@@ -61,19 +61,11 @@ def build_datasets(config: Any) -> tuple[CheXpertDataset, CheXpertDataset, str]:
     return train, val, how
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def data_fingerprint(config: Any, train: CheXpertDataset, val: CheXpertDataset) -> dict[str, Any]:
     """What a resumed run must find again, per option: ``--csv`` and ``--valid`` (resolved
     path, rows read, SHA-256 of the file) and ``--data`` (the image root folders)."""
     def csv_facts(path: Path, rows: int) -> dict[str, Any]:
-        return {"path": str(path.resolve()), "rows": int(rows), "sha256": _sha256(path)}
+        return {"path": str(path.resolve()), "rows": int(rows), "sha256": file_sha256(path)}
 
     train_csv = train.csv_path
     rows = len(train) + (0 if config.valid else len(val))
