@@ -79,7 +79,7 @@ def test_bad_inputs_are_one_line(sample_mnist, tmp_path):
             raise ChexplainError("unknown device")
         train_mnist(TrainConfig(device="cuda"), sample_mnist, tmp_path)
     (tmp_path / "model.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(DataError, match="cannot load this checkpoint"):
+    with pytest.raises(DataError, match="not a readable PyTorch checkpoint"):
         load_mnist_mlp(tmp_path / "model.pt")
 
 

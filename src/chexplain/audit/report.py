@@ -45,7 +45,7 @@ def spectrum_plot(audit: ClassAudit, path: Path) -> Path:
     k = audit.spray.n_clusters
     ax.axvline(k + 0.5, color="tab:red", ls="--", lw=1, label=f"eigengap: k = {k}")
     ax.set_xlabel("k")
-    ax.set_ylabel("eigenvalue λ_k of the normalised Laplacian")
+    ax.set_ylabel("eigenvalue λ_k\n(normalised Laplacian)", fontsize=9)
     ax.legend(fontsize=8)
     ax.set_title(audit.name, fontsize=9)
     fig.tight_layout()
