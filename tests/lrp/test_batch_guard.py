@@ -46,3 +46,19 @@ def test_flip_over_features_is_explained():
 def test_logit_rows_must_match_the_batch(n):
     with pytest.raises(InputError, match=r"for \d input\(s\); LRP explains logits"):
         chexplain.LRP(_Rows(), composite="lrp-epsilon")(torch.randn(n, 6), target=0)
+
+
+def test_the_input_rule_reaches_the_first_conv_behind_a_batchnorm():
+    """input → BatchNorm → conv: the BatchNorm is merged into the conv, which must keep the
+    composite's input-layer rule (it went to the removed BatchNorm node before)."""
+    from chexplain.lrp.rules import Flat
+
+    model = nn.Sequential(nn.BatchNorm2d(3), nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(4 * 6 * 6, 2)).eval()
+    lrp = chexplain.LRP(model, composite="epsilon-plus-flat")
+    x = torch.randn(2, 3, 8, 8)
+    graph = lrp.canonized(x)
+    first = graph.by_name[lrp._first]
+    assert type(first.op).__name__ == "ConvOp"
+    assert isinstance(lrp._rule_for(first), Flat)
+    assert torch.isfinite(lrp(x, target=0)).all()

@@ -76,8 +76,11 @@ class Graph:
                     self.by_name[i].users.append(n.name)
 
     def first_layer(self) -> str | None:
-        """Name of the first linear layer (the input layer of the composite's ``first`` rule)."""
-        return next((n.name for n in self.nodes if isinstance(n.op, ops.LinearOp)), None)
+        """Name of the first dense or convolutional layer (the input layer of the composite's
+        ``first`` rule). A BatchNorm (per-channel affine) before it is skipped: canonization
+        merges it into that layer, which keeps its name."""
+        return next((n.name for n in self.nodes if isinstance(n.op, ops.LinearOp)
+                     and not isinstance(n.op, ops.AffineOp)), None)
 
     def copy(self) -> "Graph":
         nodes = [Node(n.name, copy.copy(n.op), list(n.inputs), n.path) for n in self.nodes]
