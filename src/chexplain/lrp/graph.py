@@ -30,8 +30,6 @@ _SQUASH_FN = {torch.sigmoid, F.sigmoid, torch.softmax, F.softmax, F.log_softmax,
 _SQUASH_MOD = (nn.Sigmoid, nn.Softmax, nn.LogSoftmax)
 _DROPOUT_FN = {F.dropout, F.dropout1d, F.dropout2d, F.alpha_dropout, F.feature_alpha_dropout}
 _POOL_FN = {F.avg_pool1d, F.avg_pool2d, F.adaptive_avg_pool1d, F.adaptive_avg_pool2d}
-_CAT_FN = {torch.cat, torch.concat, torch.concatenate}
-_ADD_FN = {operator.add, operator.iadd, torch.add}
 _MAXPOOL_ARGS = ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
 
 
@@ -343,8 +341,6 @@ def _convert_call(node: fx.Node, refs: list[fx.Node]) -> ops.Op | None:
             return ops.IdentityOp()
         if name in ("mean", "sum"):
             return _reduction(node, refs)
-        if name == "add" and len(refs) == 2 and "alpha" not in node.kwargs:
-            return ops.AddOp()
         return None
     if target in _RELU:
         return ops.ActivationOp("relu")
@@ -368,13 +364,6 @@ def _convert_call(node: fx.Node, refs: list[fx.Node]) -> ops.Op | None:
         return _reduction(node, refs)
     if target in _DROPOUT_FN:
         return ops.IdentityOp()
-    if target in _CAT_FN:
-        dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
-        if not isinstance(dim, int) or dim == 0:
-            return None
-        return ops.CatOp(dim)
-    if target in _ADD_FN and len(refs) == 2 and len(node.args) == 2 and not node.kwargs:
-        return ops.AddOp()
     return None
 
 
