@@ -1,17 +1,19 @@
 """Acceptance experiment of ``chexplain audit``: does SpRAy find a planted shortcut?
 
-    nice -n 10 python benchmarks/audit_phantom.py --n 800 --n-test 400 --size 64 --epochs 3 \
-        --out /tmp/chexplain-audit-phantom
+    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/audit_phantom.py --n 800 --n-test 400 \
+        --size 64 --epochs 3 --kind text --threads 1 --out /tmp/chexplain-audit-phantom
 
-1. Two phantom training sets of the same seed: one with the text-marker shortcut
-   (``Confounder(observation, 0.9, 0.1)``: drawn on 90 % of positives, 10 % of negatives),
-   one without; a test set of another seed where the marker is independent of the label
-   (``Confounder(observation, 0.5, 0.5)``).
-2. A DenseNet-121 trained on each (random init, :func:`chexplain.train.chexpert.train_chexpert`).
+1. Two phantom training sets of the same seed: one with a shortcut of ``--kind`` (text,
+   laterality, drain, site; ``Confounder(observation, 0.9, 0.1, kind=kind)``: drawn on 90 % of
+   positives, 10 % of negatives), one without; a test set of another seed (``--test-seed``)
+   where the shortcut is independent of the label (``Confounder(observation, 0.5, 0.5)``).
+2. A DenseNet-121 trained on each, for the same number of epochs (random init,
+   :func:`chexplain.train.chexpert.train_chexpert`).
 3. ``chexplain.audit.run_audit`` of both models on the test set for ``observation``.
-4. From the phantom's marker masks (read here only, never by the audit): per flagged cluster the
-   purity (members with the marker / members) and recall (marker images in the cluster / marker
-   images audited), and the counterfactual result; printed as one JSON and a Markdown table.
+4. From the phantom's shortcut masks (read here only, never by the audit): per cluster and per
+   strategy (suspect clusters united by shortcut kind) the purity (members with the shortcut /
+   members) and recall (shortcut images in it / shortcut images audited), and the
+   counterfactual result; printed as one JSON and a Markdown table.
 """
 
 from __future__ import annotations
@@ -28,9 +30,9 @@ from chexplain.train.chexpert import ChexpertTrainConfig, train_chexpert
 
 
 def _data(out: Path, args) -> dict[str, Path]:
-    sets = {"shortcut": (args.n, 0, Confounder(args.observation, 0.9, 0.1)),
+    sets = {"shortcut": (args.n, 0, Confounder(args.observation, 0.9, 0.1, kind=args.kind)),
             "clean": (args.n, 0, None),
-            "test": (args.n_test, 777, Confounder(args.observation, 0.5, 0.5))}
+            "test": (args.n_test, args.test_seed, Confounder(args.observation, 0.5, 0.5, kind=args.kind))}
     csvs = {}
     for name, (n, seed, conf) in sets.items():
         split = "test" if name == "test" else "train"
@@ -65,13 +67,17 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--arch", default="densenet121")
     ap.add_argument("--observation", default="Pleural Effusion")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--kind", default="text", help="the shortcut: text, laterality, drain or site")
+    ap.add_argument("--test-seed", type=int, default=777)
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--population", default="auto", help="audited images per class (see chexplain audit)")
     ap.add_argument("--models", default="shortcut,clean", help="which models to train and audit")
     ap.add_argument("--positives-only", action="store_true",
                     help="explain only the test images positive for --observation (the default "
                          "population; the same clusters at a third of the cost)")
     ap.add_argument("--mirror", action="store_true", help="SpRAy folds left/right (see chexplain audit --mirror)")
+    ap.add_argument("--no-strategies", action="store_true", help="one strategy per suspect cluster")
+    ap.add_argument("--tag", default="", help="suffix of the audit folders (variants of one store)")
     ap.add_argument("--train-only", action="store_true")
     ap.add_argument("--out", default="/tmp/chexplain-audit-phantom")
     args = ap.parse_args()

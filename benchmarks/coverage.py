@@ -11,7 +11,7 @@
 - Grad-CAM / fwd: chexplain's GradCAM (default layer) against the forward.
 
     python benchmarks/coverage.py [--families a,b] [--batch 2] [--size 224] [--check-size 64]
-                                  [--rounds 3] [--threads 2] [--no-speed]
+                                  [--rounds 3] [--threads 2] [--no-speed] [--clock wall|cpu]
 
 The machine's load changes the absolute times; the ratios are of medians measured side by side.
 """
@@ -79,7 +79,7 @@ def checks(name: str, size: int) -> dict:
     return row
 
 
-def speed(name: str, batch: int, size: int, rounds: int) -> dict:
+def speed(name: str, batch: int, size: int, rounds: int, clock: str = "wall") -> dict:
     c = input_shape(name)[0]
     size = max(size, input_shape(name)[1])
     model = build(name, small=False).float().eval()
@@ -98,7 +98,7 @@ def speed(name: str, batch: int, size: int, rounds: int) -> dict:
 
     cases = {"forward": forward, "forward+backward": forward_backward, "lrp": lambda: lrp(x, target=target),
              "gradcam": lambda: cam(x, target=target)}
-    t = interleaved(cases, rounds=rounds, verbose=False)
+    t = interleaved(cases, rounds=rounds, verbose=False, clock=clock)
     return {"lrp/fb": t["lrp"] / t["forward+backward"], "cam/fwd": t["gradcam"] / t["forward"],
             "fb_s": t["forward+backward"], "lrp_s": t["lrp"], "cam_layer": cam.layer}
 
@@ -112,19 +112,22 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-speed", action="store_true")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="time by wall clock (default) or by process CPU time (use with --threads 1 "
+                             "on a shared machine)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore")
     head = ("| family | group | traced | logits (rel.) | bias-free conservation (rel.) | presets finite | "
             "LRP ε+♭ / fwd+bwd | Grad-CAM / fwd | fwd+bwd s | Grad-CAM layer |")
-    print(f"batch {args.batch}, {args.size} px (speed, float32, {args.threads} threads); checks at "
+    print(f"batch {args.batch}, {args.size} px (speed, float32, {args.threads} threads, {args.clock} clock); checks at "
           f"{args.check_size} px, float64")
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
     for name in args.families.split(","):
         row = checks(name, args.check_size)
         if row["traced"] == "yes" and not args.no_speed:
-            row.update(speed(name, args.batch, args.size, args.rounds))
+            row.update(speed(name, args.batch, args.size, args.rounds, args.clock))
         cells = [name, FAMILIES[name][2], row["traced"]]
         if row["traced"] == "yes":
             cells += [f"{row['logits']:.1e}", f"{row['conservation']:.1e}", row["presets"]]

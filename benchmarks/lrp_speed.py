@@ -4,6 +4,7 @@ input, as a gradient explanation needs) of the same model, timed in interleaved 
 classes" uses the engine's automatic target chunks; "in one pass" puts all 14 on one target axis.
 
     python benchmarks/lrp_speed.py [--batch 8] [--size 224] [--device cpu] [--threads 2] [--rounds 3]
+                                   [--clock wall|cpu]
 
 Zennit is optional (a dev dependency); without it its rows are skipped. Zennit runs without a
 canonizer: its BatchNorm merge crashes on torchvision's DenseNet (prior-art.md).
@@ -66,6 +67,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--no-zennit", action="store_true")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="wall time (default) or process CPU time (with --threads 1 on a shared machine)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -91,8 +94,8 @@ def main() -> None:
             cases[f"chexplain {preset}, all 14 classes in one pass"] = lambda lrp=one_pass: lrp(x, target="all")
     if not args.no_zennit:
         cases.update(_zennit_cases(model, x, target))
-    rows = interleaved(cases, rounds=args.rounds, device=dev)
-    print(f"DenseNet-121, 14 outputs, batch {args.batch}, {args.size}px, {dev}, {args.threads} threads, "
+    rows = interleaved(cases, rounds=args.rounds, device=dev, clock=args.clock)
+    print(f"DenseNet-121, 14 outputs, batch {args.batch}, {args.size}px, {dev}, {args.threads} threads, {args.clock} clock, "
           f"torch {torch.__version__}, median of {args.rounds} interleaved rounds")
     print(table(rows, "forward + backward", "forward"))
     one, every = rows["chexplain epsilon-plus-flat"], rows["chexplain epsilon-plus-flat, all 14 classes"]

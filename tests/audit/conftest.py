@@ -10,12 +10,19 @@ import torch
 
 @pytest.fixture(scope="session")
 def audit_phantom(tmp_path_factory) -> Path:
-    """40 phantom radiographs at 32 px with the text marker on Pleural Effusion (CSV path)."""
+    """40 phantom radiographs at 32 px with the text marker on Pleural Effusion (CSV path), and
+    a ``Site`` column (A for the first 20 images, B for the others) that CheXpert's CSV lacks."""
+    import pandas as pd
+
     from chexplain.data.phantom import Confounder, write_phantom
 
     root = tmp_path_factory.mktemp("audit-data")
-    return write_phantom(root / "phantom", 40, 32, seed=5,
-                         confounder=Confounder("Pleural Effusion", 0.9, 0.1), progress=False)
+    csv = write_phantom(root / "phantom", 40, 32, seed=5,
+                        confounder=Confounder("Pleural Effusion", 0.9, 0.1), progress=False)
+    frame = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    frame.insert(5, "Site", ["A"] * 20 + ["B"] * 20)
+    frame.to_csv(csv, index=False)
+    return csv
 
 
 @pytest.fixture(scope="session")

@@ -35,6 +35,13 @@ def test_outputs(reference_audit, audit_phantom):
     assert len(index) == 80 and index["image"].tolist()[::2] == paths
     assert index["class"].tolist()[:2] == CLASSES.split(",")
     assert np.allclose(index["probability"], 1 / (1 + np.exp(-index["logit"])), atol=1e-5)
+    frame = pd.read_csv(audit_phantom)  # metadata carried through: Sex, Age and its bin, AP/PA, Site
+    assert index["Site"].tolist()[::2] == frame["Site"].tolist() == ["A"] * 20 + ["B"] * 20
+    assert index["Sex"].tolist()[::2] == frame["Sex"].tolist()
+    assert index["AP/PA"].tolist()[::2] == frame["AP/PA"].tolist()
+    bins = pd.cut(frame["Age"], [0, 40, 60, 75, 200], right=False,
+                  labels=["<40", "40-59", "60-74", "≥75"]).astype(str)
+    assert index["Age bin"].tolist()[::2] == bins.tolist()
     labels = pd.read_csv(audit_phantom)["Pleural Effusion"].to_numpy()
     assert index["label"].to_numpy()[::2].tolist() == labels.astype(int).tolist()
     with np.load(out / "store" / "shard-00001.npz") as z:
@@ -47,13 +54,23 @@ def test_outputs(reference_audit, audit_phantom):
             np.array_equal(z["has_finding"][:, 1], z["finding64"][:, 1].any((1, 2)))
     audit = json.loads((out / "audit.json").read_text())
     assert list(audit["classes"]) == CLASSES.split(",")
+    assert json.loads((out / "store" / "store.json").read_text())["fingerprint"]["threads"] == \
+        torch.get_num_threads()
     for name, rec in audit["classes"].items():
+        if rec["n_clusters"] > 1:  # cluster × site: a chi-square test on the 40 images
+            site = rec["association"]["Site"]
+            assert site["levels"] == ["A", "B"] and sum(map(sum, site["counts"].values())) == 40
         members = [m for c in rec["clusters"] for m in c["members"]]
         assert sorted(members) == sorted(paths)  # population "all": every image once
         assert len(rec["eigenvalues"]) >= rec["n_clusters"] + 1 and rec["eigenvalues"][0] < 1e-6
         for c in rec["clusters"]:
             assert isinstance(c["flagged"], bool) and c["flagged"] <= c["suspect"]
-            assert 0 <= c["regions"]["shortcut area"] <= 1 and c["sentence"].startswith(f"cluster {c['id']}")
+            share = c["regions"]["shortcut area"]
+            assert (share is None and c["evidence"] < 1) or 0 <= share <= 1
+            assert c["sentence"].startswith(f"cluster {c['id']}") and 0 <= c["evidence"] <= 1
+            if c["strategy"] is not None:
+                st = rec["strategies"][c["strategy"]]
+                assert c["id"] in st["clusters"] and st["flagged"] == c["flagged"]
     html = (out / "audit.html").read_text()
     assert html.count("data:image/png;base64,") == 6 and "<script" not in html
     clusters = pd.read_csv(out / "clusters.csv")
@@ -88,6 +105,14 @@ def test_resume_with_other_options_is_refused(reference_audit, audit_phantom, au
                       "lrp-epsilon")
     assert main(args) == 2
     assert "--resume: method differs" in capsys.readouterr().err
+    threads = torch.get_num_threads()
+    try:  # another thread count sums the maps in another order: not the same run
+        torch.set_num_threads(threads + 1)
+        assert main(audit_args(audit_phantom, audit_checkpoint, reference_audit, "--resume")) == 2
+        assert f"--resume: threads differs from the stored run ({threads} vs {threads + 1})" in \
+            capsys.readouterr().err
+    finally:
+        torch.set_num_threads(threads)
     assert main(audit_args(audit_phantom, audit_checkpoint, reference_audit.parent / "x",
                            "--classes", "Edema,Nonsense")) == 2
     assert "unknown class 'Nonsense'" in capsys.readouterr().err

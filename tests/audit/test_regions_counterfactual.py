@@ -88,3 +88,18 @@ def test_counterfactual_detects_the_corner_strategy():
     # the class that reads the whole image: the corner is just another region of its size
     res = counterfactual(CornerModel(), x, 1, hot, cfg)
     assert res.p_value < 0.01  # the corner is the image's bright part: removing it matters most
+
+
+def test_bright_pieces_are_small_near_white_overlays():
+    from chexplain.audit.regions import bright_pieces
+
+    img = np.full((2, 64, 64), 0.5)
+    img[0, 10:14, 20:40] = 0.97  # a word: 80 px, 2 % of the image
+    img[1, 8:40, 8:40] = 0.95  # an over-exposed field: 25 % of the image, not an overlay
+    img[1, 50, 50] = 0.89  # under the threshold
+    m = bright_pieces(img, 0.9, 0.05, grow=1)
+    assert m[0].sum() == 6 * 22 - 4 and m[0, 9, 20] and not m[0, 8, 20]  # grown by 1 px (cross)
+    assert not m[1].any()
+    assert bright_pieces(img, 0.9, 0.05, grow=0)[0].sum() == 80
+    masks = region_masks(img[:1], None, None)
+    assert (masks["shortcut area"][0] >= masks["bright"][0]).all() and masks["bright"][0, 12, 30]

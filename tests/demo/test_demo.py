@@ -47,3 +47,23 @@ def test_demo_quick_end_to_end(tmp_path, capsys, figure_audit):
     assert html.count("data:image/png;base64,") >= 5
     assert "No comparison was run" not in html and "was not run" not in html
     assert "Who leads in this run" in html and "Fig. 4, LRP-z" in html
+
+
+def test_demo_times_its_thread_count_and_restores_the_callers(capsys):
+    import torch
+
+    from chexplain.demo import expected_seconds, quick_config
+
+    before = torch.get_num_threads()
+    try:
+        est, per_image, threads = expected_seconds(quick_config())
+        assert threads in {before, max(1, before // 2), 1} and torch.get_num_threads() == threads
+        assert est > 0 and per_image > 0
+        _, _, fixed = expected_seconds(quick_config(threads=1))
+        assert fixed == 1 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    assert main(["demo", "--quick", "--threads", "0", "--out", "unused"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["chexplain: error: demo: --threads must be at least 1, got 0"], err
+    assert torch.get_num_threads() == before

@@ -1,11 +1,32 @@
-"""One class of an audit: its population, SpRAy, region shares, associations, suspects and
-their counterfactual test, and the sentence that explains a flagged cluster.
+"""One class of an audit: its population, SpRAy, region shares, associations, suspects,
+strategies and their counterfactual test, and the sentences that explain them.
 
-A cluster is a **suspect** when its members put on average at least ``flag_share`` of their
-positive relevance into the shortcut area (border, corners, outside the body); it is
-**flagged** when, in addition, the counterfactual test shows the model uses that region
-(:mod:`chexplain.audit.counterfactual`). Only the relevance, the images and the labels are
-read: nothing about where a shortcut was planted.
+SpRAy's clusters are the paper's (:mod:`chexplain.audit.spray`); the flagging stage is ours:
+
+0. Maps whose positive relevance is below ``min_evidence`` × the class's median (no evidence
+   for the class: an image the model calls negative) have no region shares; a cluster most
+   of whose members have none is no suspect (its normalised maps are noise or zero).
+1. A cluster is a **suspect** when its members put on average at least ``flag_share`` of
+   their positive relevance into the shortcut area (border, corners, outside the body), or
+   at least ``min_share`` and ``enrichment`` × the median share of the class's audited images
+   (relative: a cluster that leans on the shortcut area much more than the class's typical
+   image does is a suspect even when the absolute share is modest; the median, not the mean,
+   so that a shortcut on a minority of the images does not raise its own reference).
+2. Each suspect is attributed to the shortcut **kind** (:data:`~chexplain.audit.regions.
+   KINDS`: corners, border, outside body, bright) where its relevance is densest (share per
+   area, among the kinds holding a quarter of its shortcut-area share). A **strategy** is the
+   union of the suspects of one kind (``strategies=True``): SpRAy separates one marker seen
+   in different corners into different clusters, because their maps differ; the strategy "a
+   marker in a corner" is one (``strategies=False``: one strategy per suspect).
+3. A strategy is **flagged** when the counterfactual test on its members shows the model
+   uses it, beyond a floor relative to the spread of the class's logits
+   (:mod:`chexplain.audit.counterfactual`); its clusters are flagged with it. Each member's
+   hot region is the hottest part of its own cluster's prototype *inside that image's
+   shortcut area* (the outside of the body is per image): what the strategy is suspected of,
+   not the finding a marker cluster may also look at.
+
+Only the relevance, the images and the labels are read: nothing about where a shortcut was
+planted.
 """
 
 from __future__ import annotations
@@ -17,18 +38,22 @@ import numpy as np
 import pandas as pd
 
 from .counterfactual import CounterfactualConfig, counterfactual, hot_cells
-from .regions import CORNERS, RegionConfig, region_masks, region_shares
+from .regions import CORNERS, KINDS, RegionConfig, region_masks, region_shares
 from .spray import SprayConfig, SprayResult, spray
 
 POPULATIONS = ("auto", "positive", "predicted", "all")
-_NAMED = ("border",) + CORNERS + ("outside body",)
+_NAMED = ("border",) + CORNERS + ("outside body", "bright")
 
 
 @dataclass(frozen=True)
 class AnalysisConfig:
     population: str = "auto"  #: auto: labelled positives if ≥ min_images, else predicted, else all
     min_images: int = 10
-    flag_share: float = 0.3
+    flag_share: float = 0.3  #: absolute: this share in the shortcut area makes a suspect
+    enrichment: float = 1.5  #: relative: this multiple of the class's median share makes one too …
+    min_share: float = 0.15  #: … when the share is at least this
+    min_evidence: float = 0.01  #: positive relevance below this × the class median: no shares
+    strategies: bool = True  #: union the suspects of one shortcut kind before the test
     counterfactual_on: str = "suspects"  #: suspects | all
     spray: SprayConfig = SprayConfig()
     regions: RegionConfig = RegionConfig()
@@ -43,7 +68,10 @@ class ClassAudit:
     spray: SprayResult | None
     shares: dict[str, np.ndarray]  #: per region, per audited image
     clusters: list[dict[str, Any]] = field(default_factory=list)
+    strategies: list[dict[str, Any]] = field(default_factory=list)
     association: dict[str, Any] = field(default_factory=dict)
+    baseline: dict[str, float] = field(default_factory=dict)  #: class median share per region
+    logit_sd: float | None = None
     note: str = ""
 
 
@@ -83,6 +111,32 @@ def association(clusters: np.ndarray, values: pd.Series) -> dict[str, Any] | Non
             "counts": {str(r): [int(x) for x in table.loc[r]] for r in table.index}}
 
 
+def is_suspect(share: float | None, baseline: float, config: AnalysisConfig) -> bool:
+    """The suspect rule of the module doc for a cluster's mean shortcut-area share."""
+    share = share or 0.0
+    return bool(share >= config.flag_share or
+                (share >= config.min_share and share >= config.enrichment * baseline))
+
+
+def shortcut_kind(regions: dict[str, float | None], areas: dict[str, float]) -> str:
+    """The kind where the relevance is densest (share / the kind's mean fraction of the
+    members' images: a wide border band holds a large share of any map, a word's strokes a
+    large share of a marker cluster's in little area), among the kinds holding at least a
+    quarter of the cluster's shortcut-area share (a few stray bright pixels are not a kind)."""
+    total = regions.get("shortcut area") or 0.0
+    big = [k for k in KINDS if (regions.get(k) or 0.0) >= 0.25 * total] or list(KINDS)
+    return max(big, key=lambda k: (regions.get(k) or 0.0) / max(areas.get(k, 0.0), 1e-6))
+
+
+def _cf_text(cf: dict[str, Any] | None) -> str:
+    if not cf:
+        return ""
+    return (f"; masking it lowers the logit by {cf['logit_drop_hot']:.2f} vs "
+            f"{cf['logit_drop_random']:.2f} for random regions of the same size (effect "
+            f"{cf['effect']:.2f} [{cf['ci_low']:.2f}, {cf['ci_high']:.2f}], p = {cf['p_value']:.2g}, "
+            f"floor {cf.get('floor', 0.0):.2f})")
+
+
 def _sentence(c: dict[str, Any], n_total: int) -> str:
     def share(r: str) -> float:
         return c["regions"].get(r) or 0.0  # None: no member has positive relevance
@@ -91,12 +145,59 @@ def _sentence(c: dict[str, Any], n_total: int) -> str:
     s = (f"cluster {c['id']} ({c['size']} images, {c['size'] / n_total:.0%}): "
          f"{share('shortcut area'):.0%} of the relevance in the border, corners and "
          f"outside the body (most in the {top}: {share(top):.0%})")
-    cf = c.get("counterfactual")
-    if cf:
-        s += (f"; masking it lowers the logit by {cf['logit_drop_hot']:.2f} vs "
-              f"{cf['logit_drop_random']:.2f} for random regions of the same size (effect "
-              f"{cf['effect']:.2f} [{cf['ci_low']:.2f}, {cf['ci_high']:.2f}], p = {cf['p_value']:.2g})")
-    return s
+    if c.get("strategy") is not None:
+        return s + f"; part of strategy {c['strategy']}"
+    return s + _cf_text(c.get("counterfactual"))
+
+
+def _strategy_sentence(st: dict[str, Any], n_total: int, baseline: dict[str, float]) -> str:
+    k = st["kind"]
+    ids = ", ".join(str(i) for i in st["clusters"])
+    s = (f"strategy {st['id']} (cluster{'s' if len(st['clusters']) > 1 else ''} {ids}; "
+         f"{st['size']} images, {st['size'] / n_total:.0%}): {st['regions'].get(k) or 0.0:.0%} of "
+         f"the relevance in the {k} (class median {baseline.get(k, 0.0):.0%})")
+    return s + _cf_text(st.get("counterfactual"))
+
+
+def _test(members: np.ndarray, res: SprayResult, positions: np.ndarray, config: AnalysisConfig,
+          load_images: Callable[[np.ndarray], Any], model: Any, cls: int, seed: int,
+          logit_sd: float, pos_maps: np.ndarray, area: np.ndarray | None = None
+          ) -> dict[str, Any] | None:
+    """The counterfactual test of ``members`` (indices into the population). Each image's hot
+    region comes from its own cluster's **share prototype**: the mean of the members' positive
+    relevance, each normalised to 1 (``pos_maps``; folded like SpRAy's maps, unfolded per
+    image), which is where the cluster's evidence lies (SpRAy's signed prototype can be
+    all negative when members carry little positive relevance). With ``area`` (the shortcut
+    area per population image) only the prototype inside the image's area counts: a
+    strategy's test removes what it is suspected of."""
+    cfg = config.counterfactual
+    chosen = members
+    if len(members) > cfg.max_images:
+        rng = np.random.default_rng(cfg.seed + seed)
+        chosen = np.sort(rng.choice(members, cfg.max_images, replace=False))
+    if len(chosen) < 2:
+        return None
+    flipped = res.flipped if res.flipped is not None else np.zeros(len(res.labels), bool)
+    folded = np.where(flipped[:, None, None], pos_maps[:, :, ::-1], pos_maps)
+    protos = {c: folded[res.labels == c].mean(0) for c in np.unique(res.labels[chosen])}
+    per = []
+    for i in chosen:
+        proto = protos[res.labels[i]]
+        proto = proto[:, ::-1] if flipped[i] else proto
+        if area is not None:
+            inside = proto * area[i]
+            proto = inside if (inside > 0).any() else proto
+        if not (proto > 0).any():
+            return None
+        per.append(hot_cells(proto, cfg.grid, cfg.hot_share, cfg.max_cells))
+    return counterfactual(model, load_images(positions[chosen]), cls, np.stack(per), cfg,
+                          logit_sd).to_dict()
+
+
+def _mean_regions(sh: dict[str, np.ndarray], members: np.ndarray) -> dict[str, float | None]:
+    with np.errstate(all="ignore"):
+        return {r: (None if np.all(np.isnan(v[members])) else float(np.nanmean(v[members])))
+                for r, v in sh.items()}
 
 
 def audit_class(name: str, t: int, data: dict[str, np.ndarray], labels: np.ndarray,
@@ -104,7 +205,8 @@ def audit_class(name: str, t: int, data: dict[str, np.ndarray], labels: np.ndarr
                 load_images: Callable[[np.ndarray], Any], model: Any, cls: int,
                 lungs: np.ndarray | None = None) -> ClassAudit:
     """Audit class ``name`` (column ``t`` of the store, output ``cls`` of the model)."""
-    prob = 1.0 / (1.0 + np.exp(-data["logits"][:, t].astype(np.float64)))
+    logits = data["logits"][:, t].astype(np.float64)
+    prob = 1.0 / (1.0 + np.exp(-logits))
     positions, text = select_population(labels[:, t], prob, config)
     if len(positions) < max(3, config.min_images):
         return ClassAudit(name, text, positions, None, {}, note=f"only {len(positions)} images "
@@ -113,37 +215,54 @@ def audit_class(name: str, t: int, data: dict[str, np.ndarray], labels: np.ndarr
     masks = region_masks(data["image64"][positions], data["finding64"][positions, t],
                          data["has_finding"][positions, t],
                          None if lungs is None else lungs[positions], config.regions)
-    sh = region_shares(data["maps64"][positions, t], masks, data["has_finding"][positions, t])
-    audit = ClassAudit(name, text, positions, res, sh)
+    maps64 = data["maps64"][positions, t]
+    sh = region_shares(maps64, masks, data["has_finding"][positions, t])
+    mass = np.clip(maps64.astype(np.float64), 0, None).reshape(len(positions), -1).sum(1)
+    evidence = mass > config.min_evidence * float(np.median(mass))
+    pos_maps = np.clip(maps64.astype(np.float64), 0, None) / np.where(evidence, mass, 1.0)[:, None, None]
+    pos_maps[~evidence] = 0.0
+    sh = {r: np.where(evidence, v, np.nan) for r, v in sh.items()}
+    baseline = {r: float(np.nanmedian(v)) if np.isfinite(v).any() else 0.0 for r, v in sh.items()}
+    sd = float(np.std(logits, ddof=1)) if len(logits) > 1 else 0.0
+    audit = ClassAudit(name, text, positions, res, sh, baseline=baseline, logit_sd=sd)
     lab = labels[positions, t]
+    groups: dict[str, list[int]] = {}
     for c in range(res.n_clusters):
         members = np.flatnonzero(res.labels == c)
-        with np.errstate(all="ignore"):
-            regions = {r: (None if np.all(np.isnan(v[members])) else float(np.nanmean(v[members])))
-                       for r, v in sh.items()}
+        regions = _mean_regions(sh, members)
         known = lab[members][~np.isnan(lab[members])]
+        suspect = bool(evidence[members].mean() >= 0.5) and \
+            is_suspect(regions["shortcut area"], baseline["shortcut area"], config)
         rec = {"id": c, "size": int(len(members)), "fraction": len(members) / len(positions),
                "members": [keys[int(positions[i])] for i in members],
                "typical": [keys[int(positions[i])] for i in res.typical[c]],
                "regions": regions, "positive_rate": float(known.mean()) if len(known) else None,
                "mean_probability": float(prob[positions[members]].mean()),
-               "suspect": bool((regions["shortcut area"] or 0.0) >= config.flag_share),
-               "counterfactual": None, "flagged": False}
-        if rec["suspect"] or config.counterfactual_on == "all":
-            chosen = members
-            if len(members) > config.counterfactual.max_images:
-                rng = np.random.default_rng(config.counterfactual.seed + c)
-                chosen = np.sort(rng.choice(members, config.counterfactual.max_images, replace=False))
-            if len(chosen) >= 2 and (np.asarray(res.prototypes[c]) > 0).any():
-                hot = hot_cells(np.asarray(res.prototypes[c]), config.counterfactual.grid,
-                                config.counterfactual.hot_share, config.counterfactual.max_cells)
-                per = np.stack([hot[:, ::-1] if res.flipped[i] else hot for i in chosen])
-                cf = counterfactual(model, load_images(positions[chosen]), cls, per,
-                                    config.counterfactual)
-                rec["counterfactual"] = cf.to_dict()
-                rec["flagged"] = bool(rec["suspect"] and cf.used)
-        rec["sentence"] = _sentence(rec, len(positions))
+               "evidence": float(evidence[members].mean()),
+               "suspect": suspect, "kind": None if not suspect else shortcut_kind(
+                   regions, {k: float(np.mean(masks[k][members])) for k in KINDS}),
+               "strategy": None, "counterfactual": None, "flagged": False}
+        if suspect:
+            groups.setdefault(rec["kind"] if config.strategies else f"{rec['kind']}#{c}", []).append(c)
+        elif config.counterfactual_on == "all":
+            rec["counterfactual"] = _test(members, res, positions, config, load_images, model,
+                                          cls, c, sd, pos_maps)
         audit.clusters.append(rec)
+    for s_id, (key, ids) in enumerate(sorted(groups.items(), key=lambda kv: kv[1][0])):
+        members = np.flatnonzero(np.isin(res.labels, ids))
+        cf = _test(members, res, positions, config, load_images, model, cls, 100 + s_id, sd,
+                   pos_maps, np.asarray(masks["shortcut area"]))
+        st = {"id": s_id, "kind": key.split("#")[0], "clusters": ids, "size": int(len(members)),
+              "fraction": len(members) / len(positions),
+              "members": [keys[int(positions[i])] for i in members],
+              "regions": _mean_regions(sh, members), "counterfactual": cf,
+              "flagged": bool(cf and cf["used"])}
+        st["sentence"] = _strategy_sentence(st, len(positions), baseline)
+        audit.strategies.append(st)
+        for c in ids:
+            audit.clusters[c].update(strategy=s_id, counterfactual=cf, flagged=st["flagged"])
+    for rec in audit.clusters:
+        rec["sentence"] = _sentence(rec, len(positions))
     sub = meta.iloc[positions].reset_index(drop=True) if len(meta.columns) else pd.DataFrame()
     factors = {"label": pd.Series(lab).map({1.0: "positive", 0.0: "negative"})}
     for col in sub.columns:

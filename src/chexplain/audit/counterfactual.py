@@ -13,8 +13,14 @@ and, ``n_random`` times, the same number of cells drawn at random take the blur 
 The effect is the mean of Δ_hot − Δ_rand over the images, with a bootstrap 95 % interval
 (percentile; ``scipy.stats.bootstrap``) and a one-sided paired permutation p-value (signs of
 the per-image differences flipped at random; ``scipy.stats.permutation_test``). The strategy
-is **used** when p < ``alpha`` and the effect exceeds ``min_effect`` (in logits: a
-significant but negligible change does not make a strategy).
+is **used** when p < ``alpha`` and the effect exceeds the **floor**
+max(``min_effect``, ``min_effect_sd`` × σ), σ the standard deviation of the class's logits
+over the audited data set (passed as ``logit_sd``): a significant change that is small beside
+how much the logit varies between images does not make a strategy (blurring any bright
+block moves a logit a little, also in a model that never learnt the block).
+
+The images of a strategy may have hot regions of different sizes (members of several
+clusters): each image's random regions have as many cells as its own hot region.
 """
 
 from __future__ import annotations
@@ -39,7 +45,8 @@ class CounterfactualConfig:
     bootstrap: int = 2000
     permutations: int = 9999
     alpha: float = 0.01
-    min_effect: float = 0.1
+    min_effect: float = 0.1  #: absolute floor of the effect, in logits
+    min_effect_sd: float = 0.5  #: relative floor, in standard deviations of the class's logits
     batch_size: int = 32
     seed: int = 0
 
@@ -48,14 +55,17 @@ class CounterfactualConfig:
             raise ChexplainError("counterfactual hot_share and max_cells must lie in (0, 1]")
         if self.grid < 2 or self.n_random < 1 or self.max_images < 2:
             raise ChexplainError("counterfactual needs grid >= 2, n_random >= 1, max_images >= 2")
+        for name in ("min_effect", "min_effect_sd"):
+            if getattr(self, name) < 0:
+                raise ChexplainError(f"--{name.replace('_', '-')} {getattr(self, name)} must be >= 0")
 
 
 @dataclass
 class CounterfactualResult:
     images: int
-    cells: int  #: hot cells (and cells per random region)
-    area: float  #: their fraction of the image
-    hot_cells: list[list[int]]  #: (row, col) on the grid
+    cells: int  #: hot cells of the first image (and cells per random region)
+    area: float  #: mean fraction of the image removed
+    hot_cells: list[list[int]]  #: (row, col) on the grid, of the first image
     logit_drop_hot: float
     logit_drop_random: float
     effect: float
@@ -63,6 +73,8 @@ class CounterfactualResult:
     ci_high: float
     p_value: float
     used: bool
+    floor: float = 0.0  #: the effect the strategy had to exceed, in logits
+    logit_sd: float | None = None  #: σ of the class's logits the floor is relative to
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -102,9 +114,11 @@ def _logits(model, x, cls, batch_size):
 
 
 def counterfactual(model: torch.nn.Module, x: torch.Tensor, cls: int, hot: np.ndarray,
-                   config: CounterfactualConfig = CounterfactualConfig()) -> CounterfactualResult:
-    """The test of the module doc for images ``x`` (N, C, H, W) of one cluster, class ``cls``
-    and hot cells ``hot`` (grid, grid), or one set per image (N, grid, grid) of equal size."""
+                   config: CounterfactualConfig = CounterfactualConfig(),
+                   logit_sd: float | None = None) -> CounterfactualResult:
+    """The test of the module doc for images ``x`` (N, C, H, W), class ``cls`` and hot cells
+    ``hot`` (grid, grid) for all images or (N, grid, grid) per image; ``logit_sd``: σ of the
+    class's logits (None: the absolute floor only)."""
     from scipy import stats
 
     from ..evaluate.faithfulness import baseline_image
@@ -115,9 +129,9 @@ def counterfactual(model: torch.nn.Module, x: torch.Tensor, cls: int, hot: np.nd
         raise ChexplainError("the counterfactual test needs at least 2 images")
     g = config.grid
     hot = np.array(np.broadcast_to(np.asarray(hot, dtype=bool), (n, g, g)))  # writable copy
-    k = int(hot[0].sum())
-    if (hot.reshape(n, -1).sum(1) != k).any():
-        raise ChexplainError("the hot regions of the images must have the same number of cells")
+    ks = hot.reshape(n, -1).sum(1)
+    if (ks < 1).any():
+        raise ChexplainError("every image needs at least one hot cell")
     rng = np.random.default_rng(config.seed)
     base = baseline_image(x, config.baseline, patch=max(1, h // g))
     f0 = _logits(model, x, cls, config.batch_size)
@@ -127,7 +141,7 @@ def counterfactual(model: torch.nn.Module, x: torch.Tensor, cls: int, hot: np.nd
     for _ in range(config.n_random):
         cells = np.zeros((n, g * g), dtype=bool)
         for i in range(n):
-            cells[i, rng.choice(g * g, size=k, replace=False)] = True
+            cells[i, rng.choice(g * g, size=int(ks[i]), replace=False)] = True
         px = _pixels(torch.from_numpy(cells.reshape(n, g, g)), h, w).to(x.device)
         d_rand += (f0 - _logits(model, torch.where(px, base, x), cls, config.batch_size)).numpy()
     d_rand /= config.n_random
@@ -144,7 +158,10 @@ def counterfactual(model: torch.nn.Module, x: torch.Tensor, cls: int, hot: np.nd
                                   random_state=np.random.default_rng(config.seed + 2))
     p = float(perm.pvalue)
     effect = float(diff.mean())
+    floor = max(config.min_effect, config.min_effect_sd * float(logit_sd or 0.0))
     rows, cols = np.nonzero(hot[0])
-    return CounterfactualResult(n, k, k / (g * g), [[int(r), int(c)] for r, c in zip(rows, cols)],
+    return CounterfactualResult(n, int(ks[0]), float(ks.mean() / (g * g)),
+                                [[int(r), int(c)] for r, c in zip(rows, cols)],
                                 float(d_hot.mean()), float(d_rand.mean()), effect, lo, hi, p,
-                                bool(p < config.alpha and effect > config.min_effect))
+                                bool(p < config.alpha and effect > floor), floor,
+                                None if logit_sd is None else float(logit_sd))

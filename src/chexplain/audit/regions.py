@@ -9,10 +9,20 @@ Regions, on the 64 × 64 grid of the stored maps:
 - ``border``: the band of ``border`` × side along the four edges;
 - ``top-left``, ``top-right``, ``bottom-left``, ``bottom-right``: squares of ``corner`` ×
   side, where markers and text live;
+- ``corners``: the union of the four corners;
 - ``outside body``: pixels darker than ``body_threshold`` connected to the image edge (air
   around the patient; dark lungs enclosed by the body are not outside);
-- ``shortcut area``: the union of the border, the corners and the outside of the body —
-  where no finding lives; a cluster holding most of its relevance there is a suspect.
+- ``bright``: per image, near-white pixels (grey ≥ ``bright_threshold``) in connected pieces
+  of at most ``bright_max_area`` of the image, grown by ``bright_grow`` pixels: burned-in
+  text, laterality tags, markers and radiopaque device stripes, wherever they sit (a word
+  across the top of a 64-px image lies mostly outside the corner squares and the border
+  band, and on the body, so the fixed regions miss it);
+- ``shortcut area``: the union of the border, the corners, the outside of the body and the
+  bright pieces — where no finding lives (suspects: :mod:`chexplain.audit.analysis`).
+
+The shortcut **kinds** (:data:`KINDS`: corners, border, outside body, bright) are the parts
+of the shortcut area a strategy is attributed to; the four corners form one kind, so that a
+marker in any corner (text left or right, a laterality tag in any of the four) is one kind.
 """
 
 from __future__ import annotations
@@ -27,7 +37,8 @@ import torch
 import torch.nn.functional as F
 
 CORNERS = ("top-left", "top-right", "bottom-left", "bottom-right")
-FIXED = ("border",) + CORNERS + ("outside body", "shortcut area")
+FIXED = ("border",) + CORNERS + ("corners", "outside body", "bright", "shortcut area")
+KINDS = ("corners", "border", "outside body", "bright")  #: the kinds a strategy is attributed to
 
 
 @dataclass(frozen=True)
@@ -35,6 +46,9 @@ class RegionConfig:
     border: float = 0.08  #: width of the border band, as a fraction of the side
     corner: float = 0.2  #: side of the corner squares, as a fraction of the side
     body_threshold: float = 0.1  #: grey level below which edge-connected pixels are outside
+    bright_threshold: float = 0.9  #: grey level of burned-in text, tags and markers
+    bright_max_area: float = 0.05  #: larger bright pieces (an over-exposed field) are not overlays
+    bright_grow: int = 1  #: pixels the bright pieces are grown by (relevance sits beside strokes)
 
 
 def fixed_masks(side: int, config: RegionConfig = RegionConfig()) -> dict[str, np.ndarray]:
@@ -66,6 +80,24 @@ def outside_body(images: np.ndarray, threshold: float) -> np.ndarray:
     return out
 
 
+def bright_pieces(images: np.ndarray, threshold: float = 0.9, max_area: float = 0.05,
+                  grow: int = 1) -> np.ndarray:
+    """(N, H, W) grey images in [0, 1] → the ``bright`` region of the module doc."""
+    from scipy import ndimage
+
+    out = np.zeros(images.shape, dtype=bool)
+    limit = max_area * images.shape[-1] * images.shape[-2]
+    for i, img in enumerate(images):
+        lab, n = ndimage.label(img >= threshold)
+        if n == 0:
+            continue
+        sizes = np.bincount(lab.ravel())
+        keep = np.flatnonzero(sizes <= limit)
+        m = np.isin(lab, keep[keep > 0])
+        out[i] = ndimage.binary_dilation(m, iterations=grow) if grow > 0 and m.any() else m
+    return out
+
+
 def shares(maps: np.ndarray, masks: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Per region, the share of each map's positive relevance inside it: (N,) each; a mask is
     (H, W) for all maps or (N, H, W) per map. Maps without positive relevance get NaN."""
@@ -86,7 +118,10 @@ def region_masks(images64: np.ndarray, finding: np.ndarray | None, has_finding: 
     out = {k: np.broadcast_to(v, (n, side, side)) for k, v in fixed.items()}
     out["outside body"] = outside_body(images64, config.body_threshold)
     corners = np.logical_or.reduce([fixed[c] for c in CORNERS])
-    out["shortcut area"] = out["outside body"] | (fixed["border"] | corners)[None]
+    out["corners"] = np.broadcast_to(corners, (n, side, side))
+    out["bright"] = bright_pieces(images64, config.bright_threshold, config.bright_max_area,
+                                  config.bright_grow)
+    out["shortcut area"] = out["outside body"] | out["bright"] | (fixed["border"] | corners)[None]
     if finding is not None and has_finding is not None and has_finding.any():
         out["finding"] = finding
     if lungs is not None:

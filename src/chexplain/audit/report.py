@@ -2,10 +2,13 @@
 self-contained ``audit.html`` (images embedded, no scripts; :mod:`chexplain.report.html`).
 
 ``audit.json`` lists per class (keyed by the observation's name) its population, eigenvalue
-spectrum, number of clusters and ``clusters``: each with ``members`` (the CSV's ``Path``
-values, the files' paths for a folder, NIH's image names), ``flagged``, ``suspect``, its
-mean region shares, label rate, counterfactual result and one sentence. Nothing in these
-files depends on timings, so a resumed run writes the same bytes.
+spectrum, number of clusters, ``clusters`` (each with ``members``: the CSV's ``Path`` values,
+the files' paths for a folder, NIH's image names; ``flagged``, ``suspect``, ``kind``,
+``strategy``, its mean region shares, label rate, counterfactual result and one sentence),
+``strategies`` (unions of suspect clusters of one shortcut kind: ``clusters``, ``members``,
+``flagged``, region shares, counterfactual, sentence), the class's median region shares
+(``baseline``) and the σ of its logits. Nothing in these files depends on timings, so a
+resumed run writes the same bytes.
 """
 
 from __future__ import annotations
@@ -113,7 +116,8 @@ def class_json(a: ClassAudit) -> dict[str, Any]:
         return out | {"clusters": []}
     out |= {"n_clusters": a.spray.n_clusters, "eigenvalues": [float(x) for x in a.spray.eigenvalues],
             "embedding": a.spray.embedding_kind, "association": a.association,
-            "clusters": a.clusters}
+            "baseline": a.baseline, "logit_sd": a.logit_sd, "clusters": a.clusters,
+            "strategies": a.strategies}
     return out
 
 
@@ -129,11 +133,13 @@ def write_outputs(out: Path, audits: Sequence[ClassAudit], data: dict[str, np.nd
         for c in a.clusters:
             cf = c["counterfactual"] or {}
             rows.append([a.name, c["id"], c["size"], f"{c['fraction']:.4f}", int(c["suspect"]),
-                         int(c["flagged"]), *[_fmt(c["regions"].get(r)) for r in regions],
+                         "" if c["strategy"] is None else c["strategy"], int(c["flagged"]),
+                         *[_fmt(c["regions"].get(r)) for r in regions],
                          _fmt(c["positive_rate"]), _fmt(cf.get("logit_drop_hot")),
                          _fmt(cf.get("logit_drop_random")), _fmt(cf.get("effect")),
                          _fmt(cf.get("ci_low")), _fmt(cf.get("ci_high")), _fmt(cf.get("p_value"))])
-    write_csv(out / "clusters.csv", rows, ["class", "cluster", "size", "fraction", "suspect", "flagged",
+    write_csv(out / "clusters.csv", rows, ["class", "cluster", "size", "fraction", "suspect",
+                                          "strategy", "flagged",
                                           *regions, "positive_rate", "logit_drop_hot",
                                           "logit_drop_random", "effect", "ci_low", "ci_high", "p_value"])
     mrows = []
@@ -156,10 +162,10 @@ def _html(out: Path, audits, data, class_index, summary, meta_factors, regions, 
              f"<title>chexplain audit</title><style>{_CSS}</style></head><body>",
              "<h1>chexplain audit: Spectral Relevance Analysis</h1>",
              table(["", ""], [[k, v] for k, v in summary.items()])]
-    flagged = [(a.name, c["sentence"]) for a in audits for c in a.clusters if c["flagged"]]
-    parts.append("<h2>Flagged clusters</h2>" + ("<ul>" + "".join(
+    flagged = [(a.name, st["sentence"]) for a in audits for st in a.strategies if st["flagged"]]
+    parts.append("<h2>Flagged strategies</h2>" + ("<ul>" + "".join(
         f"<li><b>{esc(n)}</b>: {esc(s)}</li>" for n, s in flagged) + "</ul>" if flagged else
-        '<p class="note">No cluster flagged: no strategy of the border, corners or outside '
+        '<p class="note">Nothing flagged: no strategy of the border, corners or outside '
         "of the body that removing changes the logit more than random regions.</p>"))
     for a in audits:
         parts.append(f'<section id="{esc(_slug(a.name))}"><h2>{esc(a.name)}</h2>')
@@ -192,6 +198,11 @@ def _html(out: Path, audits, data, class_index, summary, meta_factors, regions, 
                          _fmt(cf.get("logit_drop_random")), ci, _fmt(cf.get("p_value"))])
         parts.append(table(head, rows, [{3} if c["flagged"] else set() for c in a.clusters]))
         parts.append("<ul>" + "".join(f"<li>{esc(c['sentence'])}</li>" for c in a.clusters) + "</ul>")
+        if a.strategies:
+            parts.append("<p>Strategies (suspect clusters united by shortcut kind; the class's "
+                         f"logits have σ = {a.logit_sd:.2f}):</p><ul>" + "".join(
+                             f"<li>{'<b>FLAGGED</b> ' if st['flagged'] else ''}{esc(st['sentence'])}</li>"
+                             for st in a.strategies) + "</ul>")
         if a.association:
             parts.append(table(["factor", "χ²", "dof", "p", "Cramér's V"],
                                [[k, f"{v['chi2']:.3g}", v["dof"], f"{v['p_value']:.3g}",

@@ -52,6 +52,12 @@ class AuditConfig:
                 raise ChexplainError(f"--{name.replace('_', '-')} must be at least 1")
         if self.workers < 0:
             raise ChexplainError("--workers must be >= 0")
+        a = self.analysis
+        for name in ("flag_share", "min_share"):
+            if not 0 <= float(getattr(a, name)) <= 1:
+                raise ChexplainError(f"--{name.replace('_', '-')} {getattr(a, name)} must lie in [0, 1]")
+        if a.enrichment <= 0:
+            raise ChexplainError(f"--enrichment {a.enrichment} must be positive")
         if self.analysis.population not in POPULATIONS:
             raise ChexplainError(f"unknown --population {self.analysis.population!r}; choose "
                                  f"from {', '.join(POPULATIONS)}")
@@ -85,6 +91,21 @@ def _classes(spec, names: Sequence[str], labels_all: np.ndarray | None) -> list[
     return list(dict.fromkeys(lower[c.lower()] for c in items))
 
 
+def run_fingerprint(config: AuditConfig, source, classes: Sequence[str], meta: dict[str, Any],
+                    device: torch.device) -> dict[str, Any]:
+    """What makes a resumed run the same run: the inputs (checkpoint and data digests, source,
+    classes, method, input size and normalisation, ``max_images``), what is stored (``full``)
+    and what changes the floats of the maps: the batch size, the device type, the torch
+    version and torch's intra-op thread count (a reduction split over another number of
+    threads sums in another order, so the maps differ in the last bits)."""
+    return {"checkpoint": file_digest(config.checkpoint), "data": source.digest,
+            "source": source.kind, "classes": list(classes), "method": config.method,
+            "image_size": int(meta["image_size"]), "normalization": str(meta["normalization"]),
+            "batch_size": int(config.batch_size), "full": bool(config.full),
+            "max_images": config.max_images, "device": device.type,
+            "threads": int(torch.get_num_threads()), "torch": torch.__version__.split("+")[0]}
+
+
 def run_audit(config: AuditConfig, progress: bool = True, say: Callable[[str], None] = print,
               on_shard: Callable[[int], None] | None = None) -> dict[str, Any] | None:
     """Run the audit; returns ``audit.json``'s content on rank 0 (None on the other ranks)."""
@@ -111,11 +132,7 @@ def run_audit(config: AuditConfig, progress: bool = True, say: Callable[[str], N
         idx = [names.index(c) for c in classes]
         store = ShardStore(Path(config.out) / "store")
         plan = ShardPlan(len(source.keys), int(config.shard_size))
-        fingerprint = {"checkpoint": file_digest(config.checkpoint), "data": source.digest,
-                       "source": source.kind, "classes": classes, "method": config.method,
-                       "image_size": int(meta["image_size"]), "normalization": str(meta["normalization"]),
-                       "batch_size": int(config.batch_size), "full": bool(config.full),
-                       "max_images": config.max_images}
+        fingerprint = run_fingerprint(config, source, classes, meta, device)
         if env.is_main:
             store.open(fingerprint, plan, resume=config.resume)
         if env.distributed:
@@ -157,12 +174,13 @@ def _analyse(config, model, source, store, plan, classes, idx, fingerprint, say,
         a = audit_class(name, t, data, source.labels, source.meta, source.keys, config.analysis,
                         load_images, model, cls, lungs)
         audits.append(a)
-        flagged = [c for c in a.clusters if c["flagged"]]
+        flagged = [s for s in a.strategies if s["flagged"]]
         k = a.spray.n_clusters if a.spray is not None else 0
         say(f"{name}: {len(a.positions)} images ({a.population}), {k} cluster(s), "
+            f"{len(a.strategies)} suspect strateg{'y' if len(a.strategies) == 1 else 'ies'}, "
             f"{len(flagged)} flagged" + (f"; {a.note}" if a.note else ""))
-        for c in flagged:
-            say(f"  {c['sentence']}")
+        for s in flagged:
+            say(f"  {s['sentence']}")
     factors = {}
     for col in source.meta.columns:
         v = age_bins(source.meta[col]) if col == "Age" else source.meta[col].astype(str)
@@ -172,7 +190,11 @@ def _analyse(config, model, source, store, plan, classes, idx, fingerprint, say,
                "source": source.kind, "checkpoint sha256": fingerprint["checkpoint"][:16],
                "spray": str(asdict(config.analysis.spray)),
                "counterfactual": str(asdict(config.analysis.counterfactual)),
-               "flag share": config.analysis.flag_share}
+               "suspect rule": f"shortcut-area share ≥ {config.analysis.flag_share:.0%}, or "
+                               f"≥ {config.analysis.min_share:.0%} and ≥ "
+                               f"{config.analysis.enrichment:g}× the class median",
+               "strategies": "suspects united by shortcut kind" if config.analysis.strategies
+               else "one per suspect cluster"}
     out = Path(config.out)
     result = write_outputs(out, audits, data, {c: t for t, c in enumerate(classes)}, source.keys,
                            summary, factors, source.labels)

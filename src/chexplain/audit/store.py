@@ -5,6 +5,7 @@ Layout of ``OUT/store``::
     store.json          the run's fingerprint (checkpoint and data digests, classes, method,
                         sizes, shard and batch size) and the number of images and shards
     shard-00000.npz     shard k: dataset positions [k·S, (k+1)·S), written atomically once
+                        (relevance maps stored, the rest deflated: :func:`save_npz`)
                         complete: ``positions`` (n,), ``logits`` (n, T), ``maps32`` and
                         ``maps64`` (n, T, s, s) sum-pooled relevance, ``image64`` (n, 64, 64)
                         the grey input, ``finding64`` (n, T, 64, 64) known finding masks,
@@ -34,6 +35,7 @@ from ..io import atomic_path, write_json
 from ..io import file_sha256 as file_digest  # noqa: F401 - used by sources and run
 
 STORE_VERSION = 1
+RAW_MEMBERS = ("maps32", "maps64", "full")  #: stored without compression (see save_npz)
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
 
@@ -45,17 +47,23 @@ def text_digest(items: Iterable[Any]) -> str:
     return h.hexdigest()
 
 
-def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """A compressed ``.npz`` whose bytes depend only on the arrays (fixed member dates), atomic."""
+def save_npz(path: Path, arrays: dict[str, np.ndarray], raw: Iterable[str] = ()) -> None:
+    """A ``.npz`` whose bytes depend only on the arrays (fixed member dates), atomic; members
+    named in ``raw`` are stored, the others deflated (level 1).
+
+    Relevance maps hardly compress (deflate kept 79–91 % of their bytes on a phantom shard)
+    and compressing them took two thirds of a shard's write time, about as long as LRP on a
+    tiny model; images and masks compress well and cheaply."""
+    raw = set(raw)
     with atomic_path(path) as tmp:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
             for name, array in arrays.items():
                 buf = io.BytesIO()
                 np.lib.format.write_array(buf, np.ascontiguousarray(array), allow_pickle=False)
                 info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_DATE)
-                info.compress_type = zipfile.ZIP_DEFLATED
+                info.compress_type = zipfile.ZIP_STORED if name in raw else zipfile.ZIP_DEFLATED
                 info.external_attr = 0o644 << 16
-                zf.writestr(info, buf.getvalue())
+                zf.writestr(info, buf.getbuffer())
 
 
 @dataclass(frozen=True)
@@ -123,7 +131,7 @@ class ShardStore:
 
     def write_shard(self, k: int, arrays: dict[str, np.ndarray]) -> Path:
         path = self.shard_path(k)
-        save_npz(path, arrays)
+        save_npz(path, arrays, raw=RAW_MEMBERS)
         return path
 
     def read(self, plan: ShardPlan, keys: Iterable[str]) -> dict[str, np.ndarray]:

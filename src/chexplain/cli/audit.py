@@ -40,6 +40,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "one strategy on either side (a marker in either top corner) is one cluster")
     p.add_argument("--flag-share", type=float, default=0.3, help="share of relevance in the border, "
                    "corners and outside the body that makes a cluster a suspect (default 0.3)")
+    p.add_argument("--enrichment", type=float, default=1.5, help="… or this multiple of the "
+                   "class's median share there (default 1.5), if at least --min-share")
+    p.add_argument("--min-share", type=float, default=0.15, help="see --enrichment (default 0.15)")
+    p.add_argument("--no-strategies", action="store_true", help="test each suspect cluster on its "
+                   "own (default: unite the suspects of one shortcut kind into one strategy)")
+    p.add_argument("--min-effect-sd", type=float, default=0.5, help="a strategy is used only if "
+                   "removing it lowers the logit by this many standard deviations of the "
+                   "class's logits more than random regions (default 0.5)")
     p.add_argument("--lung-masks", metavar="DIR", help="lung-field masks: <DIR>/<image>.png")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, metavar="DIR")
@@ -52,11 +60,12 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from ..audit import AnalysisConfig, AuditConfig, CounterfactualConfig, SprayConfig, run_audit
 
     analysis = AnalysisConfig(
-        population=args.population, flag_share=args.flag_share,
+        population=args.population, flag_share=args.flag_share, enrichment=args.enrichment,
+        min_share=args.min_share, strategies=not args.no_strategies,
         spray=SprayConfig(neighbours=args.neighbours, max_clusters=args.max_clusters,
                           n_clusters=args.clusters, embedding=args.embedding, seed=args.seed,
                           mirror=args.mirror),
-        counterfactual=CounterfactualConfig(seed=args.seed))
+        counterfactual=CounterfactualConfig(seed=args.seed, min_effect_sd=args.min_effect_sd))
     config = AuditConfig(checkpoint=args.checkpoint, out=args.out, csv=args.csv, data=args.data,
                          images=args.images, nih=args.nih, classes=args.classes, method=args.method,
                          max_images=args.max_images, device=args.device, batch_size=args.batch_size,

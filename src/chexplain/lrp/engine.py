@@ -155,6 +155,8 @@ class LRP:
             if not isinstance(node.op, ops.LinearOp):
                 return None
             rule = self._rule_for(node)
+            if len(inputs) > 1 and not getattr(rule, "uses_bias", True):
+                return None  # fed by a threshold ReLU: z = W(x + off) + b needs the bias it ignores
             got = rule.forward_prepare(_layer(node, inputs, rule, states), inputs[0], node.inputs[0] in nonneg)
             if got is None:
                 return None

@@ -44,7 +44,7 @@ def scaled(R: Tensor, inv: Tensor) -> Tensor:
 
 def split_sign(x: Tensor, nonnegative: bool = False) -> tuple[Tensor, Optional[Tensor]]:
     """(x⁺, x⁻); x⁻ is None when x has no negative entry (the usual case after a ReLU)."""
-    if not nonnegative and bool((x < 0).any()):
+    if not nonnegative and bool(x.amin() < 0):  # one reduction, no boolean copy of x
         return x.clamp(min=0), x.clamp(max=0)
     return x, None
 
@@ -58,8 +58,42 @@ def forward_split(layer: LinearOp, xp: Tensor, xn: Optional[Tensor], wp: Tensor,
     return z
 
 
+def signed_sums(layer: LinearOp, x: Tensor, xp: Tensor, xn: Tensor) -> tuple[Tensor, Tensor]:
+    """(Σ_i (x_i w_ij)⁺, Σ_i (x_i w_ij)⁻) without bias, for signed x, in two forwards instead of
+    four: with a^± = (a ± |a|)/2 and |x_i w_ij| = |x_i| |w_ij|, they are ½(Wx ± |W||x|).
+
+    Each is clamped to its sign: where one side is empty its rounding residue (~ machine ε ·
+    Σ_i |x_i w_ij|) becomes an exact 0. Its numerators stay exact (the transposed ops run on
+    w⁺ and w⁻), so the empty side still contributes nothing; float32 maps of a random
+    EfficientNet-B0 differ from the four-forward ones by 1.6e-6 (relative L2), float64 by 1e-14.
+    """
+    z = layer.forward_with(x, layer.weight, None)
+    if "|w|" not in layer._memo:
+        wp, wn = layer.signed_weights()
+        layer._memo["|w|"] = wp - wn
+    a = layer.forward_with(xp - xn, layer._memo["|w|"], None)
+    return torch.add(z, a).mul_(0.5).clamp_(min=0), z.sub_(a).mul_(0.5).clamp_(max=0)
+
+
+def input_pair(layer: LinearOp, w1: Tensor, w2: Tensor) -> Tensor:
+    """[w1, w2] along the input dimension (kept per layer): one transposed op gives w1ᵀs and w2ᵀs."""
+    pairs = layer._memo.setdefault("in-pairs", {})
+    key = (id(w1), id(w2))
+    got = pairs.get(key)
+    if got is None or got[0] is not w1 or got[1] is not w2:  # the memo holds w1, w2: ids stay unique
+        if len(pairs) >= 4:  # per-call weights (γ's) must not pile up
+            pairs.pop(next(iter(pairs)))
+        got = pairs[key] = (w1, w2, torch.cat([w1, w2], 1))
+    return got[2]
+
+
 def back(layer: LinearOp, xp: Tensor, xn: Optional[Tensor], wp: Tensor, wn: Tensor, s: Tensor) -> Tensor:
-    """x⁺_i (w^(p)ᵀ s)_i + x⁻_i (w^(n)ᵀ s)_i."""
+    """x⁺_i (w^(p)ᵀ s)_i + x⁻_i (w^(n)ᵀ s)_i (for signed x with one transposed op on [w^(p), w^(n)]
+    where the layer allows it)."""
+    if xn is not None and fusable(layer):
+        c = xp.shape[1]
+        g = vjp(layer, s, input_pair(layer, wp, wn), (xp.shape[0], 2 * c, *xp.shape[2:]))
+        return torch.mul(g[:, :, :c], xp.unsqueeze(1)).addcmul_(g[:, :, c:], xn.unsqueeze(1))
     r = vjp(layer, s, wp, xp.shape).mul_(xp.unsqueeze(1))  # in place: no second N·T-sized tensor
     if xn is not None:
         r.add_(vjp(layer, s, wn, xn.shape).mul_(xn.unsqueeze(1)))

@@ -37,7 +37,7 @@ import torch
 from ..errors import ChexplainError
 from .ops import LinearOp
 from .rule_parts import (back_pair, forward_split, fusable, inverse, inverse_signed, neg_part, pos_part,
-                         scaled, split_sign, vjp, weight_pairs)
+                         scaled, signed_sums, split_sign, vjp, weight_pairs)
 
 Tensor = torch.Tensor
 #: LRP-0's default stabiliser: only a guard against division by zero
@@ -181,6 +181,10 @@ class AlphaBeta(Rule):
     def _parts(self, layer: LinearOp, x: Tensor, nonnegative: bool, need_negative: bool) -> tuple:
         wp, wn = layer.signed_weights()
         xp, xn = split_sign(x, nonnegative)
+        if xn is not None and need_negative and self.empty == "literal":  # two forwards, not four
+            z_pos, z_neg = signed_sums(layer, x, xp, xn)
+            z_pos, z_neg = layer.add_bias(z_pos, pos_part(layer.bias)), layer.add_bias(z_neg, neg_part(layer.bias))
+            return xp, xn, wp, wn, z_pos, z_neg, False
         z_pos = forward_split(layer, xp, xn, wp, wn, pos_part(layer.bias))  # ≥ 0: positive products and b⁺
         empty_pos = self.empty == "conserve" and bool(z_pos.amin() == 0)
         z_neg = None  # ≤ 0: negative products and b⁻
@@ -238,6 +242,19 @@ class ZPlus(Rule):
 
     def __post_init__(self) -> None:
         _check_empty("z-plus", self.empty)
+
+    def forward_prepare(self, layer, x, nonnegative=False):
+        """For signed x: z and z⁺ from two forwards (Wx and |W||x|, see ``signed_sums``) instead
+        of the layer's forward and two more; None (the usual path) otherwise."""
+        if self.empty != "literal":
+            return None
+        xp, xn = split_sign(x, nonnegative)
+        if xn is None:
+            return None
+        wp, wn = layer.signed_weights()
+        z_pos, z_neg = signed_sums(layer, x, xp, xn)
+        z = layer.add_bias(z_neg.add_(z_pos), layer.bias)
+        return z, (xp, xn, wp, wn, inverse_signed(z_pos, self.stabilizer, 1.0), None, None)
 
     def prepare(self, layer, x, z, nonnegative=False):
         wp, wn = layer.signed_weights()
