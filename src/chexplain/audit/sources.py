@@ -4,9 +4,7 @@
 known, the explained classes' finding masks at 64 × 64: the phantom's mask PNGs of those
 observations, NIH's boxes), one key per image (the CSV's ``Path``, the file's path, NIH's
 ``Image Index``), the labels (NaN where unknown) and the metadata (Sex, Age, AP/PA, and the
-site when the CSV has a ``Site`` or ``Institution`` column: :func:`~chexplain.data.chexpert.
-read_chexpert_csv` keeps only CheXpert's own columns, so :func:`site_columns` reads those from
-the CSV again). The phantom's shortcut masks (``marker``
+site when the CSV has a ``Site`` or ``Institution`` column). The phantom's shortcut masks (``marker``
 ...) are never read: an audit finds shortcuts from the relevance alone.
 """
 
@@ -30,20 +28,6 @@ from .store import file_digest, text_digest
 MAP_SIZE = 64  #: side of the stored finding masks, input images and fine maps
 SITE_COLUMNS = ("Site", "Institution")  #: optional site columns of a user's CSV
 META_COLUMNS = ("Sex", "Age", "AP/PA") + SITE_COLUMNS
-
-
-def site_columns(path: Path, n_rows: int) -> pd.DataFrame:
-    """The CSV's ``Site`` / ``Institution`` columns (as text, blanks empty; no columns when it
-    has neither), row for row as :func:`~chexplain.data.chexpert.read_chexpert_csv` reads it."""
-    from ..data.tables import read_csv_strict
-
-    head = pd.read_csv(path, nrows=0).columns
-    if not any(c in head for c in SITE_COLUMNS):
-        return pd.DataFrame(index=range(n_rows))
-    raw = read_csv_strict(path, full_rows=True)
-    if len(raw) != n_rows:  # read_chexpert_csv validated this file; a race only
-        raise ChexplainError(f"{path}: changed while it was read ({len(raw)} vs {n_rows} rows)")
-    return pd.DataFrame({c: raw[c].str.strip() for c in SITE_COLUMNS if c in raw})
 
 
 @dataclass
@@ -124,9 +108,7 @@ def open_source(classes: Sequence[str], pre: Preprocess, csv: str | os.PathLike 
         from ..data.chexpert import default_root, missing_files
 
         path = resolve_csv(csv, data)
-        frame = read_chexpert_csv(path)
-        frame = pd.concat([frame, site_columns(path, len(frame))], axis=1)
-        frame = frame.iloc[sl].reset_index(drop=True)
+        frame = read_chexpert_csv(path, extra=SITE_COLUMNS).iloc[sl].reset_index(drop=True)
         root = resolve_root(data, frame["Path"].iloc[0]) or default_root(path, frame["Path"].iloc[0])
         missing = missing_files(frame["Path"].tolist(), root)
         if missing:

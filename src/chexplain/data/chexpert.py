@@ -38,11 +38,12 @@ PROJECTIONS = ("AP", "PA", "LL", "RL")
 _PATIENT = re.compile(r"(?:^|/)(patient\d+)(?:/|$)")
 
 
-def read_chexpert_csv(path: str | os.PathLike) -> pd.DataFrame:
+def read_chexpert_csv(path: str | os.PathLike, extra: Sequence[str] = ()) -> pd.DataFrame:
     """Read and validate a CheXpert CSV (plain or gzipped).
 
     Returns a frame with ``Path`` (str), ``Frontal/Lateral`` and ``AP/PA`` (str, when
-    present) and the 14 observations as float (1, 0, -1, NaN for blank). Raises
+    present) and the 14 observations as float (1, 0, -1, NaN for blank), plus the text columns
+    named in ``extra`` that the file has (stripped; e.g. a user's ``Site``). Raises
     :class:`DataError` naming the file, column, line and value for anything else.
     """
     path = Path(path)
@@ -68,6 +69,9 @@ def read_chexpert_csv(path: str | os.PathLike) -> pd.DataFrame:
             out[col] = df[col]
     for col in OBSERVATIONS:
         out[col] = _parse_labels(path, col, df[col])
+    for col in extra:
+        if col in df and col not in out:
+            out[col] = df[col].str.strip()
     return out
 
 

@@ -30,6 +30,27 @@ class LinearOp(Op):
             self._memo["w+"], self._memo["w-"] = self.weight.clamp(min=0), self.weight.clamp(max=0)
         return self._memo["w+"], self._memo["w-"]
 
+    def abs_weight(self) -> torch.Tensor:
+        """|w| = w⁺ − w⁻, computed once per layer."""
+        if "|w|" not in self._memo:
+            wp, wn = self.signed_weights()
+            self._memo["|w|"] = wp - wn
+        return self._memo["|w|"]
+
+    def derived(self, name: str, sources: tuple[torch.Tensor, ...], make: Callable[[], torch.Tensor],
+                keep: int) -> torch.Tensor:
+        """``make()``, a tensor derived from ``sources``, kept per layer for the last ``keep``
+        distinct sources (the memo holds them, so their ids stay unique; per-call weights such
+        as γ's do not pile up)."""
+        kept = self._memo.setdefault(name, {})
+        key = tuple(id(t) for t in sources)
+        got = kept.get(key)
+        if got is None or any(a is not b for a, b in zip(got[0], sources)):
+            if len(kept) >= keep:
+                kept.pop(next(iter(kept)))
+            got = kept[key] = (sources, make())
+        return got[1]
+
     def forward(self, x: torch.Tensor, off: Optional[torch.Tensor] = None) -> torch.Tensor:
         """z = W x + b; ``off``: the off-state constant of a threshold ReLU before the layer
         (:class:`OffStateOp`), an input-dependent part of the bias: z = W (x + off) + b."""
@@ -101,8 +122,7 @@ class TokenDenseOp(LinearOp):
     layer_type = "dense"
 
     def forward_with(self, x, weight, bias):
-        z = F.linear(x, weight)
-        return z if bias is None else z + bias
+        return self.add_bias(F.linear(x, weight), bias)
 
     def add_bias(self, z, bias):
         return z if bias is None else z + bias
@@ -131,16 +151,12 @@ class ConvOp(LinearOp):
 
     def _flipped(self, weight: torch.Tensor) -> torch.Tensor:
         """The kernel of the transposed convolution as a convolution, (C_in, C_out/g, *K) flipped
-        in space; kept per weight tensor (the memo holds the tensor, so its id stays unique)."""
-        flips = self._memo.setdefault("flipped", {})
-        got = flips.get(id(weight))
-        if got is None or got[0] is not weight:
+        in space, kept per weight tensor."""
+        def make() -> torch.Tensor:
             g, (c_out, c_in_g), k = self.groups, weight.shape[:2], weight.shape[2:]
             w = weight.reshape(g, c_out // g, c_in_g, *k).transpose(1, 2).reshape(g * c_in_g, c_out // g, *k)
-            if len(flips) >= _FLIPS_KEPT:  # per-call weights (γ's) must not pile up
-                flips.pop(next(iter(flips)))
-            got = flips[id(weight)] = (weight, w.flip(list(range(2, 2 + self.dims))).contiguous())
-        return got[1]
+            return w.flip(list(range(2, 2 + self.dims))).contiguous()
+        return self.derived("flipped", (weight,), make, _FLIPS_KEPT)
 
     def forward_with(self, x, weight, bias):
         fused = bias if bias is not None and bias.ndim == 1 else None  # a per-channel bias is fused

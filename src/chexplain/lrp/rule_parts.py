@@ -68,23 +68,13 @@ def signed_sums(layer: LinearOp, x: Tensor, xp: Tensor, xn: Tensor) -> tuple[Ten
     EfficientNet-B0 differ from the four-forward ones by 1.6e-6 (relative L2), float64 by 1e-14.
     """
     z = layer.forward_with(x, layer.weight, None)
-    if "|w|" not in layer._memo:
-        wp, wn = layer.signed_weights()
-        layer._memo["|w|"] = wp - wn
-    a = layer.forward_with(xp - xn, layer._memo["|w|"], None)
+    a = layer.forward_with(xp - xn, layer.abs_weight(), None)
     return torch.add(z, a).mul_(0.5).clamp_(min=0), z.sub_(a).mul_(0.5).clamp_(max=0)
 
 
 def input_pair(layer: LinearOp, w1: Tensor, w2: Tensor) -> Tensor:
     """[w1, w2] along the input dimension (kept per layer): one transposed op gives w1ᵀs and w2ᵀs."""
-    pairs = layer._memo.setdefault("in-pairs", {})
-    key = (id(w1), id(w2))
-    got = pairs.get(key)
-    if got is None or got[0] is not w1 or got[1] is not w2:  # the memo holds w1, w2: ids stay unique
-        if len(pairs) >= 4:  # per-call weights (γ's) must not pile up
-            pairs.pop(next(iter(pairs)))
-        got = pairs[key] = (w1, w2, torch.cat([w1, w2], 1))
-    return got[2]
+    return layer.derived("in-pairs", (w1, w2), lambda: torch.cat([w1, w2], 1), 4)
 
 
 def back(layer: LinearOp, xp: Tensor, xn: Optional[Tensor], wp: Tensor, wn: Tensor, s: Tensor) -> Tensor:
