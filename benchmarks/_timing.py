@@ -6,11 +6,26 @@ during the run affects all of them alike; the ratios printed are of medians over
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 from typing import Callable
 
 import torch
+
+from chexplain.cli.allocator import retain_freed_memory
+
+
+def allocator_option(parser: argparse.ArgumentParser) -> None:
+    """``--allocator glibc|retain`` (see :mod:`chexplain.cli.allocator`)."""
+    parser.add_argument("--allocator", choices=("glibc", "retain"), default="glibc",
+                        help="glibc: its default, which returns freed memory to the kernel; retain: keep it, as "
+                             "the chexplain program does (chexplain.cli.allocator)")
+
+
+def apply_allocator(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.allocator == "retain" and not retain_freed_memory():
+        parser.error("--allocator retain needs Linux with glibc and no MALLOC_* variables or preloaded allocator")
 
 
 def _sync(device: str) -> None:

@@ -28,11 +28,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
-from _timing import interleaved  # noqa: E402
+from _timing import allocator_option, apply_allocator, interleaved  # noqa: E402
 
 import chexplain  # noqa: E402
 from chexplain.lrp import make_composite  # noqa: E402
-from chexplain.lrp.engine import _forward  # noqa: E402
+from chexplain.lrp.values import forward_values as _forward  # noqa: E402
 from tests.lrp.families import ALL as FAMILIES, _tv, build, input_shape, zero_biases  # noqa: E402
 
 #: the acceptance model of the speed criterion, beside the families' smallest members
@@ -115,12 +115,15 @@ def main() -> None:
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="time by wall clock (default) or by process CPU time (use with --threads 1 "
                              "on a shared machine)")
+    allocator_option(parser)
     args = parser.parse_args()
+    apply_allocator(parser, args)
     torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore")
     head = ("| family | group | traced | logits (rel.) | bias-free conservation (rel.) | presets finite | "
             "LRP ε+♭ / fwd+bwd | Grad-CAM / fwd | fwd+bwd s | Grad-CAM layer |")
-    print(f"batch {args.batch}, {args.size} px (speed, float32, {args.threads} threads, {args.clock} clock); checks at "
+    print(f"batch {args.batch}, {args.size} px (speed, float32, {args.threads} threads, {args.clock} clock, "
+          f"{args.allocator} allocator); checks at "
           f"{args.check_size} px, float64")
     print(head)
     print("|" + "---|" * (head.count("|") - 1))

@@ -20,7 +20,7 @@ import torch
 import torchvision
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import interleaved, table  # noqa: E402
+from _timing import allocator_option, apply_allocator, interleaved, table  # noqa: E402
 
 import chexplain  # noqa: E402
 
@@ -69,7 +69,9 @@ def main() -> None:
     ap.add_argument("--no-zennit", action="store_true")
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                     help="wall time (default) or process CPU time (with --threads 1 on a shared machine)")
+    allocator_option(ap)
     args = ap.parse_args()
+    apply_allocator(ap, args)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     dev, target = args.device, 3
@@ -96,7 +98,7 @@ def main() -> None:
         cases.update(_zennit_cases(model, x, target))
     rows = interleaved(cases, rounds=args.rounds, device=dev, clock=args.clock)
     print(f"DenseNet-121, 14 outputs, batch {args.batch}, {args.size}px, {dev}, {args.threads} threads, {args.clock} clock, "
-          f"torch {torch.__version__}, median of {args.rounds} interleaved rounds")
+          f"{args.allocator} allocator, torch {torch.__version__}, median of {args.rounds} interleaved rounds")
     print(table(rows, "forward + backward", "forward"))
     one, every = rows["chexplain epsilon-plus-flat"], rows["chexplain epsilon-plus-flat, all 14 classes"]
     print(f"all 14 classes / one class (epsilon-plus-flat): {every / one:.2f}×; each further class "

@@ -253,3 +253,30 @@ def test_functional_ops_get_rules():
         warnings.simplefilter("error")
         res = chexplain.LRP(model, "lrp-epsilon", epsilon=1e-12, stabilizer=1e-12).explain(x, target="all")
     torch.testing.assert_close(res.relevance.flatten(2).sum(-1), res.logits, rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("preset", ["epsilon-plus-flat", "lrp-zplus", "epsilon-gamma-box", "lrp-epsilon"])
+def test_memory_saving_paths_change_nothing(monkeypatch, preset):
+    """ReLUs run in place after layers whose rule never reads z and the last relevance pass
+    frees what it is done with: the maps and the per-layer report are bit-for-bit those of the
+    plain path (float64 ResNet-18, several targets)."""
+    import torchvision
+
+    import chexplain.lrp.engine as engine
+
+    torch.manual_seed(0)
+    model = randomize_batchnorm(torchvision.models.resnet18(num_classes=5)).eval().double()
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    kw = {"low": -3.0, "high": 3.0} if "box" in preset else {}
+    lrp = chexplain.LRP(model, preset, **kw)
+    inplace = lrp._prepared(x).inplace
+    # z⁺ / flat / z^B never read a layer's output: every ReLU after a convolution may overwrite it
+    # (γ and ε read it: only the stem's ReLU after z^B for epsilon-gamma-box, none for lrp-epsilon)
+    assert len(inplace) == {"lrp-epsilon": 0, "epsilon-gamma-box": 1}.get(preset, 9), sorted(inplace)
+    got = lrp.explain(x, target="all", report=True)
+    monkeypatch.setattr(engine, "inplace_relus", lambda graph, reads: set())
+    monkeypatch.setattr(engine, "_drop", lambda values, states, name: None)
+    plain = chexplain.LRP(model, preset, **kw).explain(x, target="all", report=True)
+    torch.testing.assert_close(got.relevance, plain.relevance, rtol=0, atol=0)
+    for a, b in zip(got.report.layers, plain.report.layers):
+        torch.testing.assert_close(a.relevance_in, b.relevance_in, rtol=0, atol=0)

@@ -7,7 +7,7 @@ import torchvision
 
 import chexplain
 from chexplain.lrp import ops
-from chexplain.lrp.engine import _forward
+from chexplain.lrp.values import forward_values as _forward
 
 from .models import FunctionalHeadDenseNet, densenet121, randomize_batchnorm
 

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 import chexplain
 from chexplain.lrp import ops, rules
 from chexplain.lrp.composites import Composite
-from chexplain.lrp.engine import _forward
+from chexplain.lrp.values import forward_values as _forward
 
 from .models import bach_mlp, randomize_batchnorm
 

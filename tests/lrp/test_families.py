@@ -16,7 +16,7 @@ import chexplain
 from chexplain.errors import ChexplainError
 from chexplain.lrp import make_composite, ops, rules
 from chexplain.lrp.composites import Composite
-from chexplain.lrp.engine import _forward
+from chexplain.lrp.values import forward_values as _forward
 
 from .families import FAMILIES, build, input_shape, zero_biases
 from .gradient_oracle import modified_gradient_times_input

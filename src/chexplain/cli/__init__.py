@@ -44,7 +44,14 @@ def _format_warning(message, category, filename, lineno, line=None) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The ``chexplain`` program; ``argv`` None: the command line (the program tunes glibc's
+    allocator for itself first, see :mod:`chexplain.cli.allocator`)."""
     import warnings
+
+    if argv is None:
+        from .allocator import retain_freed_memory
+
+        retain_freed_memory()
 
     old_format, warnings.formatwarning = warnings.formatwarning, _format_warning  # one line each
     try:

@@ -56,6 +56,11 @@ class Rule:
     name = "rule"
     #: whether the rule reads ``layer.bias`` (False: it takes the bias from z only)
     uses_bias = True
+    #: whether ``prepare`` reads the layer's output z (False: a ReLU after the layer may then
+    #: overwrite it, see :func:`chexplain.lrp.values.inplace_relus`)
+    uses_output = True
+    #: whether ``apply`` returns a tensor it allocated, which the engine may add into in place
+    fresh_result = False
 
     def prepare(self, layer: LinearOp, x: Tensor, z: Tensor, nonnegative: bool = False) -> tuple:
         """What does not depend on R (once per layer); ``nonnegative``: x ≥ 0 is known."""
@@ -84,6 +89,7 @@ class Epsilon(Rule):
 
     epsilon: float = 1e-6
     name = "epsilon"
+    fresh_result = True
     uses_bias = False
 
     def prepare(self, layer, x, z, nonnegative=False):
@@ -115,6 +121,7 @@ class Gamma(Rule):
     gamma: float = 0.25
     stabilizer: float = 1e-6
     name = "gamma"
+    fresh_result = True
 
     def _weights(self, layer: LinearOp) -> tuple[Tensor, Tensor]:
         w_pos, w_neg = layer.signed_weights()
@@ -171,6 +178,7 @@ class AlphaBeta(Rule):
     stabilizer: float = 1e-6
     empty: str = "literal"
     name = "alpha-beta"
+    fresh_result = True
 
     def __post_init__(self) -> None:
         if self.beta < 0 or abs(self.alpha - self.beta - 1) > 1e-12:
@@ -238,7 +246,9 @@ class ZPlus(Rule):
     stabilizer: float = 1e-6
     empty: str = "literal"
     name = "z-plus"
+    fresh_result = True
     uses_bias = False
+    uses_output = False
 
     def __post_init__(self) -> None:
         _check_empty("z-plus", self.empty)
@@ -277,7 +287,9 @@ class WSquare(Rule):
 
     stabilizer: float = 1e-6
     name = "w-square"
+    fresh_result = True
     uses_bias = False
+    uses_output = False
 
     def _weight(self, w: Tensor) -> Tensor:
         return w * w
@@ -322,6 +334,8 @@ class ZBox(Rule):
     high: object = None
     stabilizer: float = 1e-6
     name = "z-box"
+    fresh_result = True
+    uses_output = False
     uses_bias = False
 
     def __post_init__(self) -> None:
