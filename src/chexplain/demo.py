@@ -269,7 +269,8 @@ def expected_seconds(cfg: DemoConfig) -> tuple[float, float, int]:
     m = len(cfg.compare_methods)
     forwards = (cfg.epochs * cfg.n_train * 1.1 * 3 + cfg.n_test
                 + cfg.explain_images * (len(cfg.explain_methods) + 5) * 3 * 2
-                + cfg.compare_items * m * (2 * cfg.steps + 2)
+                # per method its map (~2) and 2·(steps − 1) perturbed inputs; the two ends shared
+                + cfg.compare_items * (m * 2 * cfg.steps + 2)
                 + cfg.randomisation_items * m * (cfg.randomisation_steps or 4) * 4
                 + cfg.audit_images * (2 * len(cfg.audit_classes) + 9))  # audit: LRP, 1 + 8 blurred draws
     traces = m * ((cfg.randomisation_steps or 4) + 1) + len(cfg.explain_methods) + 5

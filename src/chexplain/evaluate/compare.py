@@ -170,13 +170,14 @@ def compare(model: torch.nn.Module, dataset: Any, out: str | os.PathLike,
         if sum(len(v) for v in rand_x) < cfg.randomisation_items:
             rand_x.append(x[:cfg.randomisation_items])
             rand_t.append(t[:cfg.randomisation_items])
+        ends: dict[int, torch.Tensor] = {}  # logits of x and of its baseline, the same for every method
         for m, att in explainers.items():
             R = att(x, t).float()
             loc = localisation_metrics(R, M, cfg.tolerance, cfg.iou_threshold) if M is not None \
                 else {k: np.full(len(sel), np.nan) for k in LOCALISATION}
             pert = region_perturbation(model, x, R, t, cfg.patch, cfg.steps, cfg.fraction,
                                        cfg.baseline, bounds=bounds, batch_size=max(cfg.batch_size, 32),
-                                       seed=cfg.seed)
+                                       seed=cfg.seed, shared=ends)
             faith = aopc_summary(pert)
             for order in ("morf", "lerf"):
                 curves[m][order].append(pert[order]["drop"])

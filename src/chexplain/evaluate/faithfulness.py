@@ -84,8 +84,13 @@ def region_perturbation(model: torch.nn.Module, x: torch.Tensor, maps: Any, targ
                         patch: int = 8, steps: int = 16, fraction: float = 1.0,
                         baseline: str = "blur", orders: Sequence[str] = ORDERS,
                         bounds: tuple[Any, Any] | None = None, batch_size: int = 64,
-                        seed: int = 0) -> dict[str, Any]:
+                        seed: int = 0, shared: dict[int, torch.Tensor] | None = None) -> dict[str, Any]:
     """Perturbation curves and AOPC of ``maps`` (N, H, W) for the logits ``target`` (N,).
+
+    ``shared``: a dict kept by the caller across calls with the same model, images, targets,
+    baseline and seed that differ only in ``maps`` (several methods): the logits of the
+    unperturbed and of the fully perturbed images do not depend on the map, so they are
+    computed by the first call and read by the others.
 
     Returns ``{"morf": {"curve": (N, steps+1) logits, "drop": (N, steps+1) f(x⁰) − f(xᵏ),
     "aopc": (N,)}, "lerf": {...}, "removed_fraction": (steps+1,), "patch", "steps",
@@ -119,10 +124,14 @@ def region_perturbation(model: torch.nn.Module, x: torch.Tensor, maps: Any, targ
                               "removed_fraction": (removed.cpu().numpy() / n_regions)}
     # step 0 (nothing removed) and, with fraction 1, the last step (everything replaced by the
     # baseline) are the same inputs for both orders: their logits are computed once
-    shared = [0] + ([steps] if int(removed[-1]) == n_regions else [])
-    inner = torch.tensor([k for k in range(steps + 1) if k not in shared], device=x.device)
+    ends_at = [0] + ([steps] if int(removed[-1]) == n_regions else [])
+    inner = torch.tensor([k for k in range(steps + 1) if k not in ends_at], device=x.device)
     with torch.no_grad():
-        ends = {k: _logits(model, x if k == 0 else base, t, batch_size) for k in shared}
+        cache = {} if shared is None else shared
+        for k in ends_at:
+            if k not in cache:
+                cache[k] = _logits(model, x if k == 0 else base, t, batch_size)
+        ends = {k: cache[k] for k in ends_at}
         for order in orders:
             r = rank if order == "morf" else (n_regions - 1 - rank)
             curve = torch.empty(n, steps + 1, dtype=torch.float64, device=x.device)
