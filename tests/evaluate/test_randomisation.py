@@ -101,3 +101,30 @@ def test_one_cascade_for_many_methods_equals_one_cascade_each():
         assert many[m]["layers"] == one["layers"]
         for k in ("spearman", "spearman_abs", "ssim"):
             assert np.allclose(many[m][k], one[k], atol=1e-6, equal_nan=True), (m, k)
+
+
+def test_shared_traces_give_each_method_its_own_maps_and_follow_in_place_changes():
+    """LRP methods sharing ``traces`` trace the model once (siblings of one LRP) and give the
+    maps of their own explainers; after an in-place change of the weights the next method
+    traces the changed model anew instead of reusing the stale trace."""
+    from chexplain.evaluate.randomisation import _reinit
+
+    torch.manual_seed(2)
+    model, _ = chexpert_densenet("tiny", 3, None)
+    model.eval()
+    x = torch.randn(2, 3, 32, 32)
+    methods = ("lrp-epsilon", "epsilon-plus-flat", "epsilon-gamma-box", "gradcam")
+    traces: dict = {}
+    shared = {m: Attributor(model, m, "imagenet", traces=traces) for m in methods}
+    maps = {m: a(x, 1) for m, a in shared.items()}
+    lrps = [shared[m]._lrp for m in methods[:3]]
+    assert all(lrp.graph is lrps[0].graph for lrp in lrps)  # one trace
+    for m in methods:
+        torch.testing.assert_close(maps[m], Attributor(model, m, "imagenet")(x, 1), rtol=0, atol=0)
+    layer = next(mod for mod in model.modules() if isinstance(mod, torch.nn.Conv2d))
+    _reinit(layer, torch.Generator().manual_seed(0))
+    after = Attributor(model, "epsilon-plus-flat", "imagenet", traces=traces)
+    got = after(x, 1)
+    assert after._lrp.graph is not lrps[0].graph
+    torch.testing.assert_close(got, Attributor(model, "epsilon-plus-flat", "imagenet")(x, 1), rtol=0, atol=0)
+    assert not torch.equal(got, maps["epsilon-plus-flat"])

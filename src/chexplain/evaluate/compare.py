@@ -141,8 +141,9 @@ def compare(model: torch.nn.Module, dataset: Any, out: str | os.PathLike,
     if len(items) == 0:
         raise ChexplainError(f"no positive finding among {', '.join(names[c] for c in wanted)} "
                              "in this data set: nothing to evaluate")
-    explainers = {m: Attributor(model, m, normalization, seed=cfg.seed, **cfg.method_params.get(m, {}))
-                  for m in cfg.methods}
+    traces: dict = {}  # the LRP methods trace and canonize the model once
+    explainers = {m: Attributor(model, m, normalization, seed=cfg.seed, traces=traces,
+                                **cfg.method_params.get(m, {})) for m in cfg.methods}
     from ..data.images import get_normalization
 
     bounds = get_normalization(normalization).bounds()
@@ -263,7 +264,8 @@ def _randomise(model, x, t, cfg: CompareConfig, normalization, progress: bool,
     """Every method on one cascade (one copy of the model, each group re-initialised once per
     step); the original maps from the explainers already ``built`` on the model (except the
     random baseline, whose fresh seeded map is what it must reproduce)."""
-    factories = {m: (lambda net, m=m: Attributor(net, m, normalization, seed=cfg.seed,
+    traces: dict = {}  # per randomised model, one trace for all LRP methods
+    factories = {m: (lambda net, m=m: Attributor(net, m, normalization, seed=cfg.seed, traces=traces,
                                                  **cfg.method_params.get(m, {})))
                  for m in cfg.methods}
     originals = {m: a for m, a in (built or {}).items() if a.kind != "random"}

@@ -8,6 +8,7 @@ bias-free networks).
 
 from __future__ import annotations
 
+import copy
 import warnings
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Sequence
@@ -72,13 +73,7 @@ class LRP:
                  target_chunk: int | None = None, **params: Any) -> None:
         if not isinstance(model, nn.Module):
             raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        _check_params(params)
-        if isinstance(composite, Composite):
-            if params:
-                raise InputError("parameters go into the Composite itself when one is given")
-            self.composite = composite
-        else:
-            self.composite = make_composite(composite, **params)
+        self.composite = _composite(composite, params)
         if model.training:
             warnings.warn(
                 f"{type(model).__name__} is in training mode: chexplain explains it in eval mode (running "
@@ -88,8 +83,18 @@ class LRP:
         self._device = None if param is None else param.device
         self.graph: Graph = trace(model)
         self._first = self.graph.first_layer()
-        self._cache: dict[tuple, Prepared] = {}
+        self._canonized: dict[tuple, tuple[Graph, set[str]]] = {}  # shared with siblings
+        self._inplace: dict[tuple, set[str]] = {}  # depends on the composite
         self.target_chunk = target_chunk
+
+    def sibling(self, composite: str | Composite, **params: Any) -> "LRP":
+        """An explainer of the same model with another composite, sharing this one's trace and
+        canonized graphs (they do not depend on the rules): several methods on one model, as in
+        ``chexplain compare`` and its randomisation test, trace and canonize it once."""
+        new = copy.copy(self)
+        new.composite = _composite(composite, params)
+        new._inplace = {}
+        return new
 
     # ------------------------------------------------------------------ public
     def __call__(self, x: Tensor, target: TargetSpec = None, classes: Sequence[int] | None = None) -> Tensor:
@@ -128,13 +133,16 @@ class LRP:
     def _prepared(self, x: Tensor) -> Prepared:
         """The canonized graph and what is known of it, cached per input shape, dtype, device."""
         key = (tuple(x.shape[1:]), x.dtype, x.device)
-        if key not in self._cache:
+        if key not in self._canonized:
             g64 = cast_graph(self.graph, torch.float64, torch.device("cpu"))
             sizes = shapes(self.graph, x)
             graph = cast_graph(token_dense(canonize(g64, sizes), sizes), x.dtype, x.device)
+            self._canonized[key] = (graph, nonnegative_nodes(graph))
+        graph, nonneg = self._canonized[key]
+        if key not in self._inplace:
             reads = lambda node: getattr(self._rule_for(node), "uses_output", True)  # noqa: E731
-            self._cache[key] = Prepared(graph, nonnegative_nodes(graph), inplace_relus(graph, reads))
-        return self._cache[key]
+            self._inplace[key] = inplace_relus(graph, reads)
+        return Prepared(graph, nonneg, self._inplace[key])
 
     # ------------------------------------------------------------------ internals
     def _check_input(self, x: Any) -> None:
@@ -356,6 +364,15 @@ def _winner_takes_all(x: Tensor, R: Tensor, indices: Tensor) -> Tensor:
     out = torch.zeros((n, t, c, x[0, 0].numel()), dtype=R.dtype, device=R.device)
     out.scatter_add_(3, idx, R.reshape(n, t, c, -1))
     return out.view(n, t, *x.shape[1:])
+
+
+def _composite(composite: str | Composite, params: dict[str, Any]) -> Composite:
+    _check_params(params)
+    if isinstance(composite, Composite):
+        if params:
+            raise InputError("parameters go into the Composite itself when one is given")
+        return composite
+    return make_composite(composite, **params)
 
 
 def _check_params(params: dict[str, Any]) -> None:
