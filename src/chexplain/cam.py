@@ -43,6 +43,7 @@ from torch import nn
 from .cam_checks import strip_squash, warn_hooks
 from .cam_layer import HookFreeTracer, Layout, default_layer, layout_of
 from .errors import ChexplainError, InputError, UnsupportedModelError
+from .models.memory_format import channels_last
 from .targets import TargetSpec, resolve_targets
 
 METHODS = ("gradcam", "gradcam++", "hirescam")
@@ -92,7 +93,7 @@ def _check_input(x: Any, model: nn.Module) -> torch.Tensor:
         raise InputError(f"the input is {x.dtype} but the model is {ref.dtype}; convert one to the other")
     if ref is not None and ref.device != x.device:
         raise InputError(f"the input is on {x.device} but the model is on {ref.device}; move one to the other")
-    return x.detach()
+    return channels_last(x.detach())  # the layout oneDNN and cuDNN convolve fastest; same values
 
 
 def _layer_path(model: nn.Module, layer: str | nn.Module | None) -> str | None:

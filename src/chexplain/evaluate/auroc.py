@@ -229,7 +229,7 @@ def evaluate_model(model, dataset, out: str | os.PathLike | None = None,
     model = model.to(dev).eval()
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers,
                         pin_memory=dev.type == "cuda")
-    p = predict(model, loader, dev, resolve_amp(amp, dev), progress=progress, desc="evaluate",
+    p = predict(model, loader, dev, resolve_amp(amp, dev), channels_last=True, progress=progress, desc="evaluate",
                 num_classes=len(names))
     if p["logits"].shape[1] != len(names):
         raise InputError(f"model has {p['logits'].shape[1]} outputs, {len(names)} names given")

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from ..errors import ChexplainError, InputError
+from ..models.memory_format import channels_last
 
 BASELINE_METHODS = ("gradient-x-input", "random")
 
@@ -26,7 +27,7 @@ def gradient_x_input(model: torch.nn.Module, x: torch.Tensor, target: torch.Tens
     """x ⊙ ∂f_t/∂x summed over channels: (N, H, W) for per-sample classes ``target`` (N,)."""
     t = torch.as_tensor(target, dtype=torch.long, device=x.device).reshape(-1, 1)
     with torch.inference_mode(False), torch.enable_grad():
-        xg = x.detach().clone().requires_grad_(True)
+        xg = channels_last(x.detach()).clone().requires_grad_(True)
         logits = model(xg)
         (grad,) = torch.autograd.grad(logits.gather(1, t).sum(), xg)
     return (grad * x.detach()).sum(1)

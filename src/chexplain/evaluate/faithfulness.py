@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
+from ..models.memory_format import channels_last
 
 BASELINES = ("blur", "mean", "noise")
 ORDERS = ("morf", "lerf")
@@ -144,7 +145,7 @@ def region_perturbation(model: torch.nn.Module, x: torch.Tensor, maps: Any, targ
                 item, k = idx // len(inner), inner[idx % len(inner)]
                 gone = (r[item] < removed[k][:, None]).view(-1, 1, gh, gw).to(x.dtype)
                 gone = gone.repeat_interleave(patch, 2).repeat_interleave(patch, 3)[..., :h, :w]
-                xs = x[item] * (1 - gone) + base[item] * gone
+                xs = channels_last(x[item] * (1 - gone) + base[item] * gone)
                 curve[item, k] = model(xs).gather(1, t[item][:, None])[:, 0].double()
             result[order] = _curves(curve)
     return result
@@ -152,7 +153,7 @@ def region_perturbation(model: torch.nn.Module, x: torch.Tensor, maps: Any, targ
 
 def _logits(model: torch.nn.Module, x: torch.Tensor, t: torch.Tensor, batch_size: int) -> torch.Tensor:
     """The logits ``t`` (N,) of ``x`` (N, ...), in chunks of ``batch_size``, as float64."""
-    return torch.cat([model(x[lo:lo + batch_size]).gather(1, t[lo:lo + batch_size, None])[:, 0].double()
+    return torch.cat([model(channels_last(x[lo:lo + batch_size])).gather(1, t[lo:lo + batch_size, None])[:, 0].double()
                       for lo in range(0, x.shape[0], batch_size)])
 
 

@@ -78,7 +78,7 @@ class ChexpertTrainConfig:
     arch: str = "densenet121"
     weights: str | None = "auto"  # auto | imagenet | none | PATH
     amp: str = "auto"  # auto | off | bf16 | fp16
-    channels_last: bool | None = None  # None: on CUDA only
+    channels_last: bool | None = None  # None: on (CPU and CUDA; chexplain.models.memory_format)
     device: str = "auto"  # auto (cuda when available) | cpu | cuda | cuda:N
     workers: int | None = None  # data-loading processes per rank; None: auto
     seed: int = 0
@@ -179,7 +179,7 @@ def _train(config: ChexpertTrainConfig, env: D.DistEnv, device: torch.device, re
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     dtype = resolve_amp(config.amp, device)
-    channels_last = cuda if config.channels_last is None else bool(config.channels_last)
+    channels_last = True if config.channels_last is None else bool(config.channels_last)
 
     train_ds, val_ds, split = build_datasets(config)
     fingerprint = data_fingerprint(config, train_ds, val_ds)
