@@ -234,7 +234,7 @@ _FIGURE_NAMES = {"fig4_lrp_rules": "Fig. 4, LRP-z, LRP-ε, LRP-αβ and Deep Tay
 def expected_seconds(cfg: DemoConfig) -> tuple[float, float, int]:
     """A rough duration of the demo: its work counted in forward passes per image (training
     ≈ 3 per image and epoch, LRP ≈ 2, each perturbation step 1, each randomisation step ≈ 4
-    plus a re-trace of the model per method; the audit ≈ 2 per image and class plus 9 for its
+    plus a re-trace of the model per step; the audit ≈ 2 per image and class plus 9 for its
     counterfactual) times one forward timed now (so a busy machine gives a longer estimate).
 
     With ``cfg.threads`` None (CPU only) the forward is timed with all of torch's threads and
@@ -247,7 +247,7 @@ def expected_seconds(cfg: DemoConfig) -> tuple[float, float, int]:
 
     model, _ = chexpert_densenet(cfg.arch, 14, None)
     model.eval()
-    x = torch.zeros(8, 3, cfg.image_size, cfg.image_size)
+    x = torch.zeros(8, 3, cfg.image_size, cfg.image_size, memory_format=torch.channels_last)  # as the steps run
     most = torch.get_num_threads()
     if cfg.threads is not None:
         candidates = [cfg.threads]
@@ -273,7 +273,7 @@ def expected_seconds(cfg: DemoConfig) -> tuple[float, float, int]:
                 + cfg.compare_items * (m * 2 * cfg.steps + 2)
                 + cfg.randomisation_items * m * (cfg.randomisation_steps or 4) * 4
                 + cfg.audit_images * (2 * len(cfg.audit_classes) + 9))  # audit: LRP, 1 + 8 blurred draws
-    traces = m * ((cfg.randomisation_steps or 4) + 1) + len(cfg.explain_methods) + 5
+    traces = (cfg.randomisation_steps or 4) + 1 + len(cfg.explain_methods) + 5  # compare: one per model
     mnist = 20 if cfg.mnist else 0  # the quick MNIST reproduction, roughly constant
     return forwards * per_image + traces * 100 * per_image + mnist, per_image, threads
 
