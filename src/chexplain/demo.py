@@ -273,7 +273,7 @@ def expected_seconds(cfg: DemoConfig) -> tuple[float, float, int]:
                 + cfg.compare_items * (m * 2 * cfg.steps + 2)
                 + cfg.randomisation_items * m * (cfg.randomisation_steps or 4) * 4
                 + cfg.audit_images * (2 * len(cfg.audit_classes) + 9))  # audit: LRP, 1 + 8 blurred draws
-    traces = (cfg.randomisation_steps or 4) + 1 + len(cfg.explain_methods) + 5  # compare: one per model
+    traces = 2 * ((cfg.randomisation_steps or 4) + 1) + len(cfg.explain_methods) + 5  # compare: LRP + CAM per model
     mnist = 20 if cfg.mnist else 0  # the quick MNIST reproduction, roughly constant
     return forwards * per_image + traces * 100 * per_image + mnist, per_image, threads
 
