@@ -247,7 +247,7 @@ def expected_seconds(cfg: DemoConfig) -> tuple[float, float, int]:
 
     model, _ = chexpert_densenet(cfg.arch, 14, None)
     model.eval()
-    x = torch.zeros(8, 3, cfg.image_size, cfg.image_size, memory_format=torch.channels_last)  # as the steps run
+    x = torch.zeros(8, 3, cfg.image_size, cfg.image_size).contiguous(memory_format=torch.channels_last)  # as run
     most = torch.get_num_threads()
     if cfg.threads is not None:
         candidates = [cfg.threads]
