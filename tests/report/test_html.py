@@ -109,3 +109,18 @@ def test_missing_inputs_say_so(tmp_path):
     assert p.sections == list(SECTIONS)
     text = "".join(p.text)
     assert "No comparison was run" in text and "MNIST reproduction was not run" in text
+
+
+def test_tied_leaders_are_named_together_and_the_runner_up_is_another_method():
+    from chexplain.evaluate.compare import leaders_text
+
+    cmp = _comparison()
+    summ = cmp["summary"]
+    summ["epsilon-plus-flat"] = {k: dict(v) for k, v in summ["gradcam"].items()}
+    first = next(iter(summ))
+    for m in summ:
+        summ[m]["pointing_game"].update(mean=0.25)
+    summ[first]["pointing_game"].update(mean=0.75)
+    summ["gradcam"]["pointing_game"].update(mean=0.75)
+    line = next(t for t in leaders_text(cmp, ["pointing_game"]).splitlines())
+    assert line.startswith(f"pointing game: {first} and gradcam lead (0.750; next epsilon-plus-flat 0.250"), line

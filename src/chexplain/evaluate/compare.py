@@ -333,10 +333,11 @@ def leaders_text(result: dict[str, Any], metrics: Sequence[str] = METRICS) -> st
                         key=lambda m: summ[m][k]["mean"], reverse=HIGHER_IS_BETTER[k])
         name = METRIC_LABELS[k].split(":")[0].split(" (")[0]
         b = summ[best[0]][k]
-        text = f"{name}: {' and '.join(best)} leads ({b['mean']:.3f}"
-        if len(ranked) > 1:
-            r = summ[ranked[1]][k]
-            text += f"; next {ranked[1]} {r['mean']:.3f}"
+        text = f"{name}: {' and '.join(best)} {'lead' if len(best) > 1 else 'leads'} ({b['mean']:.3f}"
+        rest = [m for m in ranked if m not in best]  # the runner-up is not one of the tied leaders
+        if rest:
+            r = summ[rest[0]][k]
+            text += f"; next {rest[0]} {r['mean']:.3f}"
             overlap = None not in (b["ci_low"], r["ci_low"]) and min(b["n"], r["n"]) > FEW_ITEMS and \
                 (b["ci_low"] <= r["ci_high"] and r["ci_low"] <= b["ci_high"])
             if overlap:
