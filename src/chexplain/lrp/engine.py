@@ -27,7 +27,6 @@ from .report import ConservationReport, LayerRelevance
 from .rule_parts import inverse
 from .values import cast_graph, forward_values, inplace_relus, nonnegative_nodes, shapes
 
-
 Tensor = torch.Tensor
 #: Input dtypes whose relevance pass runs in float32 (returned in the input's dtype): in half
 #: precision the stabilised divisions over- and underflow (NaN, maps off by several times
@@ -257,7 +256,7 @@ class LRP:
                     continue
                 if name in relevance:  # a value used several times: relevance from all users adds up
                     acc = relevance[name]
-                    if name in owned:
+                    if name in owned and part.shape == acc.shape:
                         acc.add_(part)
                     elif fresh and part.shape == acc.shape:
                         relevance[name] = part.add_(acc)
