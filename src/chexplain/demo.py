@@ -244,10 +244,11 @@ def expected_seconds(cfg: DemoConfig) -> tuple[float, float, int]:
     import torch
 
     from .models.densenet import chexpert_densenet
+    from .models.memory_format import channels_last
 
     model, _ = chexpert_densenet(cfg.arch, 14, None)
     model.eval()
-    x = torch.zeros(8, 3, cfg.image_size, cfg.image_size).contiguous(memory_format=torch.channels_last)  # as run
+    x = channels_last(torch.zeros(8, 3, cfg.image_size, cfg.image_size))  # the layout the steps use
     most = torch.get_num_threads()
     if cfg.threads is not None:
         candidates = [cfg.threads]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from chexplain.evaluate.baselines import Attributor, gradient_x_input
+from chexplain.evaluate.baselines import Attributor, TraceCache, gradient_x_input
 from chexplain.evaluate.randomisation import (cascading_randomisation, layer_groups, ranks,
                                               spearman, ssim)
 from chexplain.models.densenet import chexpert_densenet
@@ -114,7 +114,7 @@ def test_shared_traces_give_each_method_its_own_maps_and_follow_in_place_changes
     model.eval()
     x = torch.randn(2, 3, 32, 32)
     methods = ("lrp-epsilon", "epsilon-plus-flat", "epsilon-gamma-box", "gradcam")
-    traces: dict = {}
+    traces = TraceCache()
     shared = {m: Attributor(model, m, "imagenet", traces=traces) for m in methods}
     maps = {m: a(x, 1) for m, a in shared.items()}
     lrps = [shared[m]._lrp for m in methods[:3]]

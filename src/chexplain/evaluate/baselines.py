@@ -50,14 +50,12 @@ class Attributor:
     """2-D maps of ``method`` for ``model``, traced once: ``self(x, target) -> (N, H, W)``.
 
     ``target`` is one class per sample (N,) or an int; ``classes=[...]`` gives (N, T, H, W).
-    ``traces``: a dict shared by the Attributors of several LRP methods on one model, which then
-    trace and canonize it once (:meth:`chexplain.LRP.sibling`). It is keyed by the model object
-    and the versions of its parameters and buffers, so a model changed in place (the
-    randomisation test) is traced anew; it keeps only the latest model.
+    ``traces``: a :class:`TraceCache` shared by the Attributors of several LRP methods, so that
+    they trace and canonize a model once.
     """
 
     def __init__(self, model: torch.nn.Module, method: str, normalization: Any = None,
-                 seed: int = 0, traces: dict | None = None, **params: Any) -> None:
+                 seed: int = 0, traces: "TraceCache | None" = None, **params: Any) -> None:
         from ..api import CAM_METHODS
         from ..lrp.composites import PRESETS
 
@@ -111,21 +109,32 @@ class Attributor:
 
             low, high = get_normalization(self.normalization).bounds()  # one value per channel
             params.update(low=torch.tensor(low), high=torch.tensor(high))
-        if self._lrp is None and self.traces is not None:
-            key = _weights_key(self.model)
-            if self.traces.get("key") == key and self.traces["model"] is self.model:
-                self._lrp = self.traces["lrp"].sibling(self.method, **params)
-            else:
-                self._lrp = LRP(self.model, composite=self.method, **params)
-                self.traces.update(model=self.model, key=key, lrp=self._lrp)
         if self._lrp is None:
-            self._lrp = LRP(self.model, composite=self.method, **params)
+            self._lrp = (LRP(self.model, composite=self.method, **params) if self.traces is None
+                         else self.traces.lrp(self.model, self.method, params))
         if classes is not None:
             return self._lrp(x, classes=[int(c) for c in classes]).sum(2).detach()
         return self._lrp(x, target=t).sum(1).detach()
 
 
-def _weights_key(model: torch.nn.Module) -> tuple:
-    """The model's identity and, per parameter and buffer, the tensor, its storage and its
-    in-place version counter (every in-place change, re-initialisation included, raises it)."""
-    return (id(model), tuple((id(t), t.data_ptr(), t._version) for t in (*model.parameters(), *model.buffers())))
+class TraceCache:
+    """The LRP explainer of the model seen last, from which explainers of other composites on
+    the same model are made as siblings (one trace and canonization, :meth:`chexplain.LRP.sibling`).
+
+    The model counts as the same while it is the same object with the same tensors at the same
+    in-place versions (every in-place change, re-initialisation included, raises a tensor's
+    version): a model changed in place, as by the randomisation test, is traced anew."""
+
+    def __init__(self) -> None:
+        self._model: torch.nn.Module | None = None
+        self._key: tuple = ()
+        self._lrp: Any = None
+
+    def lrp(self, model: torch.nn.Module, method: str, params: dict[str, Any]) -> Any:
+        from ..lrp.engine import LRP
+
+        key = tuple((id(t), t.data_ptr(), t._version) for t in (*model.parameters(), *model.buffers()))
+        if model is self._model and key == self._key:
+            return self._lrp.sibling(method, **params)
+        self._model, self._key, self._lrp = model, key, LRP(model, composite=method, **params)
+        return self._lrp

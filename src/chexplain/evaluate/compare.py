@@ -26,7 +26,7 @@ import torch
 
 from ..errors import ChexplainError
 from ..io import result_set, write_csv, write_json
-from .baselines import Attributor
+from .baselines import Attributor, TraceCache
 from .faithfulness import aopc_summary, region_perturbation
 from .localisation import localisation_metrics
 from .randomisation import cascading_randomisation_many
@@ -141,7 +141,7 @@ def compare(model: torch.nn.Module, dataset: Any, out: str | os.PathLike,
     if len(items) == 0:
         raise ChexplainError(f"no positive finding among {', '.join(names[c] for c in wanted)} "
                              "in this data set: nothing to evaluate")
-    traces: dict = {}  # the LRP methods trace and canonize the model once
+    traces = TraceCache()  # the LRP methods trace and canonize the model once
     explainers = {m: Attributor(model, m, normalization, seed=cfg.seed, traces=traces,
                                 **cfg.method_params.get(m, {})) for m in cfg.methods}
     from ..data.images import get_normalization
@@ -264,7 +264,7 @@ def _randomise(model, x, t, cfg: CompareConfig, normalization, progress: bool,
     """Every method on one cascade (one copy of the model, each group re-initialised once per
     step); the original maps from the explainers already ``built`` on the model (except the
     random baseline, whose fresh seeded map is what it must reproduce)."""
-    traces: dict = {}  # per randomised model, one trace for all LRP methods
+    traces = TraceCache()  # per randomised model, one trace for all LRP methods
     factories = {m: (lambda net, m=m: Attributor(net, m, normalization, seed=cfg.seed, traces=traces,
                                                  **cfg.method_params.get(m, {})))
                  for m in cfg.methods}

@@ -25,7 +25,8 @@ from .generic import RelevanceContext
 from .graph import Graph, Node, token_dense, trace
 from .report import ConservationReport, LayerRelevance
 from .rule_parts import inverse
-from .values import cast_graph, forward_values, inplace_relus, nonnegative_nodes, shapes
+from ..models.memory_format import channels_last
+from .values import cast_graph, forward_values, fresh_nodes, inplace_relus, nonnegative_nodes, shapes
 
 Tensor = torch.Tensor
 #: Input dtypes whose relevance pass runs in float32 (returned in the input's dtype): in half
@@ -38,11 +39,13 @@ CPU_CHUNK_BYTES = 32 << 20
 
 class Prepared(NamedTuple):
     """The canonized graph for one input shape, dtype and device, and what is known of it
-    before any input: nodes with non-negative values, ReLUs that may run in place."""
+    before any input: nodes with non-negative values, ReLUs that may run in place, nodes whose
+    relevance parts the pass may add into."""
 
     graph: Graph
     nonneg: set[str]
     inplace: set[str]
+    fresh: set[str]
 
 
 @dataclass
@@ -83,7 +86,7 @@ class LRP:
         self.graph: Graph = trace(model)
         self._first = self.graph.first_layer()
         self._canonized: dict[tuple, tuple[Graph, set[str]]] = {}  # shared with siblings
-        self._inplace: dict[tuple, set[str]] = {}  # depends on the composite
+        self._by_rules: dict[tuple, tuple[set[str], set[str]]] = {}  # (inplace, fresh): per composite
         self.target_chunk = target_chunk
 
     def sibling(self, composite: str | Composite, **params: Any) -> "LRP":
@@ -92,7 +95,7 @@ class LRP:
         ``chexplain compare`` and its randomisation test, trace and canonize it once."""
         new = copy.copy(self)
         new.composite = _composite(composite, params)
-        new._inplace = {}
+        new._by_rules = {}
         return new
 
     # ------------------------------------------------------------------ public
@@ -106,19 +109,17 @@ class LRP:
         dtype = x.dtype
         if dtype in _HALF:  # computed in float32, returned in the input's dtype
             x = x.float()
-        graph, nonneg, inplace = self._prepared(x)
-        fast = x.detach()
-        if fast.ndim == 4:  # channels-last convolutions and their transposes are faster (oneDNN, cuDNN)
-            fast = fast.contiguous(memory_format=torch.channels_last)
+        prep = self._prepared(x)
+        fast = channels_last(x.detach())  # convolutions and their transposes are faster (oneDNN, cuDNN)
         states: dict[str, Any] = {}
         with torch.no_grad():
-            values = forward_values(graph, fast, self._forward_prepare(nonneg, inplace, states))
-            logits = values[graph.output]
+            values = forward_values(prep.graph, fast, self._forward_prepare(prep, states))
+            logits = values[prep.graph.output]
             if not bool(torch.isfinite(logits).all()):
                 raise InputError("the model's output holds NaN or infinite values for this input "
                                  "(NaN or infinite weights?); there is nothing to explain")
             targets = resolve_targets(logits, target, classes)
-            rel, records = self._relevance(graph, nonneg, values, logits, targets.index, report, states)
+            rel, records = self._relevance(prep, values, logits, targets.index, report, states)
         summary = None
         if report:
             summary = ConservationReport(records, logits.gather(1, targets.index), rel.flatten(2).sum(-1))
@@ -138,10 +139,11 @@ class LRP:
             graph = cast_graph(token_dense(canonize(g64, sizes), sizes), x.dtype, x.device)
             self._canonized[key] = (graph, nonnegative_nodes(graph))
         graph, nonneg = self._canonized[key]
-        if key not in self._inplace:
-            reads = lambda node: getattr(self._rule_for(node), "uses_output", True)  # noqa: E731
-            self._inplace[key] = inplace_relus(graph, reads)
-        return Prepared(graph, nonneg, self._inplace[key])
+        if key not in self._by_rules:
+            rule = self._rule_for
+            self._by_rules[key] = (inplace_relus(graph, lambda n: getattr(rule(n), "uses_output", True)),
+                                   fresh_nodes(graph, lambda n: getattr(rule(n), "fresh_result", False)))
+        return Prepared(graph, nonneg, *self._by_rules[key])
 
     # ------------------------------------------------------------------ internals
     def _check_input(self, x: Any) -> None:
@@ -167,10 +169,12 @@ class LRP:
                 raise InputError(f"the input has {x.shape[1]} channel(s) (shape {tuple(x.shape)}) and does not fit "
                                  f"layer '{first.path}', which takes {channels}")
 
-    def _forward_prepare(self, nonneg: set[str], inplace: set[str], states: dict[str, Any]):
+    def _forward_prepare(self, prep: Prepared, states: dict[str, Any]):
         """Forward hook: layers whose rule computes their output from its own modified forwards
         (αβ, γ: z = z⁺ + z⁻) run those instead, and keep the prepared state; the ReLUs of
-        ``inplace`` overwrite their input."""
+        ``prep.inplace`` overwrite their input."""
+        inplace, nonneg = prep.inplace, prep.nonneg
+
         def run(node: Node, inputs: list[Any]) -> Tensor | None:
             if node.name in inplace:
                 return torch.relu_(inputs[0])
@@ -189,7 +193,7 @@ class LRP:
     def _rule_for(self, node: Node):
         return self.composite.rule_for(node.path, node.op.layer_type, node.name == self._first)
 
-    def _relevance(self, graph: Graph, nonneg: set[str], values: dict[str, Any], logits: Tensor, index: Tensor,
+    def _relevance(self, prep: Prepared, values: dict[str, Any], logits: Tensor, index: Tensor,
                    report: bool, states: dict[str, Any]) -> tuple[Tensor, list[LayerRelevance]]:
         """The relevance pass for the targets ``index`` (N, T), in chunks of targets that share
         each layer's R-independent part (``Rule.prepare``, kept in ``states``), computed once."""
@@ -200,8 +204,7 @@ class LRP:
             idx = index[:, lo:lo + chunk]
             start = torch.zeros((n, idx.shape[1], logits.shape[1]), dtype=logits.dtype, device=logits.device)
             start.scatter_(2, idx.unsqueeze(2), logits.gather(1, idx).unsqueeze(2))
-            rel, records = self._pass(graph, nonneg, values, start, states, report, reuse=chunk < t,
-                                      free=lo + chunk >= t)
+            rel, records = self._pass(prep, values, start, states, report, reuse=chunk < t, free=lo + chunk >= t)
             parts.append(rel)
             chunk_records.append(records)
         records = [LayerRelevance(r[0].name, r[0].path, r[0].kind, r[0].rule,
@@ -221,13 +224,15 @@ class LRP:
                        and v.ndim > 0), default=1)
         return max(1, min(t, CPU_CHUNK_BYTES // (n * largest)))
 
-    def _pass(self, graph: Graph, nonneg: set[str], values: dict[str, Any], start: Tensor, states: dict[str, Any],
+    def _pass(self, prep: Prepared, values: dict[str, Any], start: Tensor, states: dict[str, Any],
               report: bool, reuse: bool = False, free: bool = False) -> tuple[Tensor, list[LayerRelevance]]:
         """One relevance pass from the output to the input; ``free`` (the last pass): each node's
         value and prepared state are dropped once the node is done (its users come after it in
         the graph, so before it here), which keeps the peak memory near the forward's and lets
         the allocator reuse what earlier layers held (measured: a third of ResNet-50's LRP time
-        on a 2-core CPU was first-touch page faults of fresh buffers)."""
+        on a 2-core CPU was first-touch page faults of fresh buffers). The parts of the nodes in
+        ``prep.fresh`` are their own tensors: a sum of relevance adds into them."""
+        graph = prep.graph
         n, t = start.shape[:2]
         relevance: dict[str, Tensor] = {graph.output: start}
         records: list[LayerRelevance] = []
@@ -245,9 +250,8 @@ class LRP:
                         (n, t, *values[node.name].shape[1:]), dtype=start.dtype, device=start.device)
                 continue
             inputs = [values[i] for i in node.inputs]
-            parts, rule = self._propagate(node, inputs, values[node.name], R, nonneg, states, reuse)
-            fresh = isinstance(node.op, ops.AddOp) or (isinstance(node.op, ops.LinearOp) and getattr(
-                self._rule_for(node), "fresh_result", False))  # its parts are its own: add into them
+            parts, rule = self._propagate(node, inputs, values[node.name], R, prep.nonneg, states, reuse)
+            fresh = node.name in prep.fresh
             if report and rule is not None:
                 r_in = sum((_per_sample(p, n) for p in parts if p is not None), R.new_zeros((n, t)))
                 records.append(LayerRelevance(node.name, node.path, node.kind, rule, _per_sample(R, n), r_in))
@@ -265,7 +269,7 @@ class LRP:
                     owned.add(name)
                 else:
                     relevance[name] = part
-                    if fresh and len(set(node.inputs)) == len(node.inputs):
+                    if fresh:
                         owned.add(name)
         return relevance[input_name], records
 

@@ -1,6 +1,6 @@
 """The forward pass over a traced graph and what the relevance pass learns from it before it
-starts: every node's value, its shape, which values are non-negative by construction, and
-which ReLUs may overwrite their input."""
+starts: every node's value, its shape, which values are non-negative by construction, which
+ReLUs may overwrite their input and which nodes hand back relevance tensors of their own."""
 
 from __future__ import annotations
 
@@ -99,3 +99,12 @@ def inplace_relus(graph: Graph, reads_output: Callable[[Node], bool]) -> set[str
                 and not reads_output(src)):
             out.add(node.name)
     return out
+
+
+def fresh_nodes(graph: Graph, fresh_rule: Callable[[Node], bool]) -> set[str]:
+    """Nodes whose relevance parts are tensors they allocated, which the relevance pass may add
+    into in place: sums (the proportional rule) and linear layers whose rule says so
+    (``Rule.fresh_result``), each with distinct inputs (x + x hands one input two parts)."""
+    return {node.name for node in graph.nodes
+            if len(set(node.inputs)) == len(node.inputs)
+            and (isinstance(node.op, ops.AddOp) or (isinstance(node.op, ops.LinearOp) and fresh_rule(node)))}
