@@ -95,7 +95,7 @@ def test_kill_then_resume_is_the_same_run(reference_audit, audit_phantom, audit_
     cmd = [sys.executable, "-c", KILLED_AFTER_SHARD_1, *audit_args(audit_phantom, audit_checkpoint, out)]
     same_threads = dict(os.environ, OMP_NUM_THREADS=str(torch.get_num_threads()))  # same floats
     proc = subprocess.run(cmd, env=same_threads, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                          timeout=600)
+                          timeout=900)
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
     done = sorted(p.name for p in (out / "store").glob("shard-*.npz"))
     assert 2 <= len(done) < 5 and not (out / "audit.json").exists()
@@ -132,7 +132,7 @@ def test_torchrun_two_ranks_same_index(reference_audit, audit_phantom, audit_che
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "chexplain.cli", *audit_args(audit_phantom, audit_checkpoint, out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=ENV)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=ENV)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert proc.stdout.count("audit of 40 image(s)") == 1  # rank 0 alone reports
     a = pd.read_csv(reference_audit / "store" / "index.csv").sort_values(["image", "class"])
