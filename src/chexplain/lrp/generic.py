@@ -73,6 +73,17 @@ def batched_vjp(fn: Callable[..., Tensor], inputs: Sequence[Any], wrt: Sequence[
     return [_zeros_if_none(g, p, t).movedim(0, 1) for g, p in zip(grads, probes)]
 
 
+def unbroadcast(part: Tensor, shape: Sequence[int]) -> Tensor:
+    """``part`` (N, T, *out) summed over the dims along which an input of ``shape`` (N, *in) was
+    broadcast to the output: each input entry gets the relevance of every output it reached."""
+    ndim = len(shape) - 1
+    lead = part.ndim - 2 - ndim
+    if lead > 0:  # the input had fewer dims (broadcast from the left)
+        part = part.sum(tuple(range(2, 2 + lead)))
+    dims = tuple(2 + i for i, d in enumerate(shape[1:]) if d == 1 and part.shape[2 + i] != 1)
+    return part.sum(dims, keepdim=True) if dims else part
+
+
 def _zeros_if_none(g: Optional[Tensor], probe: Tensor, t: int | None = None) -> Tensor:
     if g is not None:
         return g

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from ..errors import UnsupportedModelError
 from . import generic, ops, registry
 from .builtin_modules import convert_module as _convert_module
+from .inplace import out_of_place
 
 _RELU = {F.relu, torch.relu, torch.relu_, getattr(F, "relu_", F.relu)}
 _TANH = {torch.tanh, F.tanh}
@@ -104,6 +105,7 @@ def trace(model: nn.Module) -> Graph:
     clone = registry.substitute(clone)  # e.g. nn.MultiheadAttention as explicit ops (on the copy)
     try:
         gm = fx.symbolic_trace(clone, concrete_args=registry.optional_args(clone))
+        out_of_place(gm)  # h.relu_() as h = h.relu(): the in-place node's result replaces later uses
         registry.rewrite(gm)
     except UnsupportedModelError:
         raise
