@@ -84,6 +84,10 @@ def model_checks(model: torch.nn.Module, c: int, size: int) -> dict:
     zero_biases(model)
     with torch.no_grad():  # logits of order one (GoogLeNet/Inception without biases: ~1e-5)
         top = float(model(x).abs().max())
+    if top == 0:  # CoaT: a zero class token stays zero through factorised attention (q = 0)
+        row["conservation"] = float("nan")
+        row["note"] = "bias-free logits are 0 (class token zeroed)"
+        return row
     x = x / top if top < 1e-2 else x
     res = chexplain.LRP(model, "lrp-epsilon", epsilon=1e-9, stabilizer=1e-9).explain(x, target="topk:1")
     row["conservation"] = _rel(res.relevance.flatten(2).sum(-1), res.logits.gather(1, res.targets))

@@ -193,13 +193,13 @@ def randomize(model: nn.Module, seed: int = 0, calibrate: tuple[int, int] | None
 
 def zero_biases(model: nn.Module) -> nn.Module:
     """The bias-free version (in place): every bias, BatchNorm mean and shift, LayerNorm and
-    GroupNorm shift, and embedding-like parameter set to zero."""
+    GroupNorm shift, and embedding-like parameter (class/distillation tokens, position
+    embeddings, relative position and attention biases) set to zero."""
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
                 m.running_mean.zero_()
             for pname, p in m.named_parameters(recurse=False):
-                if pname == "bias" or "embed" in pname or pname in ("cls_token", "dist_token", "class_token",
-                                                                    "relative_position_bias_table"):
+                if "bias" in pname or "embed" in pname or "token" in pname or pname.startswith("pos_"):
                     p.zero_()
     return model

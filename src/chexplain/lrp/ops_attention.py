@@ -136,7 +136,9 @@ class BilinearOp(ops.Op):
         return parts, f"AttnLRP uniform ({self.description})"
 
 
-def _product(ctx: Context, description: str):
+def bilinear_product(ctx: Context, description: str):
+    """A product of two input-dependent tensors: :class:`BilinearOp` (a softmax operand is the
+    attention weights; otherwise the uniform rule); with one, a product with a constant."""
     tensors = ctx.tensor_refs()
     idx = [i for i, r in enumerate(ctx.refs) if r in tensors]
     fn = ctx.bound(ctx.target_fn())
@@ -151,12 +153,12 @@ def _product(ctx: Context, description: str):
 @register_function(operator.matmul, torch.matmul, torch.bmm)
 @register_method("matmul", "bmm")
 def _matmul(ctx: Context):
-    return _product(ctx, "matmul")
+    return bilinear_product(ctx, "matmul")
 
 
 @register_function(torch.einsum)
 def _einsum(ctx: Context):
-    return _product(ctx, "einsum")
+    return bilinear_product(ctx, "einsum")
 
 
 # --------------------------------------------------------------------------- fused attention

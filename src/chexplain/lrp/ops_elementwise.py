@@ -24,7 +24,8 @@ import torch.nn.functional as F
 
 from ..errors import UnsupportedModelError
 from . import ops
-from .generic import IndexOp, PassOp, ProductOp, ShiftOp
+from .generic import AffineCallOp, IndexOp, PassOp, ProductOp, ShiftOp, SignedSumOp
+from .ops_attention import bilinear_product
 from .registry import Context, register_function, register_method, register_module
 
 #: name → (function, is a gate in [0, 1], output ≥ 0)
@@ -142,10 +143,9 @@ def _mul(ctx: Context):
     if gates.count(True) == 1:
         signal = idx[gates.index(False)]
         return ProductOp(fn, signal, "x · gate")
-    raise UnsupportedModelError(
-        f"the product {ctx.node.name} {_where(ctx)} multiplies two input-dependent tensors "
-        f"({tensors[0].name}, {tensors[1].name}), neither of which is a sigmoid/hard-sigmoid gate; chexplain "
-        "has no relevance rule for it")
+    # two input-dependent factors (CoaT's conv position encoding q · conv(v)): bilinear, the uniform
+    # rule of AttnLRP (Prop. 3.3), or CP-LRP's constant weights where one factor is a softmax
+    return bilinear_product(ctx, "product")
 
 
 @register_function(operator.truediv, operator.itruediv, torch.div, torch.true_divide)
@@ -162,9 +162,8 @@ def _div(ctx: Context):
 def _add(ctx: Context):
     tensors, idx = _operands(ctx)
     alpha = ctx.node.kwargs.get("alpha", 1)
-    if len(tensors) == 2 and len(ctx.refs) == 2 and alpha == 1 and not any(
-            k != "alpha" for k in ctx.node.kwargs):
-        return ops.AddOp()
+    if len(tensors) == 2 and len(ctx.refs) == 2 and not any(k != "alpha" for k in ctx.node.kwargs):
+        return ops.AddOp() if alpha == 1 else SignedSumOp((1.0, float(alpha)))
     if len(tensors) == 1 and alpha == 1:
         return ShiftOp(_fn(ctx), idx[0], 1.0, "x + constant")
     return None
@@ -177,7 +176,25 @@ def _sub(ctx: Context):
     if len(tensors) == 1 and not ctx.node.kwargs:
         return ShiftOp(_fn(ctx), idx[0], 1.0 if idx[0] == 0 and _first_is(ctx, tensors[0])
                        else -1.0, "x - constant")
+    alpha = ctx.node.kwargs.get("alpha", 1)
+    if len(tensors) == 2 and len(ctx.refs) == 2 and not any(k != "alpha" for k in ctx.node.kwargs):
+        return SignedSumOp((1.0, -float(alpha)))  # x − pool(x) (PoolFormer, FastViT): a signed sum
     return None
+
+
+@register_function(torch.addcmul)
+@register_method("addcmul")
+def _addcmul(ctx: Context):
+    """addcmul(b, w, x, value=v) = b + v · w · x with one input-dependent argument (ConvNeXt-V2's
+    global response norm, after its statistic): affine in it."""
+    tensors, idx = _operands(ctx)
+    if len(tensors) != 1:
+        return None
+    fn = _fn(ctx)
+    if idx[0] == 0:
+        return ShiftOp(fn, 0, 1.0, "addcmul, x + constant")
+    linear = ctx.bound(lambda _b, t1, t2, value=1: t1 * t2 * value)
+    return AffineCallOp(fn, linear, idx[0], "addcmul with constants")
 
 
 def _first_is(ctx: Context, ref: fx.Node) -> bool:
