@@ -51,21 +51,23 @@ def select(max_params: float = 30e6, modules: list[str] | None = None) -> list[Z
 
 
 def build(name: str, size: int = 64, seed: int = 0) -> tuple[nn.Module, int]:
-    """(the model with random weights (pretrained=False), its input side): ``size`` px, built with
-    ``img_size=size`` where the model fixes its input size and accepts that, else its own size."""
+    """(the model with random weights (pretrained=False), its input side): ``size`` px (built with
+    ``img_size=size`` where the model takes it), else the size of its pretrained config where the
+    model does not run at ``size`` (fixed sizes, window or block sizes that must divide it)."""
     import timm
-    torch.manual_seed(seed)
     cfg = timm.models.get_pretrained_cfg(name)
-    fixed = cfg is not None and getattr(cfg, "fixed_input_size", False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if fixed:
-            try:
-                model = timm.create_model(name, pretrained=False, num_classes=NUM_CLASSES, img_size=size)
+    own = int(cfg.input_size[-1]) if cfg is not None else 224
+    attempts = [({"img_size": size}, size), ({}, size), ({}, own)]
+    for kwargs, side in attempts:
+        torch.manual_seed(seed)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model = timm.create_model(name, pretrained=False, num_classes=NUM_CLASSES, **kwargs).eval()
                 with torch.no_grad():
-                    model.eval()(torch.zeros(1, 3, size, size))
-                return model, size
-            except Exception:  # noqa: BLE001 - the model does not take img_size: its own size
-                torch.manual_seed(seed)
-            size = int(cfg.input_size[-1])
-        return timm.create_model(name, pretrained=False, num_classes=NUM_CLASSES), size
+                    model(torch.zeros(1, 3, side, side))
+            return model, side
+        except Exception:  # noqa: BLE001 - next attempt; the last one raises
+            if (kwargs, side) == attempts[-1]:
+                raise
+    raise AssertionError("unreachable")

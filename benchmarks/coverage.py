@@ -177,15 +177,16 @@ def zoo(args: argparse.Namespace) -> None:
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
     ok = {"explains": 0, "logits": 0, "conservation": 0}
-    refused = []
+    refused, skipped = [], []
     for z in chosen:
         start = time.perf_counter()
         try:
             model, size = _timm_zoo.build(z.name, args.check_size)
-        except Exception as exc:  # noqa: BLE001 - timm cannot build it: not counted against chexplain
-            print(f"| {z.name} | {z.module} | | | timm cannot build it: {_first_line(exc)} | | | |", flush=True)
+            model = randomize(model, calibrate=(3, size)).eval()
+        except Exception as exc:  # noqa: BLE001 - timm cannot build or run it: not counted against chexplain
+            print(f"| {z.name} | {z.module} | | | timm cannot run it: {_first_line(exc)} | | | |", flush=True)
+            skipped.append(z.name)
             continue
-        model = randomize(model, calibrate=(3, size)).eval()
         params = sum(p.numel() for p in model.parameters()) / 1e6
         try:
             row = model_checks(model, 3, size)
@@ -203,7 +204,9 @@ def zoo(args: argparse.Namespace) -> None:
                  "yes" if explains else row["traced"] if row["traced"] != "yes" else f"presets {row['presets']}"]
         cells += [f"{row['logits']:.1e}", f"{row['conservation']:.1e}"] if "logits" in row else ["", ""]
         print("| " + " | ".join(cells + [f"{time.perf_counter() - start:.0f}"]) + " |", flush=True)
-    total = len(chosen)
+    total = len(chosen) - len(skipped)
+    if skipped:
+        print(f"\nnot counted (timm cannot run them): {', '.join(skipped)}")
     print(f"\n{total} models: " + ", ".join(f"{k} {v}/{total} ({100 * v / max(total, 1):.0f} %)"
                                             for k, v in ok.items()))
     for line in refused:

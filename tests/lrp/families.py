@@ -184,7 +184,8 @@ def randomize(model: nn.Module, seed: int = 0, calibrate: tuple[int, int] | None
         for m in model.modules():
             if isinstance(m, (nn.LayerNorm, nn.GroupNorm)) and m.weight is not None:
                 m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.2)
+                if m.bias is not None:
+                    m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.2)
         for name, p in model.named_parameters():
             if name.rsplit(".", 1)[-1] in ("layer_scale", "gamma"):
                 p.copy_(torch.rand(p.shape, generator=g) + 0.5)

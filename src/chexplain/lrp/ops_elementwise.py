@@ -89,6 +89,32 @@ for _name in ("sigmoid", "silu", "gelu", "hardswish", "mish", "elu", "selu", "ha
         register_method(_name, f"{_name}_")(partial(_functional, _name))
 
 
+@register_function(torch.clamp, torch.clip, torch.clamp_min, torch.clamp_max)
+@register_method("clamp", "clip", "clamp_min", "clamp_max")
+def _clamp(ctx: Context):
+    """clamp with number bounds: a monotone activation (as Hardtanh), R passes; ≥ 0 with min ≥ 0."""
+    if len(ctx.tensor_refs()) != 1 or len(ctx.refs) != 1:
+        return None  # bounds from tensors
+    name = ctx.node.target if ctx.node.op == "call_method" else ctx.node.target.__name__
+    low = ctx.arg(1, "min") if name in ("clamp", "clip", "clamp_min") else None
+    nonneg = isinstance(low, (int, float)) and low >= 0
+    return PassOp("clamp", ctx.bound(_OUT_OF_PLACE.get(ctx.node.target, ctx.target_fn())), False, nonneg)
+
+
+@register_function(operator.pow, torch.pow, torch.square)
+@register_method("pow", "square")
+def _power(ctx: Context):
+    """x ** p for a number p (StarReLU's relu(x)²): a product of p copies of x, whose uniform rule
+    (AttnLRP, Prop. 3.3) gives each copy 1/p of y R / stab(y), all of it back to x: R passes."""
+    name = ctx.node.target if ctx.node.op == "call_method" else ctx.node.target.__name__
+    p = 2 if name == "square" else ctx.arg(1, "exponent")
+    if len(ctx.tensor_refs()) != 1 or len(ctx.refs) != 1 or ctx.node.args[0] is not ctx.refs[0] or \
+            not isinstance(p, (int, float)):
+        return None  # a tensor exponent, or a number raised to a tensor
+    even = isinstance(p, int) and p % 2 == 0 or float(p).is_integer() and int(p) % 2 == 0
+    return PassOp(f"pow {p}", ctx.bound(ctx.target_fn()), False, even)
+
+
 # --------------------------------------------------------------------------- products and sums
 def _is_gate(ctx: Context, ref: fx.Node) -> bool:
     """Whether ``ref`` is a sigmoid/hard-sigmoid output, possibly reshaped or expanded."""
