@@ -63,7 +63,7 @@ def build(name: str, size: int = 64, seed: int = 0) -> tuple[nn.Module, int]:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                model = timm.create_model(name, pretrained=False, num_classes=NUM_CLASSES, **kwargs).eval()
+                model = _nonzero(timm.create_model(name, pretrained=False, num_classes=NUM_CLASSES, **kwargs).eval())
                 with torch.no_grad():
                     model(torch.zeros(1, 3, side, side))
             return model, side
@@ -71,3 +71,13 @@ def build(name: str, size: int = 64, seed: int = 0) -> tuple[nn.Module, int]:
             if (kwargs, side) == attempts[-1]:
                 raise
     raise AssertionError("unreachable")
+
+
+def _nonzero(model: nn.Module) -> nn.Module:
+    """Zero-initialised dense and conv weights (gMLP's head, residual branches) drawn at random:
+    with them every logit, and every relevance, would be zero."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d)) and not m.weight.any():
+                m.weight.normal_(0.0, 0.02)
+    return model

@@ -337,7 +337,7 @@ def _timm(name: str, **kw) -> nn.Module:
 
 def _convnext_v2() -> nn.Module:
     from timm.models.convnext import ConvNeXt
-    return ConvNeXt(num_classes=3, depths=(1, 1), dims=(8, 16), use_grn=True, ls_init_value=None, conv_mlp=True)
+    return ConvNeXt(num_classes=3, depths=(1, 1, 1, 1), dims=(8, 8, 16, 16), use_grn=True, ls_init_value=None, conv_mlp=True)
 
 
 def _poolformer() -> nn.Module:
