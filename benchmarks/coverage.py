@@ -13,6 +13,12 @@
     python benchmarks/coverage.py [--families a,b] [--batch 2] [--size 224] [--check-size 64]
                                   [--rounds 3] [--threads 2] [--no-speed] [--clock wall|cpu]
 
+``--zoo timm``: instead of the families, the smallest model of every timm model-entrypoint module
+under ``--max-params`` (``benchmarks/_timm_zoo.py``; ``--models a,b`` to check named ones), at
+``--check-size`` px (or the model's fixed size), the checks above without speed, and the share
+of models that explain (traced, every preset finite), reproduce the logits (≤ 1e-6) and
+conserve relevance bias-free (≤ 1e-5).
+
 The machine's load changes the absolute times; the ratios are of medians measured side by side.
 """
 
@@ -33,7 +39,7 @@ from _timing import allocator_option, apply_allocator, interleaved  # noqa: E402
 import chexplain  # noqa: E402
 from chexplain.lrp import make_composite  # noqa: E402
 from chexplain.lrp.values import forward_values as _forward  # noqa: E402
-from tests.lrp.families import ALL as FAMILIES, _tv, build, input_shape, zero_biases  # noqa: E402
+from tests.lrp.families import ALL as FAMILIES, _tv, build, input_shape, randomize, zero_biases  # noqa: E402
 
 #: the acceptance model of the speed criterion, beside the families' smallest members
 FAMILIES.setdefault("resnet50", (_tv("resnet50"), (3, 32), "torchvision"))
@@ -53,9 +59,14 @@ def _first_line(exc: BaseException) -> str:
 def checks(name: str, size: int) -> dict:
     c = input_shape(name)[0]
     size = max(size, input_shape(name)[1])
+    return model_checks(build(name, small=False), c, size)
+
+
+def model_checks(model: torch.nn.Module, c: int, size: int) -> dict:
+    """traced / logits / presets / conservation of one model (random weights), float64."""
     x = torch.randn(2, c, size, size, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     row: dict = {}
-    model = build(name, small=False).double()
+    model = model.double()
     try:
         lrp = chexplain.LRP(model, "lrp-epsilon", epsilon=1e-9, stabilizer=1e-9)
         graph = lrp.canonized(x)
@@ -73,6 +84,10 @@ def checks(name: str, size: int) -> dict:
     zero_biases(model)
     with torch.no_grad():  # logits of order one (GoogLeNet/Inception without biases: ~1e-5)
         top = float(model(x).abs().max())
+    if top == 0:  # CoaT: a zero class token stays zero through factorised attention (q = 0)
+        row["conservation"] = float("nan")
+        row["note"] = "bias-free logits are 0 (class token zeroed)"
+        return row
     x = x / top if top < 1e-2 else x
     res = chexplain.LRP(model, "lrp-epsilon", epsilon=1e-9, stabilizer=1e-9).explain(x, target="topk:1")
     row["conservation"] = _rel(res.relevance.flatten(2).sum(-1), res.logits.gather(1, res.targets))
@@ -115,11 +130,16 @@ def main() -> None:
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="time by wall clock (default) or by process CPU time (use with --threads 1 "
                              "on a shared machine)")
+    parser.add_argument("--zoo", choices=("timm",), help="check the timm zoo instead of the families")
+    parser.add_argument("--models", help="with --zoo: these timm models instead of the selection")
+    parser.add_argument("--max-params", type=float, default=30e6)
     allocator_option(parser)
     args = parser.parse_args()
     apply_allocator(parser, args)
     torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore")
+    if args.zoo:
+        return zoo(args)
     head = ("| family | group | traced | logits (rel.) | bias-free conservation (rel.) | presets finite | "
             "LRP ε+♭ / fwd+bwd | Grad-CAM / fwd | fwd+bwd s | Grad-CAM layer |")
     print(f"batch {args.batch}, {args.size} px (speed, float32, {args.threads} threads, {args.clock} clock, "
@@ -141,6 +161,56 @@ def main() -> None:
         else:
             cells += [""] * 7
         print("| " + " | ".join(cells) + " |", flush=True)
+
+
+def zoo(args: argparse.Namespace) -> None:
+    import time
+
+    import _timm_zoo
+    if args.models:
+        chosen = [_timm_zoo.ZooModel("", n, 0) for n in args.models.split(",")]
+    else:
+        chosen = _timm_zoo.select(args.max_params)
+        print(f"{len(chosen)} timm entrypoint modules with a model under {args.max_params / 1e6:.0f} M parameters: "
+              + ",".join(z.name for z in chosen), flush=True)
+    head = "| model | module | M params | px | explains | logits (rel.) | bias-free conservation (rel.) | s |"
+    print(head)
+    print("|" + "---|" * (head.count("|") - 1))
+    ok = {"explains": 0, "logits": 0, "conservation": 0}
+    refused, skipped = [], []
+    for z in chosen:
+        start = time.perf_counter()
+        try:
+            model, size = _timm_zoo.build(z.name, args.check_size)
+            model = randomize(model, calibrate=(3, size)).eval()
+        except Exception as exc:  # noqa: BLE001 - timm cannot build or run it: not counted against chexplain
+            print(f"| {z.name} | {z.module} | | | timm cannot run it: {_first_line(exc)} | | | |", flush=True)
+            skipped.append(z.name)
+            continue
+        params = sum(p.numel() for p in model.parameters()) / 1e6
+        try:
+            row = model_checks(model, 3, size)
+        except Exception as exc:  # noqa: BLE001 - a crash is a failure of chexplain, reported as such
+            row = {"traced": f"crash: {type(exc).__name__}: {_first_line(exc)}"}
+        explains = row["traced"] == "yes" and row["presets"].split("/")[0] == row["presets"].split("/")[1]
+        logits_ok = explains and row["logits"] <= 1e-6
+        cons_ok = explains and row["conservation"] <= 1e-5
+        ok["explains"] += explains
+        ok["logits"] += logits_ok
+        ok["conservation"] += cons_ok
+        if not (explains and logits_ok and cons_ok):
+            refused.append(f"{z.name}: {row['traced'] if row['traced'] != 'yes' else row}")
+        cells = [z.name, z.module, f"{params:.1f}", str(size),
+                 "yes" if explains else row["traced"] if row["traced"] != "yes" else f"presets {row['presets']}"]
+        cells += [f"{row['logits']:.1e}", f"{row['conservation']:.1e}"] if "logits" in row else ["", ""]
+        print("| " + " | ".join(cells + [f"{time.perf_counter() - start:.0f}"]) + " |", flush=True)
+    total = len(chosen) - len(skipped)
+    if skipped:
+        print(f"\nnot counted (timm cannot run them): {', '.join(skipped)}")
+    print(f"\n{total} models: " + ", ".join(f"{k} {v}/{total} ({100 * v / max(total, 1):.0f} %)"
+                                            for k, v in ok.items()))
+    for line in refused:
+        print(f"- {line}")
 
 
 if __name__ == "__main__":

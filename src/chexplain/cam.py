@@ -43,6 +43,7 @@ from torch import nn
 from .cam_checks import strip_squash, warn_hooks
 from .cam_layer import HookFreeTracer, Layout, default_layer, layout_of
 from .errors import ChexplainError, InputError, UnsupportedModelError
+from .lrp.inplace import out_of_place
 from .models.memory_format import channels_last
 from .targets import TargetSpec, resolve_targets
 
@@ -140,6 +141,7 @@ class _Traced:
                 "layer='module.path' to explain it through module hooks"
             ) from exc
         gm = fx.GraphModule(model, graph)  # shares the model's submodules and weights
+        out_of_place(gm)  # h.relu_() as h = h.relu(), so that the cut below reads what the model reads
         nodes = [n for n in graph.nodes if n.op not in ("placeholder", "output", "get_attr")]
         out = next(n for n in reversed(graph.nodes) if n.op == "output")
         strip_squash(gm, out)

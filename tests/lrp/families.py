@@ -184,7 +184,8 @@ def randomize(model: nn.Module, seed: int = 0, calibrate: tuple[int, int] | None
         for m in model.modules():
             if isinstance(m, (nn.LayerNorm, nn.GroupNorm)) and m.weight is not None:
                 m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.2)
+                if m.bias is not None:
+                    m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.2)
         for name, p in model.named_parameters():
             if name.rsplit(".", 1)[-1] in ("layer_scale", "gamma"):
                 p.copy_(torch.rand(p.shape, generator=g) + 0.5)
@@ -193,13 +194,13 @@ def randomize(model: nn.Module, seed: int = 0, calibrate: tuple[int, int] | None
 
 def zero_biases(model: nn.Module) -> nn.Module:
     """The bias-free version (in place): every bias, BatchNorm mean and shift, LayerNorm and
-    GroupNorm shift, and embedding-like parameter set to zero."""
+    GroupNorm shift, and embedding-like parameter (class/distillation tokens, position
+    embeddings, relative position and attention biases) set to zero."""
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
                 m.running_mean.zero_()
             for pname, p in m.named_parameters(recurse=False):
-                if pname == "bias" or "embed" in pname or pname in ("cls_token", "dist_token", "class_token",
-                                                                    "relative_position_bias_table"):
+                if "bias" in pname or "embed" in pname or "token" in pname or pname.startswith("pos_"):
                     p.zero_()
     return model

@@ -21,7 +21,7 @@ from ..targets import TargetSpec, resolve_targets
 from . import ops
 from .canonize import canonize
 from .composites import Composite, make_composite
-from .generic import RelevanceContext
+from .generic import RelevanceContext, unbroadcast
 from .graph import Graph, Node, token_dense, trace
 from .report import ConservationReport, LayerRelevance
 from .rule_parts import inverse
@@ -258,6 +258,9 @@ class LRP:
             for name, part in zip(node.inputs, parts):
                 if part is None:
                     continue
+                if part.shape[2:] != values[name].shape[1:]:  # a rule's defect, never broadcast silently
+                    raise AssertionError(f"relevance of {name} from {node.name} ({node.kind}) has the shape "
+                                         f"{tuple(part.shape[2:])}, its value {tuple(values[name].shape[1:])}")
                 if name in relevance:  # a value used several times: relevance from all users adds up
                     acc = relevance[name]
                     if name in owned and part.shape == acc.shape:
@@ -311,8 +314,9 @@ class LRP:
             if node.name not in states:
                 states[node.name] = inverse(z, eps)
             s = R * states[node.name].unsqueeze(1)  # the last input's share is written into s
-            parts = [x.unsqueeze(1) * s for x in inputs[:-1]]
-            return parts + [s.mul_(inputs[-1].unsqueeze(1))], "proportional (sum)"
+            parts = [x.unsqueeze(1) * s for x in inputs[:-1]] + [s.mul_(inputs[-1].unsqueeze(1))]
+            # an input broadcast to the sum (x + mlp(context), (N, C, 1, 1)) gets what its entries reached
+            return [unbroadcast(p, x.shape) for p, x in zip(parts, inputs)], "proportional (sum)"
         if isinstance(op, ops.CatOp):
             dim = op.dim + 1 if op.dim >= 0 else op.dim
             return list(R.split([x.shape[op.dim] for x in inputs], dim=dim)), None

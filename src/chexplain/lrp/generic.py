@@ -73,6 +73,17 @@ def batched_vjp(fn: Callable[..., Tensor], inputs: Sequence[Any], wrt: Sequence[
     return [_zeros_if_none(g, p, t).movedim(0, 1) for g, p in zip(grads, probes)]
 
 
+def unbroadcast(part: Tensor, shape: Sequence[int]) -> Tensor:
+    """``part`` (N, T, *out) summed over the dims along which an input of ``shape`` (N, *in) was
+    broadcast to the output: each input entry gets the relevance of every output it reached."""
+    ndim = len(shape) - 1
+    lead = part.ndim - 2 - ndim
+    if lead > 0:  # the input had fewer dims (broadcast from the left)
+        part = part.sum(tuple(range(2, 2 + lead)))
+    dims = tuple(2 + i for i, d in enumerate(shape[1:]) if d == 1 and part.shape[2 + i] != 1)
+    return part.sum(dims, keepdim=True) if dims else part
+
+
 def _zeros_if_none(g: Optional[Tensor], probe: Tensor, t: int | None = None) -> Tensor:
     if g is not None:
         return g
@@ -236,3 +247,51 @@ class ShiftOp(LinearisedOp):
 
     def linear_vjp(self, s, inputs, out, ctx):
         return s * self.sign if self.sign != 1.0 else s
+
+
+@dataclass
+class AffineCallOp(LinearisedOp):
+    """y = fn(*inputs), affine in ``inputs[explained]`` with the other inputs constant (parameters,
+    detached statistics); ``linear_fn`` (same arguments) is its bias-free linear part A x
+    (``addcmul(b, w, x)``: w x; an interpolation: itself). Rule: the linearised ε rule above.
+    ``preserves_sign``: A ≥ 0 entry-wise without bias (nearest/bilinear interpolation)."""
+
+    fn: Callable[..., Tensor]
+    linear_fn: Callable[..., Tensor]
+    explained: int
+    description: str = "affine"
+    preserves_sign: bool = False
+    kind: str = field(default="linearised", init=False)
+
+    def forward(self, *inputs):
+        return self.fn(*inputs)
+
+    def linear(self, x, inputs):
+        values = list(inputs)
+        values[self.explained] = x
+        return self.linear_fn(*values)
+
+
+@dataclass
+class SignedSumOp(Op):
+    """y = Σ_k c_k x_k of input-dependent tensors with signs or scales c_k (``a − b``,
+    ``torch.add(a, b, alpha=c)``; PoolFormer's ``pool(x) − x``): the proportional rule over the
+    signed contributions, R_k = c_k x_k R / stab(y) (Bach et al. 2015, Eq. 58, as for the residual
+    sum), summed over the dims along which x_k was broadcast."""
+
+    coefficients: tuple[float, ...]
+    kind: str = field(default="linearised", init=False)
+    multi_input = True
+
+    def forward(self, *xs):
+        out = xs[0] * self.coefficients[0] if self.coefficients[0] != 1 else xs[0]
+        for c, x in zip(self.coefficients[1:], xs[1:]):
+            out = out + c * x if c != -1 else out - x
+        return out
+
+    def relevance(self, inputs, out, R, ctx):
+        if "inv" not in ctx.state:
+            ctx.state["inv"] = inverse(out, ctx.stabilizer)
+        s = R * ctx.state["inv"].unsqueeze(1)
+        parts = [unbroadcast(s * (c * x).unsqueeze(1), x.shape) for c, x in zip(self.coefficients, inputs)]
+        return parts, "proportional (signed sum)"

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from ..errors import UnsupportedModelError
 from . import generic, ops, registry
 from .builtin_modules import convert_module as _convert_module
+from .inplace import out_of_place
 
 _RELU = {F.relu, torch.relu, torch.relu_, getattr(F, "relu_", F.relu)}
 _TANH = {torch.tanh, F.tanh}
@@ -104,6 +105,7 @@ def trace(model: nn.Module) -> Graph:
     clone = registry.substitute(clone)  # e.g. nn.MultiheadAttention as explicit ops (on the copy)
     try:
         gm = fx.symbolic_trace(clone, concrete_args=registry.optional_args(clone))
+        out_of_place(gm)  # h.relu_() as h = h.relu(): the in-place node's result replaces later uses
         registry.rewrite(gm)
     except UnsupportedModelError:
         raise
@@ -211,11 +213,17 @@ def _convert(gm: fx.GraphModule) -> Graph:
                 consts[node.name] = value.detach()
                 nodes.append(Node(node.name, generic.ConstOp(value.detach()), [], _path(node)))
                 continue
+            meta.add(node.name)  # a non-tensor read from constants (a parameter's dtype, read at run time)
+            nodes.append(Node(node.name, ops.MetaOp(_bound(node, fn)), [r.name for r in refs], _path(node)))
+            continue
         if _is_squash(gm, node):
             squash[node.name] = node
-        if refs and all(r.name in meta for r in refs) or _is_meta(node, refs, meta):
+        if refs and all(r.name in meta or r.name in consts for r in refs) and any(r.name in meta for r in refs) \
+                or _is_meta(node, refs, meta):  # sizes, and statistics held constant (a norm) with parameters
             meta.add(node.name)
-            nodes.append(Node(node.name, ops.MetaOp(_bound(node, _target_fn(node))), [r.name for r in refs],
+            op = MetaModuleOp(node, gm.get_submodule(node.target)) if node.op == "call_module" else \
+                ops.MetaOp(_bound(node, _target_fn(node)))
+            nodes.append(Node(node.name, op, [r.name for r in refs],
                               _path(node)))
             continue
         ctx = registry.Context(node, gm, refs, _path(node), meta, consts, producers, virtual)
@@ -248,6 +256,20 @@ def _convert(gm: fx.GraphModule) -> Graph:
     graph = _prune(Graph(nodes, output))
     _check_squash_only_at_end(graph, squash)
     return graph
+
+
+class MetaModuleOp(ops.MetaOp):
+    """A module applied to values without relevance (EdgeNeXt's Fourier position encoding, computed
+    from the input's shape): evaluated, cast with the graph."""
+
+    def __init__(self, node: fx.Node, module: nn.Module) -> None:
+        super().__init__(_bound(node, module))
+        self.node, self.module = node, module
+
+    def to(self, dtype, device):
+        module = copy.deepcopy(self.module).to(device=device)
+        module = module.to(dtype=dtype) if any(p.is_floating_point() for p in module.parameters()) else module
+        return MetaModuleOp(self.node, module)
 
 
 class SquashOp(ops.IdentityOp):

@@ -136,7 +136,9 @@ class BilinearOp(ops.Op):
         return parts, f"AttnLRP uniform ({self.description})"
 
 
-def _product(ctx: Context, description: str):
+def bilinear_product(ctx: Context, description: str):
+    """A product of two input-dependent tensors: :class:`BilinearOp` (a softmax operand is the
+    attention weights; otherwise the uniform rule); with one, a product with a constant."""
     tensors = ctx.tensor_refs()
     idx = [i for i, r in enumerate(ctx.refs) if r in tensors]
     fn = ctx.bound(ctx.target_fn())
@@ -151,12 +153,12 @@ def _product(ctx: Context, description: str):
 @register_function(operator.matmul, torch.matmul, torch.bmm)
 @register_method("matmul", "bmm")
 def _matmul(ctx: Context):
-    return _product(ctx, "matmul")
+    return bilinear_product(ctx, "matmul")
 
 
 @register_function(torch.einsum)
 def _einsum(ctx: Context):
-    return _product(ctx, "einsum")
+    return bilinear_product(ctx, "einsum")
 
 
 # --------------------------------------------------------------------------- fused attention
@@ -236,8 +238,13 @@ def _take_moved(x: Tensor, dims: tuple, index: int) -> Tensor:
     return x.permute(dims)[index]
 
 
+def _int_item(node: fx.Node) -> bool:
+    return node.op == "call_function" and node.target is operator.getitem and isinstance(node.args[1], int)
+
+
 def _fold_batch_permute(gm: fx.GraphModule) -> None:
-    """``q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)`` (timm) → three per-sample index ops."""
+    """``q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)`` (timm), or its items ``qkv[0]``, ``qkv[1]``,
+    ``qkv[2]`` (CaiT) → three per-sample index ops."""
     for node in list(gm.graph.nodes):
         if not (node.op == "call_method" and node.target == "permute") and not (
                 node.op == "call_function" and node.target is torch.permute):
@@ -247,10 +254,18 @@ def _fold_batch_permute(gm: fx.GraphModule) -> None:
         if not dims or dims[0] == 0 or not all(isinstance(d, int) for d in dims):
             continue
         unbinds = list(node.users)
+        if unbinds and all(_int_item(u) for u in unbinds):  # CaiT: q, k, v = qkv[0], qkv[1], qkv[2]
+            for g in unbinds:
+                with gm.graph.inserting_before(g):
+                    new = gm.graph.call_function(_take_moved, (node.args[0], dims, g.args[1]))
+                new.meta = dict(g.meta)
+                g.replace_all_uses_with(new)
+                gm.graph.erase_node(g)
+            gm.graph.erase_node(node)
+            continue
         ok = all((u.op == "call_method" and u.target == "unbind" or u.op == "call_function" and u.target is torch.unbind)
-                 and (u.args[1:] or (u.kwargs.get("dim", 0),))[0] == 0 and all(
-                     g.op == "call_function" and g.target is operator.getitem and isinstance(g.args[1], int)
-                     for g in u.users) for u in unbinds)
+                 and (u.args[1:] or (u.kwargs.get("dim", 0),))[0] == 0 and all(_int_item(g) for g in u.users)
+                 for u in unbinds)
         if not unbinds or not ok:
             continue
         for u in unbinds:

@@ -24,7 +24,8 @@ import torch.nn.functional as F
 
 from ..errors import UnsupportedModelError
 from . import ops
-from .generic import IndexOp, PassOp, ProductOp, ShiftOp
+from .generic import AffineCallOp, IndexOp, PassOp, ProductOp, ShiftOp, SignedSumOp
+from .ops_attention import bilinear_product
 from .registry import Context, register_function, register_method, register_module
 
 #: name → (function, is a gate in [0, 1], output ≥ 0)
@@ -88,6 +89,32 @@ for _name in ("sigmoid", "silu", "gelu", "hardswish", "mish", "elu", "selu", "ha
         register_method(_name, f"{_name}_")(partial(_functional, _name))
 
 
+@register_function(torch.clamp, torch.clip, torch.clamp_min, torch.clamp_max)
+@register_method("clamp", "clip", "clamp_min", "clamp_max")
+def _clamp(ctx: Context):
+    """clamp with number bounds: a monotone activation (as Hardtanh), R passes; ≥ 0 with min ≥ 0."""
+    if len(ctx.tensor_refs()) != 1 or len(ctx.refs) != 1:
+        return None  # bounds from tensors
+    name = ctx.node.target if ctx.node.op == "call_method" else ctx.node.target.__name__
+    low = ctx.arg(1, "min") if name in ("clamp", "clip", "clamp_min") else None
+    nonneg = isinstance(low, (int, float)) and low >= 0
+    return PassOp("clamp", ctx.bound(_OUT_OF_PLACE.get(ctx.node.target, ctx.target_fn())), False, nonneg)
+
+
+@register_function(operator.pow, torch.pow, torch.square)
+@register_method("pow", "square")
+def _power(ctx: Context):
+    """x ** p for a number p (StarReLU's relu(x)²): a product of p copies of x, whose uniform rule
+    (AttnLRP, Prop. 3.3) gives each copy 1/p of y R / stab(y), all of it back to x: R passes."""
+    name = ctx.node.target if ctx.node.op == "call_method" else ctx.node.target.__name__
+    p = 2 if name == "square" else ctx.arg(1, "exponent")
+    if len(ctx.tensor_refs()) != 1 or len(ctx.refs) != 1 or ctx.node.args[0] is not ctx.refs[0] or \
+            not isinstance(p, (int, float)):
+        return None  # a tensor exponent, or a number raised to a tensor
+    even = isinstance(p, int) and p % 2 == 0 or float(p).is_integer() and int(p) % 2 == 0
+    return PassOp(f"pow {p}", ctx.bound(ctx.target_fn()), False, even)
+
+
 # --------------------------------------------------------------------------- products and sums
 def _is_gate(ctx: Context, ref: fx.Node) -> bool:
     """Whether ``ref`` is a sigmoid/hard-sigmoid output, possibly reshaped or expanded."""
@@ -142,10 +169,9 @@ def _mul(ctx: Context):
     if gates.count(True) == 1:
         signal = idx[gates.index(False)]
         return ProductOp(fn, signal, "x · gate")
-    raise UnsupportedModelError(
-        f"the product {ctx.node.name} {_where(ctx)} multiplies two input-dependent tensors "
-        f"({tensors[0].name}, {tensors[1].name}), neither of which is a sigmoid/hard-sigmoid gate; chexplain "
-        "has no relevance rule for it")
+    # two input-dependent factors (CoaT's conv position encoding q · conv(v)): bilinear, the uniform
+    # rule of AttnLRP (Prop. 3.3), or CP-LRP's constant weights where one factor is a softmax
+    return bilinear_product(ctx, "product")
 
 
 @register_function(operator.truediv, operator.itruediv, torch.div, torch.true_divide)
@@ -162,9 +188,8 @@ def _div(ctx: Context):
 def _add(ctx: Context):
     tensors, idx = _operands(ctx)
     alpha = ctx.node.kwargs.get("alpha", 1)
-    if len(tensors) == 2 and len(ctx.refs) == 2 and alpha == 1 and not any(
-            k != "alpha" for k in ctx.node.kwargs):
-        return ops.AddOp()
+    if len(tensors) == 2 and len(ctx.refs) == 2 and not any(k != "alpha" for k in ctx.node.kwargs):
+        return ops.AddOp() if alpha == 1 else SignedSumOp((1.0, float(alpha)))
     if len(tensors) == 1 and alpha == 1:
         return ShiftOp(_fn(ctx), idx[0], 1.0, "x + constant")
     return None
@@ -177,7 +202,25 @@ def _sub(ctx: Context):
     if len(tensors) == 1 and not ctx.node.kwargs:
         return ShiftOp(_fn(ctx), idx[0], 1.0 if idx[0] == 0 and _first_is(ctx, tensors[0])
                        else -1.0, "x - constant")
+    alpha = ctx.node.kwargs.get("alpha", 1)
+    if len(tensors) == 2 and len(ctx.refs) == 2 and not any(k != "alpha" for k in ctx.node.kwargs):
+        return SignedSumOp((1.0, -float(alpha)))  # x − pool(x) (PoolFormer, FastViT): a signed sum
     return None
+
+
+@register_function(torch.addcmul)
+@register_method("addcmul")
+def _addcmul(ctx: Context):
+    """addcmul(b, w, x, value=v) = b + v · w · x with one input-dependent argument (ConvNeXt-V2's
+    global response norm, after its statistic): affine in it."""
+    tensors, idx = _operands(ctx)
+    if len(tensors) != 1:
+        return None
+    fn = _fn(ctx)
+    if idx[0] == 0:
+        return ShiftOp(fn, 0, 1.0, "addcmul, x + constant")
+    linear = ctx.bound(lambda _b, t1, t2, value=1: t1 * t2 * value)
+    return AffineCallOp(fn, linear, idx[0], "addcmul with constants")
 
 
 def _first_is(ctx: Context, ref: fx.Node) -> bool:

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from ..errors import UnsupportedModelError
 from . import ops
 from .generic import LinearisedOp
-from .registry import Context, register_function, register_module
+from .registry import Context, register_function, register_method, register_module
 
 Tensor = torch.Tensor
 
@@ -170,3 +170,21 @@ def _batch_norm(ctx: Context):
         shift = shift + bias.double()
     return ops.AffineOp(scale, shift), [ctx.refs[0].name]
 
+
+
+# --------------------------------------------------------------------------- statistics
+@register_function(torch.norm, torch.linalg.vector_norm, torch.linalg.norm)
+@register_method("norm")
+def _norm_statistic(ctx: Context):
+    """‖x‖ over feature dims (ConvNeXt-V2's global response norm, x / ‖x‖ normalisations): a
+    statistic held constant, as LayerNorm's σ under CP-LRP (Ali et al. 2022, Sec. 3.2). It is a
+    value without relevance (like a size); what it scales or divides is then linear in x and takes
+    the rule of a product with a constant."""
+    dim = ctx.arg(2, "dim")
+    dims = dim if isinstance(dim, (tuple, list)) else (dim,)
+    if dim is None or any(not isinstance(d, int) or d == 0 for d in dims):
+        name = f"Tensor.{ctx.node.target}" if ctx.node.op == "call_method" else ctx.node.target.__name__
+        raise UnsupportedModelError(f"{name} {_where(ctx)} reduces over the batch dimension (dim={dim!r}); reduce "
+                                    "over feature dimensions only")
+    ctx.meta.add(ctx.node.name)
+    return ops.MetaOp(ctx.bound(ctx.target_fn()))

@@ -90,7 +90,7 @@ def _roll(ctx: Context):
 @register_function(torch.squeeze, torch.unsqueeze, torch.narrow, torch.select, F.pad, torch.flip,
                    torch.Tensor.expand_as)
 @register_method("squeeze", "unsqueeze", "narrow", "select", "flip", "expand", "expand_as", "unflatten",
-                 "repeat_interleave", "index_select")
+                 "repeat_interleave", "index_select", "unfold")
 def _dim_op(ctx: Context):
     dim = ctx.arg(1, "dim")
     name = ctx.node.target if ctx.node.op == "call_method" else getattr(ctx.node.target, "__name__", "")
@@ -99,11 +99,18 @@ def _dim_op(ctx: Context):
         dims = dims[0] if len(dims) == 1 and isinstance(dims[0], (tuple, list)) else dims
         if any(_is_zero_dim(d) for d in (dims if isinstance(dims, (tuple, list)) else (dims,))):
             raise _batch_error(ctx, "flips")
-    if name in ("squeeze", "unsqueeze", "narrow", "select", "unflatten", "repeat_interleave", "index_select") and (
+    if name in ("squeeze", "unsqueeze", "narrow", "select", "unflatten", "repeat_interleave", "index_select",
+                "unfold") and (
             dim is None or _is_zero_dim(dim)):
         if not (name == "repeat_interleave" and ctx.arg(2, "dim") not in (None, 0)):
             raise _batch_error(ctx, "changes")
     return index_op(ctx)  # expand, pad and flip: the forward's batch-size check catches dim 0
+
+
+@register_function(F.unfold)
+def _im2col(ctx: Context):
+    """im2col: every output entry is a copy of one input entry (or padding)."""
+    return index_op(ctx)
 
 
 @register_function(torch.stack)

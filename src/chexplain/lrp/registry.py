@@ -11,7 +11,8 @@ A converter receives a :class:`Context` and returns an :class:`~chexplain.lrp.op
 ``forward`` gets the values of ``ctx.refs`` in order), or None when it does not apply (then the
 node is unsupported and ``trace`` raises, naming the op and module path), or raises
 :class:`~chexplain.errors.UnsupportedModelError` with a specific message. Modules registering
-converters are imported by :data:`CONVERTER_MODULES` (see ``docs``: /work/coord/framework.md).
+converters are imported by :data:`CONVERTER_MODULES`; ``docs/lrp-ops.md`` lists every operation
+and its rule.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ FUNCTIONS: dict[Any, Converter] = {}
 METHODS: dict[str, Converter] = {}
 
 #: Modules whose import registers converters (the attention helper appends its own).
-CONVERTER_MODULES = ["chexplain.lrp.ops_shape", "chexplain.lrp.ops_elementwise", "chexplain.lrp.ops_norm"]
+CONVERTER_MODULES = ["chexplain.lrp.ops_shape", "chexplain.lrp.ops_elementwise", "chexplain.lrp.ops_norm",
+                     "chexplain.lrp.ops_linear_fn", "chexplain.lrp.ops_resample"]
 CONVERTER_MODULES.append("chexplain.lrp.ops_attention")
 CONVERTER_MODULES.append("chexplain.lrp.ops_swin")
 

@@ -19,9 +19,9 @@ def shapes(graph: Graph, x: Tensor) -> dict[str, torch.Size]:
     """Output shape of every node for inputs shaped like ``x`` (one sample, on the meta device)."""
     try:
         meta = cast_graph(graph, torch.float32, torch.device("meta"))
-        values = forward_values(meta, torch.empty((1, *x.shape[1:]), device="meta"))
+        values = forward_values(meta, torch.empty((1, *x.shape[1:]), dtype=torch.float32, device="meta"))
     except InputError:  # an op without meta support: measure on a real zero input
-        values = forward_values(cast_graph(graph, torch.float32, torch.device("cpu")), torch.zeros((1, *x.shape[1:])))
+        values = forward_values(cast_graph(graph, torch.float32, torch.device("cpu")), torch.zeros((1, *x.shape[1:]), dtype=torch.float32))
     return {k: v.shape for k, v in values.items() if isinstance(v, Tensor)}
 
 
