@@ -80,13 +80,15 @@ def _register_train(commands: argparse._SubParsersAction) -> None:
 
 
 def _register_evaluate(commands: argparse._SubParsersAction) -> None:
+    from .model_args import add_model_arguments
+
     p = commands.add_parser(
         "evaluate", help="per-class AUROC of a trained model (the study's Table 2)",
         description="AUROC per observation (undefined, n/a, when a class has no positive or no "
                     "negative), means over defined classes and over the 5 competition "
                     "observations, ROC curves, and the study's Table 2 beside ours. Writes "
                     "DIR/auroc.json, DIR/table2.md, DIR/roc_curves.png, DIR/predictions.csv.")
-    p.add_argument("--checkpoint", required=True, metavar="CKPT", help="best.pt of a train run")
+    add_model_arguments(p)
     p.add_argument("--data", metavar="ROOT", help="folder the CSV's image Paths are relative to")
     p.add_argument("--csv", required=True, help="labels to evaluate on (e.g. valid.csv)")
     p.add_argument("--policy", default=None, help="uncertain labels: zeros, ones or ignore "
@@ -146,12 +148,14 @@ def _train(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from ..evaluate.auroc import evaluate_checkpoint, table2_markdown
+    from .model_args import model_options
 
-    report = evaluate_checkpoint(args.checkpoint, args.csv, args.out, data=args.data,
+    report = evaluate_checkpoint(args.model, args.csv, args.out, data=args.data,
                                  policy=args.policy, frontal_only=args.frontal,
                                  device=args.device, batch_size=args.batch_size,
                                  workers=args.workers, amp=args.amp,
-                                 progress=not args.no_progress)
+                                 progress=not args.no_progress,
+                                 model_options=model_options(args))
     print(table2_markdown(report), end="")
     print(f"wrote {args.out}/auroc.json, table2.md, roc_curves.png, predictions.csv")
     return 0
