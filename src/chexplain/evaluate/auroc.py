@@ -251,7 +251,9 @@ def evaluate_model(model, dataset, out: str | os.PathLike | None = None,
                + table2_markdown(result))
     save_roc_curves(out / "roc_curves.png", target, logits, mask, kept,
                     title=f"{csv_name}{title}")
-    probs = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+    from scipy.special import expit
+
+    probs = expit(logits.astype(np.float64))
     paths = dataset.frame["Path"].to_numpy()[p["index"]]
     write_csv(out / "predictions.csv", ([path] + [f"{v:.6f}" for v in row] for path, row in zip(paths, probs)),
               ["Path", *kept])
