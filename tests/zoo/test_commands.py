@@ -24,28 +24,35 @@ def error_line(err: str) -> str:
     return lines[0]
 
 
-def _check_record(record: dict, argv: list[str]) -> None:
+def _check_record(record: dict, argv: list[str], size: int | None = None) -> None:
     spec = argv[argv.index("--model") + 1]
     assert record["spec"] == spec
     if "--weights" in argv:
         path = argv[argv.index("--weights") + 1]
         with open(path, "rb") as fh:
             assert record["sha256"] == hashlib.sha256(fh.read()).hexdigest()
-    size = int(argv[argv.index("--image-size") + 1]) if "--image-size" in argv else 32
+    if size is None:
+        size = int(argv[argv.index("--image-size") + 1]) if "--image-size" in argv else 32
     assert record["image_size"] == size and record["channels"] in (1, 3)
     assert len(record["mean"]) == record["channels"] == len(record["std"])
 
 
 @pytest.mark.parametrize("form", FORMS)
 def test_every_command_takes_the_spec(form, specs, zoo_phantom, tmp_path, capsys):
-    argv = specs[form]
+    every_command(specs[form], zoo_phantom, tmp_path)
+    capsys.readouterr()
+
+
+def every_command(argv: list[str], zoo_phantom, tmp_path, size: int | None = None) -> None:
+    """explain, compare, audit and evaluate with the model options ``argv``; each result
+    records the model."""
     csv = str(zoo_phantom)
     image = str(zoo_phantom.parent / "train" / "patient00001")
     out = tmp_path / "explain"
     assert main(["explain", *argv, image, "--methods", "lrp-epsilon,gradcam", "--classes",
                  "pleural effusion,CARDIOMEGALY", "--labels", csv, "--out", str(out), "--quiet"]) == 0
     res = json.loads((out / "explain.json").read_text())
-    _check_record(res["model"], argv)
+    _check_record(res["model"], argv, size)
     rec = res["images"][0]
     assert {"Pleural Effusion", "Cardiomegaly"} <= set(rec["explained"])
     assert rec["labels"]["Pleural Effusion"] in (0, 1)  # matched to the CSV column by name
@@ -57,7 +64,7 @@ def test_every_command_takes_the_spec(form, specs, zoo_phantom, tmp_path, capsys
                  "--classes", "pleural effusion", "--max-items", "2", "--randomisation-items", "0",
                  "--bootstrap", "10", "--steps", "4", "--out", str(out), "--quiet"]) == 0
     res = json.loads((out / "compare.json").read_text())
-    _check_record(res["model"], argv)
+    _check_record(res["model"], argv, size)
     assert res["classes"] == ["Pleural Effusion"] and res["n_items"] == 2
 
     out = tmp_path / "audit"
@@ -71,9 +78,8 @@ def test_every_command_takes_the_spec(form, specs, zoo_phantom, tmp_path, capsys
     assert main(["chexpert", "evaluate", *argv, "--csv", csv, "--device", "cpu", "--out",
                  str(out), "--no-progress"]) == 0
     res = json.loads((out / "auroc.json").read_text())
-    _check_record(res["model"], argv)
+    _check_record(res["model"], argv, size)
     assert res["auroc"].keys() <= set(res["model"]["outputs"]) and "Pleural Effusion" in res["auroc"]
-    capsys.readouterr()
 
 
 def test_audit_resume_refuses_another_model(specs, zoo_phantom, tmp_path, capsys):

@@ -81,6 +81,9 @@ def trainable(spec: str, num_classes: int, weights: str | os.PathLike | None = "
     """``spec``'s architecture with a fresh ``num_classes``-output head (see module doc)."""
     form, name = _split(spec)
     choice = "none" if weights is None else str(weights)
+    if choice.lower() == "imagenet":
+        raise ChexplainError(f"--weights imagenet goes with --arch densenet121; with --model "
+                             f"{spec} give auto, none or a weights file")
     if form == "xrv":
         return _xrv(name, num_classes, choice, spec)
     if form == "timm":
