@@ -68,9 +68,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
 def _warn_phantom(checkpoint: str, images: list[str]) -> None:
     """A phantom-trained model says nothing about real radiographs: say so before the work."""
     import sys
+    from pathlib import Path
 
     from ..data.phantom import phantom_folder, trained_on_phantom
 
+    if not Path(checkpoint).is_file():  # a library or factory spec: no training run beside it
+        return
     source = trained_on_phantom(checkpoint)
     real = [p for p in images if phantom_folder(p) is None]
     if source is not None and real:
