@@ -89,6 +89,8 @@ def load_model(spec: str | os.PathLike, weights: str | os.PathLike | None = None
     elif stem is not None and stem[1].in_channels != norm.channels:
         norm = with_channels(norm, stem[1].in_channels)
     size = int(image_size or built.image_size or 224)
+    if not (image_size or built.image_size):
+        notes.append(f"{spec}: no input size given; using 224 px (--image-size to change)")
     choice, k = _probe(module, norm.channels, size, output if output is not None else built.output, spec)
     if choice is not None:
         module = SelectOutput(module, choice).eval()
