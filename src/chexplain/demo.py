@@ -191,6 +191,8 @@ def _run_demo(cfg: DemoConfig, progress: bool, say: Callable[[str], None]) -> di
     summary_rows = [
         ("data", f"phantom radiographs: {cfg.n_train} train, {cfg.n_test} test, {cfg.phantom_size} px"),
         ("model", f"{meta['arch']} at {meta['image_size']} px, {cfg.epochs} epoch(s), random init"),
+        ("model spec, weights SHA-256", f"{auroc['model']['spec']}, "
+                                        f"{auroc['model']['sha256'][:16]}…"),
         ("best epoch", meta.get("epoch")),
         ("explanation methods", ", ".join(cfg.explain_methods)),
         ("compared methods", ", ".join(cfg.compare_methods)),

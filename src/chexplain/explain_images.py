@@ -146,8 +146,9 @@ def read_labels(path: str | os.PathLike, names: Sequence[str]) -> dict[str, np.n
         return out
     if "Path" not in frame.columns:
         raise DataError(f"{path}: neither a CheXpert CSV (Path column) nor NIH's Data_Entry CSV")
-    cols = np.stack([pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=float) if c in frame.columns
-                     else np.full(len(frame), np.nan) for c in names], 1)
+    by_name = {str(c).lower(): c for c in frame.columns}  # outputs match columns by name
+    cols = np.stack([pd.to_numeric(frame[by_name[c.lower()]], errors="coerce").to_numpy(dtype=float)
+                     if c.lower() in by_name else np.full(len(frame), np.nan) for c in names], 1)
     cols[(cols != 0) & (cols != 1)] = np.nan  # blank and uncertain: not used
     return {str(p): v for p, v in zip(frame["Path"], cols)}
 
@@ -167,7 +168,8 @@ def explain_images(model: torch.nn.Module, inputs: Sequence[str | os.PathLike], 
                    methods: str | Sequence[str] | None = None, classes: str | Sequence[str] = "top3",
                    labels: str | os.PathLike | None = None, threshold: float = 0.5,
                    device: str = "cpu", display_size: int = 256, figure_method: str | None = None,
-                   progress: bool = True, skip_bad: bool = False) -> dict[str, Any]:
+                   progress: bool = True, skip_bad: bool = False,
+                   about: dict[str, Any] | None = None) -> dict[str, Any]:
     """Explain every image of ``inputs`` with ``methods`` for ``classes``; see module doc.
 
     Overlays and figures show the radiograph at ``display_size`` pixels (shorter side; the
@@ -176,7 +178,9 @@ def explain_images(model: torch.nn.Module, inputs: Sequence[str | os.PathLike], 
     :data:`FIGURE_PREFERENCE` among ``methods``, else the first method).
 
     ``normalization`` and ``image_size`` are the model's preprocessing (stored in chexplain
-    checkpoints). Returns the summary also written to ``out/explain.json``. Every option is
+    checkpoints; any normalisation), ``observations`` the model's output names and ``about``
+    the model's record (spec, weights' SHA-256, preprocessing; see
+    :meth:`chexplain.zoo.LoadedModel.record`), kept as ``model``. Returns the summary also written to ``out/explain.json``. Every option is
     checked before the first image; an unreadable image stops the run naming the file, or with
     ``skip_bad`` is left out and listed under ``failed`` (the others are explained).
     """
@@ -278,8 +282,10 @@ def explain_images(model: torch.nn.Module, inputs: Sequence[str | os.PathLike], 
         fig5 = _figure5(out / "fig5_correct_incorrect.png", cache, names, explainers[fm], fm,
                         classes, threshold)
     _write_predictions(out, records, names)
-    summary = {"checkpoint_observations": names, "methods": methods, "classes": classes,
-               "image_size": int(image_size), "normalization": str(normalization),
+    from .zoo.base import describe_normalization
+
+    summary = {"model": about, "checkpoint_observations": names, "methods": methods, "classes": classes,
+               "image_size": int(image_size), "normalization": describe_normalization(norm),
                "threshold": threshold, "images": records, "failed": failed,
                "fig5": None if fig5 is None else str(fig5),
                "seconds": round(time.perf_counter() - t0, 2)}

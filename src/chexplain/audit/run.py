@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -19,7 +19,10 @@ import torch
 from ..errors import ChexplainError
 from .analysis import POPULATIONS, AnalysisConfig, audit_class
 from .explain import MapMaker, explain_dataset, write_index
-from .store import ShardPlan, ShardStore, file_digest
+from .store import ShardPlan, ShardStore
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..zoo import LoadedModel
 
 _ARRAYS = ("logits", "maps32", "maps64", "image64", "finding64", "has_finding")
 
@@ -28,7 +31,7 @@ _ARRAYS = ("logits", "maps32", "maps64", "image64", "finding64", "has_finding")
 class AuditConfig:
     """Options of one audit (CLI: ``chexplain audit``)."""
 
-    checkpoint: str
+    checkpoint: str  #: the model spec (see :func:`chexplain.load_model`)
     out: str
     csv: str | None = None
     data: str | None = None
@@ -44,6 +47,7 @@ class AuditConfig:
     full: bool = False  #: keep the input-resolution maps (float16) too
     resume: bool = False  #: continue the store in ``out`` (same fingerprint only)
     lung_masks: str | None = None
+    model_options: dict[str, Any] = field(default_factory=dict)  #: load_model's other arguments
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
 
     def check(self) -> None:
@@ -91,16 +95,17 @@ def _classes(spec, names: Sequence[str], labels_all: np.ndarray | None) -> list[
     return list(dict.fromkeys(lower[c.lower()] for c in items))
 
 
-def run_fingerprint(config: AuditConfig, source, classes: Sequence[str], meta: dict[str, Any],
+def run_fingerprint(config: AuditConfig, source, classes: Sequence[str], model: LoadedModel,
                     device: torch.device) -> dict[str, Any]:
-    """What makes a resumed run the same run: the inputs (checkpoint and data digests, source,
-    classes, method, input size and normalisation, ``max_images``), what is stored (``full``)
+    """What makes a resumed run the same run: the inputs (the model's spec, weights' digest,
+    output names and preprocessing; the data's digest, source, classes, method,
+    ``max_images``), what is stored (``full``)
     and what changes the floats of the maps: the batch size, the device type, the torch
     version and torch's intra-op thread count (a reduction split over another number of
     threads sums in another order, so the maps differ in the last bits)."""
-    return {"checkpoint": file_digest(config.checkpoint), "data": source.digest,
+    return {"checkpoint": model.sha256, "model": model.identity, "data": source.digest,
             "source": source.kind, "classes": list(classes), "method": config.method,
-            "image_size": int(meta["image_size"]), "normalization": str(meta["normalization"]),
+            "image_size": int(model.image_size), "normalization": model.identity["normalization"],
             "batch_size": int(config.batch_size), "full": bool(config.full),
             "max_images": config.max_images, "device": device.type,
             "threads": int(torch.get_num_threads()), "torch": torch.__version__.split("+")[0]}
@@ -109,9 +114,8 @@ def run_fingerprint(config: AuditConfig, source, classes: Sequence[str], meta: d
 def run_audit(config: AuditConfig, progress: bool = True, say: Callable[[str], None] = print,
               on_shard: Callable[[int], None] | None = None) -> dict[str, Any] | None:
     """Run the audit; returns ``audit.json``'s content on rank 0 (None on the other ranks)."""
-    from ..data.images import Preprocess, get_normalization
-    from ..models.densenet import load_trained
     from ..train import distributed as D
+    from ..zoo import load_model
     from .sources import open_source
 
     config.check()
@@ -119,20 +123,27 @@ def run_audit(config: AuditConfig, progress: bool = True, say: Callable[[str], N
     try:
         say = say if env.is_main else (lambda *a, **k: None)
         t0 = time.perf_counter()
-        model, meta = load_trained(config.checkpoint, map_location=device)
-        model.eval()
-        names = list(meta["observations"])
-        norm = get_normalization(meta["normalization"])
-        pre = Preprocess(int(meta["image_size"]), None, norm)
+        loaded = load_model(config.checkpoint, device=device, **config.model_options)
+        for note in loaded.notes:
+            say(f"note: {note}")
+        model = loaded.module
+        names = list(loaded.names)
+        norm = loaded.normalization
+        pre = loaded.preprocess
         everything = open_source(names, pre, config.csv, config.data, config.images, config.nih,
                                  config.max_images)
         classes = _classes(config.classes, names, everything.labels)
+        if config.classes is not None and everything.kind == "csv":
+            unlabelled = [c for c in classes if not everything.columns[names.index(c)]]
+            if unlabelled:
+                raise ChexplainError(f"--classes {unlabelled[0]!r}: {config.csv} has no column "
+                                     "for this output")
         source = open_source(classes, pre, config.csv, config.data, config.images, config.nih,
                              config.max_images)
         idx = [names.index(c) for c in classes]
         store = ShardStore(Path(config.out) / "store")
         plan = ShardPlan(len(source.keys), int(config.shard_size))
-        fingerprint = run_fingerprint(config, source, classes, meta, device)
+        fingerprint = run_fingerprint(config, source, classes, loaded, device)
         if env.is_main:
             store.open(fingerprint, plan, resume=config.resume)
         if env.distributed:
@@ -149,12 +160,13 @@ def run_audit(config: AuditConfig, progress: bool = True, say: Callable[[str], N
             f"at {done.images_per_second:.1f} images/s (this rank)")
         write_index(store, plan, source, classes)
         return _analyse(config, model, source, store, plan, classes, idx, fingerprint, say,
-                        time.perf_counter() - t0)
+                        time.perf_counter() - t0, loaded.record())
     finally:
         D.shutdown(env)
 
 
-def _analyse(config, model, source, store, plan, classes, idx, fingerprint, say, seconds):
+def _analyse(config, model, source, store, plan, classes, idx, fingerprint, say, seconds,
+             record):
     from torch.utils.data import default_collate
 
     from .analysis import age_bins
@@ -188,6 +200,9 @@ def _analyse(config, model, source, store, plan, classes, idx, fingerprint, say,
     summary = {"checkpoint": str(config.checkpoint), "images": plan.n_images,
                "classes": ", ".join(classes), "method": config.method,
                "source": source.kind, "checkpoint sha256": fingerprint["checkpoint"][:16],
+               "model": record["spec"], "weights sha256": record["sha256"],
+               "preprocessing": f"{record['image_size']} px, {record['channels']} channel(s), "
+                                f"normalisation {record['normalization']}",
                "spray": str(asdict(config.analysis.spray)),
                "counterfactual": str(asdict(config.analysis.counterfactual)),
                "suspect rule": f"shortcut-area share ≥ {config.analysis.flag_share:.0%}, or "

@@ -40,6 +40,7 @@ class AuditSource:
     meta: pd.DataFrame  #: metadata per image (may have no columns)
     digest: str  #: identifies the data (CSV bytes or file list) for --resume
     kind: str  #: csv | images | nih
+    columns: list[bool] | None = None  #: csv: whether each class has a label column
 
 
 def _pool_mask(mask: np.ndarray, pre: Preprocess) -> np.ndarray:
@@ -114,12 +115,16 @@ def open_source(classes: Sequence[str], pre: Preprocess, csv: str | os.PathLike 
         if missing:
             raise ChexplainError(f"{path}: {len(missing)} of {len(frame)} image files missing "
                                  f"under {root} (e.g. {', '.join(missing[:3])})")
-        labels = np.stack([frame[c].to_numpy(dtype=float) for c in classes], 1)
+        by_name = {str(c).lower(): c for c in frame.columns}  # classes match columns by name
+        columns = [c.lower() in by_name for c in classes]
+        labels = np.stack([pd.to_numeric(frame[by_name[c.lower()]], errors="coerce").to_numpy(float)
+                           if c.lower() in by_name else np.full(len(frame), np.nan)
+                           for c in classes], 1)
         labels[(labels != 0) & (labels != 1)] = np.nan  # uncertain and blank: unknown
         meta = pd.DataFrame({c: frame[c] for c in META_COLUMNS if c in frame})
         ds = _Items([root / p for p in frame["Path"]], pre, _phantom_mask_names(classes))
         return AuditSource(ds, frame["Path"].astype(str).tolist(), labels, meta,
-                           text_digest([file_digest(path), max_images]), "csv")
+                           text_digest([file_digest(path), max_images]), "csv", columns)
     if images is not None:
         from ..explain_images import find_images
 

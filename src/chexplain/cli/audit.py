@@ -6,6 +6,8 @@ import argparse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from .model_args import add_model_arguments
+
     p = subparsers.add_parser(
         "audit", help="explain a data set and find shortcut strategies (SpRAy)",
         description="Explain every image for the chosen classes into a resumable store, cluster "
@@ -17,9 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     src.add_argument("--images", metavar="DIR", help="a folder of PNG, JPEG or DICOM images")
     src.add_argument("--nih", metavar="DIR", help="a ChestX-ray14 folder (images/, Data_Entry_2017.csv)")
     p.add_argument("--data", metavar="ROOT", help="folder the CSV's Paths are relative to")
-    p.add_argument("--checkpoint", required=True, metavar="CKPT",
-                   help="a model trained by `chexplain chexpert train` (best.pt)")
-    p.add_argument("--classes", help="observation names, comma-separated (default: the classes "
+    add_model_arguments(p)
+    p.add_argument("--classes", help="the model's output names, comma-separated (default: the classes "
                                      "with positive labels; all without labels)")
     p.add_argument("--method", default="epsilon-plus-flat",
                    help="any method of `chexplain explain` (default epsilon-plus-flat)")
@@ -58,6 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     from ..audit import AnalysisConfig, AuditConfig, CounterfactualConfig, SprayConfig, run_audit
+    from .model_args import model_options
 
     analysis = AnalysisConfig(
         population=args.population, flag_share=args.flag_share, enrichment=args.enrichment,
@@ -66,7 +68,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
                           n_clusters=args.clusters, embedding=args.embedding, seed=args.seed,
                           mirror=args.mirror),
         counterfactual=CounterfactualConfig(seed=args.seed, min_effect_sd=args.min_effect_sd))
-    config = AuditConfig(checkpoint=args.checkpoint, out=args.out, csv=args.csv, data=args.data,
+    config = AuditConfig(checkpoint=args.model, model_options=model_options(args), out=args.out, csv=args.csv, data=args.data,
                          images=args.images, nih=args.nih, classes=args.classes, method=args.method,
                          max_images=args.max_images, device=args.device, batch_size=args.batch_size,
                          workers=args.workers, shard_size=args.shard_size, full=args.full,

@@ -57,10 +57,13 @@ def _register_train(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--lr-final", type=float, default=0.01)
     p.add_argument("--patience", type=int, default=3, help="early stopping: epochs without a "
                    "better validation mean AUROC (default 3; 0 turns it off)")
-    p.add_argument("--arch", choices=ARCHS, default="densenet121",
+    p.add_argument("--arch", choices=ARCHS, default=None,
                    help="densenet121 (default) or tiny (a small DenseNet for quick checks)")
-    p.add_argument("--weights", default="auto", help="auto (ImageNet from torchvision's cache "
-                   "when present, else random), imagenet, none, or a state-dict file")
+    p.add_argument("--model", metavar="SPEC", help="any architecture instead of --arch: "
+                   "torchvision:NAME, timm:NAME or xrv:WEIGHTS, with a new 14-output head")
+    p.add_argument("--weights", default="auto", help="auto (pretrained weights from the "
+                   "library's local cache when present, else random), imagenet (--arch "
+                   "densenet121), none, or a state-dict file")
     p.add_argument("--amp", choices=AMP_MODES, default="auto", help="autocast: auto (bf16 or "
                    "fp16 on CUDA, off on CPU), off, bf16, fp16")
     p.add_argument("--channels-last", choices=("auto", "on", "off"), default="auto",
@@ -80,13 +83,15 @@ def _register_train(commands: argparse._SubParsersAction) -> None:
 
 
 def _register_evaluate(commands: argparse._SubParsersAction) -> None:
+    from .model_args import add_model_arguments
+
     p = commands.add_parser(
         "evaluate", help="per-class AUROC of a trained model (the study's Table 2)",
         description="AUROC per observation (undefined, n/a, when a class has no positive or no "
                     "negative), means over defined classes and over the 5 competition "
                     "observations, ROC curves, and the study's Table 2 beside ours. Writes "
                     "DIR/auroc.json, DIR/table2.md, DIR/roc_curves.png, DIR/predictions.csv.")
-    p.add_argument("--checkpoint", required=True, metavar="CKPT", help="best.pt of a train run")
+    add_model_arguments(p)
     p.add_argument("--data", metavar="ROOT", help="folder the CSV's image Paths are relative to")
     p.add_argument("--csv", required=True, help="labels to evaluate on (e.g. valid.csv)")
     p.add_argument("--policy", default=None, help="uncertain labels: zeros, ones or ignore "
@@ -123,15 +128,19 @@ def _stats(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from ..errors import ChexplainError
     from ..train.chexpert import ChexpertTrainConfig, train_chexpert
     from ..train.distributed import env_from_torchrun
+
+    if args.model and args.arch:
+        raise ChexplainError("give --model SPEC or --arch, not both")
 
     config = ChexpertTrainConfig(
         csv=args.csv, out=args.out, data=args.data, valid=args.valid, policy=args.policy,
         frontal_only=args.frontal, val_fraction=args.val_fraction, epochs=args.epochs,
         batch_size=args.batch_size, image_size=args.image_size, lr=args.lr,
         weight_decay=args.weight_decay, schedule=args.schedule, lr_final=args.lr_final,
-        patience=args.patience, arch=args.arch,
+        patience=args.patience, arch=args.arch or "densenet121", model=args.model,
         weights=None if args.weights.lower() == "none" else args.weights, amp=args.amp,
         channels_last={"auto": None, "on": True, "off": False}[args.channels_last],
         device=args.device, workers=args.workers, seed=args.seed,
@@ -146,12 +155,14 @@ def _train(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from ..evaluate.auroc import evaluate_checkpoint, table2_markdown
+    from .model_args import model_options
 
-    report = evaluate_checkpoint(args.checkpoint, args.csv, args.out, data=args.data,
+    report = evaluate_checkpoint(args.model, args.csv, args.out, data=args.data,
                                  policy=args.policy, frontal_only=args.frontal,
                                  device=args.device, batch_size=args.batch_size,
                                  workers=args.workers, amp=args.amp,
-                                 progress=not args.no_progress)
+                                 progress=not args.no_progress,
+                                 model_options=model_options(args))
     print(table2_markdown(report), end="")
     print(f"wrote {args.out}/auroc.json, table2.md, roc_curves.png, predictions.csv")
     return 0

@@ -9,6 +9,7 @@ import argparse
 def register(subparsers: argparse._SubParsersAction) -> None:
     from ..evaluate.compare import BENCHMARK_METHODS
     from ..evaluate.faithfulness import BASELINES
+    from .model_args import add_model_arguments
 
     p = subparsers.add_parser(
         "compare", help="compare explanation methods: AOPC, pointing game, relevance mass, "
@@ -18,8 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "radiologists' boxes); one item per (image, positive "
                     "finding). Writes DIR/compare.json (mean and bootstrap 95 % interval per "
                     "method and metric), summary.csv, items.csv, per_class.csv and plots.")
-    p.add_argument("--checkpoint", required=True, metavar="CKPT",
-                   help="a model trained by `chexplain chexpert train` (best.pt)")
+    add_model_arguments(p)
     p.add_argument("--data", metavar="ROOT", help="folder the CSV's Paths are relative to "
                    "(default: from the CSV's place)")
     src = p.add_mutually_exclusive_group(required=True)
@@ -29,8 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      "model's observations")
     p.add_argument("--methods", default=",".join(BENCHMARK_METHODS),
                    help=f"comma-separated (default {','.join(BENCHMARK_METHODS)})")
-    p.add_argument("--classes", help="observations to evaluate, comma-separated (default: the "
-                   "phantom's findings)")
+    p.add_argument("--classes", help="the model's outputs to evaluate, comma-separated (default: "
+                   "the phantom's findings)")
     p.add_argument("--patch", type=int, default=8, help="perturbed region side in pixels (8)")
     p.add_argument("--steps", type=int, default=16, help="perturbation steps (16)")
     p.add_argument("--baseline", choices=BASELINES, default="blur",
@@ -59,38 +59,42 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from ..data.chexpert import CheXpertDataset, read_chexpert_csv
     from ..evaluate.compare import CompareConfig, compare, summary_markdown
     from ..explain_images import parse_methods
-    from ..models.densenet import load_trained
     from ..train.data import resolve_csv, resolve_root
     from ..train.loop import resolve_device
+    from ..zoo.labels import check_labelled, in_output_order, resolve_classes
+    from .model_args import load_from_args
 
     methods = parse_methods(args.methods)
     device = resolve_device(args.device)
-    model, meta = load_trained(args.checkpoint, map_location=device)
-    if args.nih:
-        from ..data.nih import NIHAsObservations, NIHDataset, nih_folder
-
-        images, entries, boxes = nih_folder(args.nih)
-        ds = NIHAsObservations(NIHDataset(images, entries, boxes, size=meta["image_size"],
-                                          normalization=meta["normalization"], missing="skip"),
-                               meta["observations"])
-    else:
-        csv = resolve_csv(args.csv, args.data)
-        root = resolve_root(args.data, read_chexpert_csv(csv)["Path"].iloc[0])
-        ds = CheXpertDataset(csv, root, masks=True, size=meta["image_size"],
-                             normalization=meta["normalization"])
+    model = load_from_args(args, device)
     classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
     if args.classes is not None and not classes:
         from ..errors import ChexplainError
 
         raise ChexplainError(f"--classes {args.classes!r} names no class")
+    if classes is not None:
+        classes = resolve_classes(classes, model.names)
+    if args.nih:
+        from ..data.nih import NIHAsObservations, NIHDataset, nih_folder
+
+        images, entries, boxes = nih_folder(args.nih)
+        ds = NIHAsObservations(NIHDataset(images, entries, boxes, size=model.image_size,
+                                          normalization=model.normalization, missing="skip"),
+                               model.names)
+    else:
+        csv = resolve_csv(args.csv, args.data)
+        root = resolve_root(args.data, read_chexpert_csv(csv)["Path"].iloc[0])
+        ds = in_output_order(CheXpertDataset(csv, root, masks=True, size=model.image_size,
+                                             normalization=model.normalization), model.names)
+        check_labelled(classes, model.names, ds, f"{csv}")
     cfg = CompareConfig(methods=tuple(methods), classes=classes, patch=args.patch, steps=args.steps,
                         baseline=args.baseline, tolerance=args.tolerance,
                         iou_threshold=args.iou_threshold, max_items=args.max_items,
                         randomisation_items=args.randomisation_items,
                         randomisation_steps=args.randomisation_steps, batch_size=args.batch_size,
                         bootstrap=args.bootstrap, seed=args.seed)
-    res = compare(model, ds, args.out, meta["observations"], meta["normalization"], cfg,
-                  device, progress=not args.quiet)
+    res = compare(model.module, ds, args.out, model.names, model.normalization, cfg,
+                  device, progress=not args.quiet, about=model.record())
     print(summary_markdown(res), end="")
     print(f"{res['n_items']} items from {res['n_images']} images ({res['n_empty']} empty masks "
           f"excluded from localisation) in {res['seconds']:.0f} s; results in {args.out}/compare.json")

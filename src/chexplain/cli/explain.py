@@ -8,6 +8,7 @@ import argparse
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from ..explain_images import DEFAULT_METHODS
+    from .model_args import add_model_arguments
 
     p = subparsers.add_parser(
         "explain", help="explain radiographs with LRP and Grad-CAM (overlays, study figures)",
@@ -17,13 +18,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "with --labels).")
     p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR",
                    help="PNG, JPEG or DICOM files, or folders searched recursively")
-    p.add_argument("--checkpoint", required=True, metavar="CKPT",
-                   help="a model trained by `chexplain chexpert train` (best.pt)")
+    add_model_arguments(p)
     p.add_argument("--methods", default=",".join(DEFAULT_METHODS),
                    help=f"comma-separated (default {','.join(DEFAULT_METHODS)}); see "
                         "chexplain.methods(), plus gradient-x-input and random")
     p.add_argument("--classes", default="top3",
-                   help='top3 (topK), all, or observation names: "Pleural Effusion,Cardiomegaly"')
+                   help='top3 (topK), all, or the model\'s output names: "Pleural Effusion,Cardiomegaly"')
     p.add_argument("--labels", metavar="CSV", help="labels for the correct/incorrect figure: a "
                    "CheXpert-format CSV or NIH's Data_Entry_2017 CSV")
     p.add_argument("--figure-method", metavar="METHOD", help="method of the correct/incorrect "
@@ -44,17 +44,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     from ..explain_images import explain_images
-    from ..models.densenet import load_trained
     from ..train.loop import resolve_device
+    from .model_args import load_from_args
 
     device = resolve_device(args.device)
-    model, meta = load_trained(args.checkpoint, map_location=device)
-    _warn_phantom(args.checkpoint, args.images)
-    res = explain_images(model, args.images, args.out, meta["normalization"], meta["image_size"],
-                         meta["observations"], args.methods, args.classes, args.labels,
+    model = load_from_args(args, device)
+    _warn_phantom(args.model, args.images)
+    res = explain_images(model.module, args.images, args.out, model.normalization,
+                         model.image_size, model.names, args.methods, args.classes, args.labels,
                          args.threshold, device, display_size=args.display_size,
                          figure_method=args.figure_method,
-                         progress=not args.quiet, skip_bad=args.skip_bad)
+                         progress=not args.quiet, skip_bad=args.skip_bad, about=model.record())
     for rec in res["images"]:
         top = sorted(rec["probabilities"].items(), key=lambda kv: -kv[1])[:3]
         print(f"{rec['path']}: " + ", ".join(f"{n} {p:.2f}" for n, p in top))
@@ -68,9 +68,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
 def _warn_phantom(checkpoint: str, images: list[str]) -> None:
     """A phantom-trained model says nothing about real radiographs: say so before the work."""
     import sys
+    from pathlib import Path
 
     from ..data.phantom import phantom_folder, trained_on_phantom
 
+    if not Path(checkpoint).is_file():  # a library or factory spec: no training run beside it
+        return
     source = trained_on_phantom(checkpoint)
     real = [p for p in images if phantom_folder(p) is None]
     if source is not None and real:

@@ -251,7 +251,9 @@ def evaluate_model(model, dataset, out: str | os.PathLike | None = None,
                + table2_markdown(result))
     save_roc_curves(out / "roc_curves.png", target, logits, mask, kept,
                     title=f"{csv_name}{title}")
-    probs = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+    from scipy.special import expit
+
+    probs = expit(logits.astype(np.float64))
     paths = dataset.frame["Path"].to_numpy()[p["index"]]
     write_csv(out / "predictions.csv", ([path] + [f"{v:.6f}" for v in row] for path, row in zip(paths, probs)),
               ["Path", *kept])
@@ -262,30 +264,39 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, csv: str | os.PathLike,
                         out: str | os.PathLike, data: str | os.PathLike | None = None,
                         policy: str | None = None, frontal_only: bool = False,
                         device: str = "auto", batch_size: int = 32, workers: int = 0,
-                        amp: str = "off", progress: bool = True) -> dict[str, Any]:
-    """Evaluate a trained CheXpert DenseNet (``best.pt``) on a CheXpert-format CSV.
+                        amp: str = "off", progress: bool = True,
+                        model_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Evaluate a model (any spec of :func:`chexplain.load_model`, e.g. a ``best.pt``; its
+    other arguments in ``model_options``) on a CheXpert-format CSV.
 
-    Writes to ``out``: ``auroc.json`` (per-class AUROC, null when undefined, counts, means),
+    The model's outputs are matched to the CSV's observations by name (outputs that are no
+    CheXpert observation are left out). Writes to ``out``: ``auroc.json`` (per-class AUROC,
+    null when undefined, counts, means, the model's spec, weights' SHA-256 and preprocessing),
     ``table2.md`` (the study's Table 2 layout beside ours), ``roc_curves.png`` and
     ``predictions.csv`` (Path and one probability per observation). ``policy`` maps uncertain
     labels (default: the training run's); ``data`` is the folder the CSV's Paths live in.
     """
     from ..data.chexpert import CheXpertDataset, read_chexpert_csv
-    from ..models.densenet import load_trained
     from ..train.data import resolve_csv, resolve_root
-
     from ..validate import prepare_out
+    from ..zoo import load_model
+    from ..zoo.labels import observation_of
 
     prepare_out(out)
-    model, meta = load_trained(checkpoint)
+    model = load_model(checkpoint, **(model_options or {}))
+    names = [observation_of(n) for n in model.names]
+    if not any(names):
+        raise InputError(f"{checkpoint}: no output of the model is a CheXpert observation "
+                         f"({', '.join(model.names)}); name them with --class-names")
+    meta = model.info
     csv = resolve_csv(csv, data)
     frame = read_chexpert_csv(csv)
     ds = CheXpertDataset(csv, resolve_root(data, frame["Path"].iloc[0]),
                          policy=policy or meta.get("policy", "zeros"),
                          frontal_lateral="Frontal" if frontal_only else None,
-                         size=meta["image_size"], normalization=meta["normalization"])
-    about = {"checkpoint": str(checkpoint), "csv": str(csv), "epoch": meta.get("epoch"),
-             "arch": meta["arch"], "init": meta.get("init")}
-    return evaluate_model(model, ds, out, meta["observations"], device, batch_size, workers,
-                          amp, progress, f"; checkpoint {Path(checkpoint).name}, epoch "
+                         size=model.image_size, normalization=model.normalization)
+    about = {"checkpoint": str(checkpoint), "model": model.record(), "csv": str(csv),
+             "epoch": meta.get("epoch"), "arch": meta.get("arch"), "init": meta.get("init")}
+    return evaluate_model(model.module, ds, out, names, device, batch_size, workers,
+                          amp, progress, f"; model {Path(str(checkpoint)).name}, epoch "
                           f"{meta.get('epoch')}", about)

@@ -107,9 +107,11 @@ def _item_masks(item: dict) -> torch.Tensor | None:
 
 def compare(model: torch.nn.Module, dataset: Any, out: str | os.PathLike,
             observations: Sequence[str], normalization: Any, config: CompareConfig | None = None,
-            device: str = "cpu", progress: bool = True) -> dict[str, Any]:
+            device: str = "cpu", progress: bool = True,
+            about: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run every metric for every method over ``dataset`` (items with ``image``, ``target``
-    and ``finding_masks`` or ``box_mask``); write the files listed in the module doc."""
+    and ``finding_masks`` or ``box_mask``); write the files listed in the module doc.
+    ``about``: the model's record (spec, weights' SHA-256, preprocessing), kept as ``model``."""
     from tqdm import tqdm
 
     from ..validate import prepare_out
@@ -205,7 +207,7 @@ def compare(model: torch.nn.Module, dataset: Any, out: str | os.PathLike,
                                torch.cat(rand_t)[:cfg.randomisation_items], cfg, normalization,
                                progress, explainers) if cfg.randomisation_items > 0 else {}
     result = {
-        "config": asdict(cfg) | {"methods": list(cfg.methods)},
+        "model": about, "config": asdict(cfg) | {"methods": list(cfg.methods)},
         "observations": names, "classes": [names[c] for c in wanted],
         "n_images": int(len(images)), "n_items": int(len(items)),
         "items_per_class": {c: int((item_classes == c).sum()) for c in dict.fromkeys(item_classes)},

@@ -52,8 +52,8 @@ from .loop import autocast, cosine_lr, masked_bce, predict, resolve_amp, to_devi
 SCHEDULES = ("cosine", "plateau", "constant")
 _STOP_SYNC = 10  # distributed: ranks agree on a Ctrl-C / SIGTERM every this many steps
 #: Options that must match for --resume to continue a run.
-_RESUME_KEYS = ("arch", "policy", "batch_size", "image_size", "lr", "weight_decay", "schedule",
-                "lr_final", "seed", "frontal_only", "val_fraction")
+_RESUME_KEYS = ("arch", "model", "policy", "batch_size", "image_size", "lr", "weight_decay",
+                "schedule", "lr_final", "seed", "frontal_only", "val_fraction")
 
 
 @dataclass
@@ -76,6 +76,7 @@ class ChexpertTrainConfig:
     lr_final: float = 0.01
     patience: int = 3  # epochs without a better validation mean AUROC before stopping; 0: off
     arch: str = "densenet121"
+    model: str | None = None  # any architecture: torchvision:NAME | timm:NAME | xrv:WEIGHTS
     weights: str | None = "auto"  # auto | imagenet | none | PATH
     amp: str = "auto"  # auto | off | bf16 | fp16
     channels_last: bool | None = None  # None: on (CPU and CUDA; chexplain.models.memory_format)
@@ -181,12 +182,20 @@ def _train(config: ChexpertTrainConfig, env: D.DistEnv, device: torch.device, re
     dtype = resolve_amp(config.amp, device)
     channels_last = True if config.channels_last is None else bool(config.channels_last)
 
-    train_ds, val_ds, split = build_datasets(config)
-    fingerprint = data_fingerprint(config, train_ds, val_ds)
     torch.manual_seed(config.seed)
-    model, init = chexpert_densenet(config.arch, len(OBSERVATIONS), config.weights)
-    meta = model_meta(config.arch, len(OBSERVATIONS), 3, OBSERVATIONS, "imagenet",
-                      config.image_size, init)
+    if config.model:  # any architecture, with a new 14-output head (chexplain.zoo.training)
+        from ..zoo.training import trainable, trained_meta
+
+        built = trainable(config.model, len(OBSERVATIONS), config.weights)
+        model, init, normalization = built.module, built.init, built.normalization
+        meta = trained_meta(built, OBSERVATIONS, config.image_size, init)
+    else:
+        model, init = chexpert_densenet(config.arch, len(OBSERVATIONS), config.weights)
+        normalization = "imagenet"
+        meta = model_meta(config.arch, len(OBSERVATIONS), 3, OBSERVATIONS, "imagenet",
+                          config.image_size, init)
+    train_ds, val_ds, split = build_datasets(config, normalization)
+    fingerprint = data_fingerprint(config, train_ds, val_ds)
     meta["policy"] = config.policy
     model = model.to(device, memory_format=torch.channels_last if channels_last else
                      torch.contiguous_format)
@@ -253,7 +262,8 @@ def _train(config: ChexpertTrainConfig, env: D.DistEnv, device: torch.device, re
     if main:
         write_json(out / "config.json", {**asdict(config), "run": run_facts, "data_fingerprint": fingerprint})
         write_text(out / "metrics.jsonl", "".join(_json_line(r) + "\n" for r in state["history"]))
-    say(f"{config.arch}: weights {init}; {len(train_ds)} train / {len(val_ds)} val images "
+    say(f"{config.model or config.arch}: weights {init}"
+        f"{'; a new 14-output head' if config.model else ''}; {len(train_ds)} train / {len(val_ds)} val images "
         f"({split}); {device}, {env.world_size} process(es), amp {run_facts['amp']}, "
         f"channels_last {channels_last}")
 

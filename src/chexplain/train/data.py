@@ -36,8 +36,10 @@ def resolve_root(data: str | os.PathLike | None, first_path: str) -> Path | None
     return root
 
 
-def build_datasets(config: Any) -> tuple[CheXpertDataset, CheXpertDataset, str]:
-    """(train, validation, how validation was chosen) for a :class:`ChexpertTrainConfig`."""
+def build_datasets(config: Any, normalization: Any = "imagenet"
+                   ) -> tuple[CheXpertDataset, CheXpertDataset, str]:
+    """(train, validation, how validation was chosen) for a :class:`ChexpertTrainConfig`;
+    ``normalization``: the model's (a name or a Normalization)."""
     view = "Frontal" if config.frontal_only else None
     train_csv = resolve_csv(config.csv, config.data)
     frame = filter_views(read_chexpert_csv(train_csv), frontal_lateral=view)
@@ -45,7 +47,7 @@ def build_datasets(config: Any) -> tuple[CheXpertDataset, CheXpertDataset, str]:
         raise DataError(f"{train_csv}: no rows left after filtering")
     root = resolve_root(config.data, frame["Path"].iloc[0])
     common = dict(policy=config.policy, frontal_lateral=view, size=config.image_size,
-                  normalization="imagenet")
+                  normalization=normalization)
     if config.valid:
         valid_csv = resolve_csv(config.valid, config.data)
         train = CheXpertDataset(train_csv, root, **common)
