@@ -69,6 +69,11 @@ class AuditConfig:
         out = Path(self.out)
         if out.exists() and not out.is_dir():
             raise ChexplainError(f"--out {out}: exists and is not a folder")
+        from ..validate import check_layout
+
+        check_layout(out, folders=("store", "figures"),
+                     files=("audit.json", "clusters.csv", "members.csv", "audit.html",
+                            "store/store.json", "store/index.csv"))
 
 
 def _classes(spec, names: Sequence[str], labels_all: np.ndarray | None) -> list[str]:
@@ -123,10 +128,10 @@ def run_audit(config: AuditConfig, progress: bool = True, say: Callable[[str], N
         norm = get_normalization(meta["normalization"])
         pre = Preprocess(int(meta["image_size"]), None, norm)
         everything = open_source(names, pre, config.csv, config.data, config.images, config.nih,
-                                 config.max_images)
+                                 config.max_images, warn_missing=False, exclude=config.out)
         classes = _classes(config.classes, names, everything.labels)
         source = open_source(classes, pre, config.csv, config.data, config.images, config.nih,
-                             config.max_images)
+                             config.max_images, exclude=config.out)
         idx = [names.index(c) for c in classes]
         store = ShardStore(Path(config.out) / "store")
         plan = ShardPlan(len(source.keys), int(config.shard_size))

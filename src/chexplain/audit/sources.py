@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -93,9 +94,12 @@ def _phantom_mask_names(classes: Sequence[str]) -> list[str | None]:
 
 def open_source(classes: Sequence[str], pre: Preprocess, csv: str | os.PathLike | None = None,
                 data: str | os.PathLike | None = None, images: str | os.PathLike | None = None,
-                nih: str | os.PathLike | None = None, max_images: int | None = None) -> AuditSource:
+                nih: str | os.PathLike | None = None, max_images: int | None = None,
+                warn_missing: bool = True, exclude: str | os.PathLike | None = None) -> AuditSource:
     """One of ``csv`` (with ``data``, the folder its Paths are relative to), ``images`` or
-    ``nih``, restricted to the first ``max_images`` images."""
+    ``nih``, restricted to the first ``max_images`` images. Classes without a label column
+    in the CSV get unknown labels (NaN) and, with ``warn_missing``, a warning. Images under
+    ``exclude`` (the audit's own output) are not read."""
     given = [x for x in (csv, images, nih) if x is not None]
     if len(given) != 1:
         raise ChexplainError("give exactly one of --csv, --images and --nih")
@@ -114,7 +118,13 @@ def open_source(classes: Sequence[str], pre: Preprocess, csv: str | os.PathLike 
         if missing:
             raise ChexplainError(f"{path}: {len(missing)} of {len(frame)} image files missing "
                                  f"under {root} (e.g. {', '.join(missing[:3])})")
-        labels = np.stack([frame[c].to_numpy(dtype=float) for c in classes], 1)
+        absent = [c for c in classes if c not in frame.columns]
+        if absent and warn_missing:
+            warnings.warn(f"{path}: no label column for the model's class(es) "
+                          f"{', '.join(repr(c) for c in absent)}: their labels are unknown "
+                          "(--population falls back to predicted or all images)", stacklevel=2)
+        labels = np.stack([frame[c].to_numpy(dtype=float) if c in frame.columns
+                           else np.full(len(frame), np.nan) for c in classes], 1)
         labels[(labels != 0) & (labels != 1)] = np.nan  # uncertain and blank: unknown
         meta = pd.DataFrame({c: frame[c] for c in META_COLUMNS if c in frame})
         ds = _Items([root / p for p in frame["Path"]], pre, _phantom_mask_names(classes))
@@ -123,7 +133,7 @@ def open_source(classes: Sequence[str], pre: Preprocess, csv: str | os.PathLike 
     if images is not None:
         from ..explain_images import find_images
 
-        files = find_images([images])[sl]
+        files = find_images([images], exclude=exclude)[sl]
         digest = text_digest([(str(p), p.stat().st_size) for p in files])
         ds = _Items(files, pre, [None] * len(classes))
         return AuditSource(ds, [str(p) for p in files], np.full((len(files), len(classes)), np.nan),
