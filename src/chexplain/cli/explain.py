@@ -38,12 +38,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (see "
                    "chexplain.explain_images for its layout)")
+    p.add_argument("--resume", action="store_true", help="skip the images a run with the same "
+                   "options and checkpoint finished in --out (progress.jsonl)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_explain)
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
     from ..explain_images import explain_images
+    from ..io import file_sha256
     from ..models.densenet import load_trained
     from ..train.loop import resolve_device
 
@@ -54,7 +57,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
                          meta["observations"], args.methods, args.classes, args.labels,
                          args.threshold, device, display_size=args.display_size,
                          figure_method=args.figure_method,
-                         progress=not args.quiet, skip_bad=args.skip_bad)
+                         progress=not args.quiet, skip_bad=args.skip_bad, resume=args.resume,
+                         model_identity={"checkpoint_sha256": file_sha256(args.checkpoint)})
     for rec in res["images"]:
         top = sorted(rec["probabilities"].items(), key=lambda kv: -kv[1])[:3]
         print(f"{rec['path']}: " + ", ".join(f"{n} {p:.2f}" for n, p in top))
