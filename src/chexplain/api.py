@@ -6,6 +6,7 @@ from typing import Any, Sequence
 
 import torch
 
+from .errors import ChexplainError
 from .lrp.composites import PRESETS
 from .lrp.engine import LRP
 from .targets import TargetSpec
@@ -32,10 +33,19 @@ def explain(
     class); ``classes=[...]`` explains the listed classes of every sample. With one class per
     sample the result has ``x``'s shape; otherwise it is (N, T, *x.shape[1:]) for LRP and
     (N, T, H, W) for the Grad-CAM family. ``params`` are the method's parameters (LRP:
-    epsilon, gamma, alpha, beta, low, high; Grad-CAM: layer, relu, upsample).
+    epsilon, gamma, alpha, beta, low, high; Grad-CAM: layer, relu, upsample), each
+    type-checked against the method's default before any work.
     """
+    from .validate import check_param_types
+
+    if not isinstance(method, str):
+        raise ChexplainError(f"method must be a name (one of {', '.join(methods())}), got "
+                             f"{type(method).__name__}")
     if method in CAM_METHODS:
         from .cam import explain_cam
 
+        check_param_types(method, explain_cam, params)
         return explain_cam(model, x, method=method, target=target, classes=classes, **params)
+    if method in PRESETS:
+        check_param_types(method, PRESETS[method], params)
     return LRP(model, composite=method, **params)(x, target=target, classes=classes)

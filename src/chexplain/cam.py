@@ -322,6 +322,7 @@ class GradCAM:
         if not isinstance(model, nn.Module):
             raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         _check_method(method)
+        _check_flags(method, relu, upsample)
         self.model, self.method, self.relu, self.upsample = model, method, bool(relu), bool(upsample)
         self._layer = _layer_path(model, layer)
         self.layer: str | None = self._layer
@@ -340,8 +341,16 @@ class GradCAM:
         return _explain(engine, x, self.method, target, classes, self.relu, self.upsample).to(dtype)
 
 
+def _check_flags(method: str, relu: Any, upsample: Any) -> None:
+    """``relu`` and ``upsample`` are bools (``bool("no")`` would be True)."""
+    for name, value in (("relu", relu), ("upsample", upsample)):
+        if not isinstance(value, bool):
+            raise ChexplainError(f"{method}: parameter {name}={value!r} ({type(value).__name__}) "
+                                 "must be True or False")
+
+
 def _check_method(method: str) -> None:
-    if method not in METHODS:
+    if not isinstance(method, str) or method not in METHODS:
         raise ChexplainError(f"unknown Grad-CAM method {method!r}; use one of {', '.join(METHODS)}")
 
 
@@ -418,6 +427,7 @@ def explain_cam(
             f"unknown parameter(s) {', '.join(sorted(unknown))} for {method!r}; Grad-CAM takes layer, relu, upsample"
         )
     _check_method(method)
+    _check_flags(method, relu, upsample)
     if not isinstance(model, nn.Module):
         raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     path = _layer_path(model, layer)

@@ -13,6 +13,8 @@ Layout of ``out``::
     <image>/lrp_vs_gradcam.png               classes × (LRP methods, Grad-CAM)
     fig5_correct_incorrect.png               with labels: a correct and an incorrect case per class
     explain.json                             options, files and timings
+    progress.jsonl                           the run's fingerprint and the finished images
+                                             (``resume=True`` skips them; :mod:`chexplain.explain_progress`)
 """
 
 from __future__ import annotations
@@ -168,7 +170,7 @@ def explain_images(model: torch.nn.Module, inputs: Sequence[str | os.PathLike], 
                    methods: str | Sequence[str] | None = None, classes: str | Sequence[str] = "top3",
                    labels: str | os.PathLike | None = None, threshold: float = 0.5,
                    device: str = "cpu", display_size: int = 256, figure_method: str | None = None,
-                   progress: bool = True, skip_bad: bool = False,
+                   progress: bool = True, skip_bad: bool = False, resume: bool = False,
                    about: dict[str, Any] | None = None) -> dict[str, Any]:
     """Explain every image of ``inputs`` with ``methods`` for ``classes``; see module doc.
 
@@ -183,6 +185,10 @@ def explain_images(model: torch.nn.Module, inputs: Sequence[str | os.PathLike], 
     :meth:`chexplain.zoo.LoadedModel.record`), kept as ``model``. Returns the summary also written to ``out/explain.json``. Every option is
     checked before the first image; an unreadable image stops the run naming the file, or with
     ``skip_bad`` is left out and listed under ``failed`` (the others are explained).
+
+    Each finished image is appended to ``predictions.csv`` and ``progress.jsonl`` at once;
+    ``resume`` skips the images a run with the same options, inputs and model (``about``: its
+    spec, weights' SHA-256 and preprocessing) finished, and refuses a run where any of them differ.
     """
     from tqdm import tqdm
 
@@ -211,6 +217,11 @@ def explain_images(model: torch.nn.Module, inputs: Sequence[str | os.PathLike], 
     every = {**explainers, **extra}
     records, cache, failed = [], [], []
     stems: dict[str, int] = {}
+    from .explain_progress import Progress
+
+    done = Progress(out, names)
+    done.start(_fingerprint(files, names, methods, classes, labels, threshold, image_size,
+                            normalization, display_size, figure_method, about), resume)
     for path in tqdm(files, desc="explain", unit="img", disable=not progress):
         try:
             raw = read_image(path)
@@ -220,17 +231,24 @@ def explain_images(model: torch.nn.Module, inputs: Sequence[str | os.PathLike], 
                        else exc) from None
             failed.append({"path": str(path), "error": str(exc)})
             continue
-        warn_odd_size(path, *raw.shape)
         x = norm.apply(pre.image(raw))[None].to(device)
         img = Preprocess(max(int(display_size), int(image_size)), None, norm).image(raw)
+        ident = image_identity(path)
+        stem = slug(path.stem if ident == path.name else ident)
+        stems[stem] = stems.get(stem, 0) + 1
+        if str(path) in done.done:  # finished by the run this one resumes
+            rec = done.done[str(path)]
+            records.append(rec)
+            truth = _labels_for(label_map, path) if label_map is not None else None
+            prob = np.array([rec["probabilities"][n] for n in names])
+            cache.append((img, x, prob, truth, ident))
+            continue
+        warn_odd_size(path, *raw.shape)
         with torch.no_grad():
             prob = torch.sigmoid(model(x))[0].double().cpu().numpy()
         chosen = select_classes(classes, prob, names)
         top3 = [int(i) for i in np.argsort(-prob, kind="stable")[:3]]
         explained = list(dict.fromkeys(chosen + top3))
-        ident = image_identity(path)
-        stem = slug(path.stem if ident == path.name else ident)
-        stems[stem] = stems.get(stem, 0) + 1
         if stems[stem] > 1:
             stem = f"{stem}_{stems[stem]}"
         folder = out / stem
@@ -272,6 +290,7 @@ def explain_images(model: torch.nn.Module, inputs: Sequence[str | os.PathLike], 
                         "labels": None if truth is None else
                         {n: (None if np.isnan(v) else int(v)) for n, v in zip(names, truth)},
                         "figures": [str(f) for f in figs]})
+        done.add(records[-1])
         cache.append((img, x, prob, truth, ident))
     if not records:
         raise DataError(f"none of the {len(files)} image(s) could be read (first: "
@@ -291,6 +310,20 @@ def explain_images(model: torch.nn.Module, inputs: Sequence[str | os.PathLike], 
                "seconds": round(time.perf_counter() - t0, 2)}
     write_json(out / "explain.json", summary)
     return summary
+
+
+def _fingerprint(files, names, methods, classes, labels, threshold, image_size, normalization,
+                 display_size, figure_method, model_identity) -> dict[str, Any]:
+    """What makes a resumed run the same run: the model, the inputs and every option that
+    changes an output."""
+    from .io import file_sha256
+
+    return {"model": model_identity, "observations": list(names), "methods": list(methods),
+            "classes": classes if isinstance(classes, str) else list(classes),
+            "labels": None if labels is None else file_sha256(labels),
+            "threshold": float(threshold), "image_size": int(image_size),
+            "normalization": str(normalization), "display_size": int(display_size),
+            "figure_method": figure_method, "inputs": [str(p) for p in files]}
 
 
 def _figure5(path: Path, cache, names, explainer, method, classes, threshold) -> Path | None:

@@ -8,13 +8,14 @@ killed run of ours left behind (:data:`chexplain.io.TEMP_PATTERN`).
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import re
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 from .errors import ChexplainError, OutputError
 from .io import STAGE_PATTERN, TEMP_PATTERN, write_error
@@ -28,13 +29,35 @@ def _file_in_the_way(path: Path) -> Path | None:
     return None
 
 
+def _broken_link(path: Path) -> str | None:
+    """Why ``path`` or one of its parents is a symbolic link that leads nowhere, if one is."""
+    for p in (path, *path.parents):
+        if not p.is_symlink():
+            continue
+        try:
+            p.stat()
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return f"{p} is a symbolic link loop"
+            if exc.errno == errno.ENOENT:
+                return f"{p} is a symbolic link to {os.readlink(p)}, which does not exist"
+            return f"{p} is a symbolic link that cannot be followed ({exc.strerror})"
+    return None
+
+
 def prepare_out(out: str | os.PathLike, option: str = "--out", clean: bool = True) -> Path:
     """Create the output folder ``out``, prove it writable, remove our stale temporaries.
 
-    Raises :class:`OutputError` naming ``option`` when ``out`` is a file, lies under a file,
-    or cannot be written (permission, read-only or full disk).
+    Raises :class:`OutputError` naming ``option`` when ``out`` is empty, is a file, lies
+    under a file, is a dangling or looping symbolic link, or cannot be written (permission,
+    read-only or full disk).
     """
+    if not str(out).strip():
+        raise OutputError(f"{option} is empty; name an output folder (\".\" for this one)")
     out = Path(out)
+    broken = _broken_link(out)
+    if broken is not None:
+        raise OutputError(f"{option} {out}: {broken}")
     blocker = _file_in_the_way(out)
     if blocker is not None:
         where = "is a file" if blocker == out else f"lies under the file {blocker}"
@@ -52,6 +75,23 @@ def prepare_out(out: str | os.PathLike, option: str = "--out", clean: bool = Tru
     if clean:
         remove_stale_temporaries(out)
     return out
+
+
+def check_layout(out: str | os.PathLike, folders: Iterable[str] = (), files: Iterable[str] = (),
+                 option: str = "--out") -> None:
+    """Before any work: each of ``folders`` under ``out`` is a folder or absent, and each of
+    ``files`` is not a folder (a result is not found blocked after minutes of work)."""
+    out = Path(out)
+    for name in folders:
+        p = out / name
+        if p.exists() and not p.is_dir() or p.is_symlink() and not p.exists():
+            raise OutputError(f"{option}: {p} is in the way of the output folder {name}/; "
+                              "move it away or choose another --out")
+    for name in files:
+        p = out / name
+        if p.is_dir():
+            raise OutputError(f"{option}: {p} is a folder in the way of the output file {name}; "
+                              "move it away or choose another --out")
 
 
 def remove_stale_temporaries(folder: str | os.PathLike, depth: int = 2) -> list[Path]:
@@ -123,6 +163,36 @@ def finite(value: float | None, option: str, nonnegative: bool = False) -> None:
     if not math.isfinite(value) or (nonnegative and value < 0):
         need = "a finite number >= 0" if nonnegative else "a finite number"
         raise ChexplainError(f"{option}={value} must be {need}")
+
+
+def check_param_types(method: str, func: Any, params: dict[str, Any]) -> None:
+    """Each of ``params`` has the type of ``func``'s default for it (a float default: a finite
+    real number, not a bool or text; a bool default: a bool; a str default: a str); one-line
+    :class:`ChexplainError` naming the parameter otherwise. Parameters ``func`` does not take
+    and those without a typed default (``low``, ``high``, ``layer``) are left to ``func``."""
+    import inspect
+    import numbers
+
+    sig = inspect.signature(func).parameters
+    for name, value in params.items():
+        if name not in sig:
+            continue
+        default = sig[name].default
+        if isinstance(default, bool):
+            ok, need = isinstance(value, bool), "True or False"
+        elif isinstance(default, (int, float)):
+            if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):  # 0-d tensor or array
+                value = value.item()
+            ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and \
+                math.isfinite(float(value))
+            need = "a finite number"
+        elif isinstance(default, str):
+            ok, need = isinstance(value, str), "a string"
+        else:
+            continue
+        if not ok:
+            raise ChexplainError(f"{method}: parameter {name}={value!r} ({type(value).__name__}) "
+                                 f"must be {need}")
 
 
 #: Images smaller than this (shorter side, pixels) or more elongated than :data:`MAX_ASPECT`

@@ -37,6 +37,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from .arrays import ClassArrays, as_arrays
 from .counterfactual import CounterfactualConfig, counterfactual, hot_cells
 from .regions import CORNERS, KINDS, RegionConfig, region_masks, region_shares
 from .spray import SprayConfig, SprayResult, spray
@@ -73,6 +74,7 @@ class ClassAudit:
     baseline: dict[str, float] = field(default_factory=dict)  #: class median share per region
     logit_sd: float | None = None
     note: str = ""
+    thumbs: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  #: typical members' (image64, maps64)
 
 
 def select_population(labels: np.ndarray, prob: np.ndarray, config: AnalysisConfig) -> tuple[np.ndarray, str]:
@@ -161,14 +163,14 @@ def _strategy_sentence(st: dict[str, Any], n_total: int, baseline: dict[str, flo
 
 def _test(members: np.ndarray, res: SprayResult, positions: np.ndarray, config: AnalysisConfig,
           load_images: Callable[[np.ndarray], Any], model: Any, cls: int, seed: int,
-          logit_sd: float, pos_maps: np.ndarray, area: np.ndarray | None = None
+          logit_sd: float, protos: dict[int, np.ndarray], area: np.ndarray | None = None
           ) -> dict[str, Any] | None:
     """The counterfactual test of ``members`` (indices into the population). Each image's hot
     region comes from its own cluster's **share prototype**: the mean of the members' positive
-    relevance, each normalised to 1 (``pos_maps``; folded like SpRAy's maps, unfolded per
-    image), which is where the cluster's evidence lies (SpRAy's signed prototype can be
+    relevance, each normalised to 1 (``protos``, per cluster; folded like SpRAy's maps,
+    unfolded per image), which is where the cluster's evidence lies (SpRAy's signed prototype can be
     all negative when members carry little positive relevance). With ``area`` (the shortcut
-    area per population image) only the prototype inside the image's area counts: a
+    area per population image, bits packed per row) only the prototype inside the image's area counts: a
     strategy's test removes what it is suspected of."""
     cfg = config.counterfactual
     chosen = members
@@ -178,14 +180,12 @@ def _test(members: np.ndarray, res: SprayResult, positions: np.ndarray, config: 
     if len(chosen) < 2:
         return None
     flipped = res.flipped if res.flipped is not None else np.zeros(len(res.labels), bool)
-    folded = np.where(flipped[:, None, None], pos_maps[:, :, ::-1], pos_maps)
-    protos = {c: folded[res.labels == c].mean(0) for c in np.unique(res.labels[chosen])}
     per = []
     for i in chosen:
-        proto = protos[res.labels[i]]
+        proto = protos[int(res.labels[i])]
         proto = proto[:, ::-1] if flipped[i] else proto
         if area is not None:
-            inside = proto * area[i]
+            inside = proto * np.unpackbits(area[i])[:proto.size].reshape(proto.shape)
             proto = inside if (inside > 0).any() else proto
         if not (proto > 0).any():
             return None
@@ -200,31 +200,99 @@ def _mean_regions(sh: dict[str, np.ndarray], members: np.ndarray) -> dict[str, f
                 for r, v in sh.items()}
 
 
-def audit_class(name: str, t: int, data: dict[str, np.ndarray], labels: np.ndarray,
+@dataclass
+class _Streamed:
+    """Per-image results of the pass over the population's 64-px arrays, block by block."""
+
+    shares: dict[str, np.ndarray]
+    mass: np.ndarray  #: positive relevance per image
+    kind_area: dict[str, np.ndarray]  #: per image, the fraction of it each kind covers
+    area: np.ndarray  #: (P, 512) the shortcut area per image, bits packed
+
+
+def _regions_pass(arrays: ClassArrays, positions: np.ndarray, t: int, config: AnalysisConfig,
+                  lungs: np.ndarray | None) -> _Streamed:
+    n = len(positions)
+    shares: dict[str, np.ndarray] = {}
+    mass, area = np.zeros(n), None
+    kind_area = {k: np.zeros(n) for k in KINDS}
+    i = 0
+    for blk in arrays.blocks(positions):
+        j = i + len(blk)
+        has = arrays.rows("has_finding", blk, t)
+        masks = region_masks(arrays.rows("image64", blk), arrays.rows("finding64", blk, t), has,
+                             None if lungs is None else lungs[blk], config.regions)
+        maps64 = arrays.rows("maps64", blk, t)
+        for r, v in region_shares(maps64, masks, has).items():
+            shares.setdefault(r, np.full(n, np.nan))[i:j] = v
+        mass[i:j] = np.clip(maps64.astype(np.float64), 0, None).reshape(len(blk), -1).sum(1)
+        for k in KINDS:
+            kind_area[k][i:j] = np.asarray(masks[k], dtype=np.float64).reshape(len(blk), -1).mean(1)
+        packed = np.packbits(np.asarray(masks["shortcut area"]).reshape(len(blk), -1), axis=1)
+        if area is None:
+            area = np.zeros((n, packed.shape[1]), np.uint8)
+        area[i:j] = packed
+        i = j
+    return _Streamed(shares, mass, kind_area, area)
+
+
+def _prototypes_pass(arrays: ClassArrays, positions: np.ndarray, t: int, res: SprayResult,
+                     evidence: np.ndarray, mass: np.ndarray
+                     ) -> tuple[dict[int, np.ndarray], dict[int, tuple[np.ndarray, np.ndarray]]]:
+    """Per cluster the mean of its members' positive relevance, each normalised to 1 (no
+    evidence: zero), folded like SpRAy's maps; and (image64, maps64) of the typical members."""
+    flipped = res.flipped if res.flipped is not None else np.zeros(len(res.labels), bool)
+    typical = {int(i) for c in res.typical for i in c}
+    sums: dict[int, np.ndarray] = {}
+    thumbs: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    i = 0
+    for blk in arrays.blocks(positions):
+        j = i + len(blk)
+        maps64 = arrays.rows("maps64", blk, t)
+        pos = np.clip(maps64.astype(np.float64), 0, None) / np.where(evidence[i:j], mass[i:j], 1.0)[:, None, None]
+        pos[~evidence[i:j]] = 0.0
+        pos = np.where(flipped[i:j, None, None], pos[:, :, ::-1], pos)
+        for c in np.unique(res.labels[i:j]):
+            part = pos[res.labels[i:j] == c].sum(0)
+            sums[int(c)] = sums[int(c)] + part if int(c) in sums else part
+        wanted = [q for q in range(i, j) if q in typical]
+        if wanted:
+            img = arrays.rows("image64", blk[np.array(wanted) - i])
+            for w, q in enumerate(wanted):
+                thumbs[q] = (img[w], np.array(maps64[q - i]))
+        i = j
+    counts = np.bincount(res.labels, minlength=res.n_clusters)
+    return {c: v / counts[c] for c, v in sums.items()}, thumbs
+
+
+def audit_class(name: str, t: int, data: ClassArrays | dict[str, np.ndarray], labels: np.ndarray,
                 meta: pd.DataFrame, keys: list[str], config: AnalysisConfig,
                 load_images: Callable[[np.ndarray], Any], model: Any, cls: int,
                 lungs: np.ndarray | None = None) -> ClassAudit:
-    """Audit class ``name`` (column ``t`` of the store, output ``cls`` of the model)."""
-    logits = data["logits"][:, t].astype(np.float64)
+    """Audit class ``name`` (column ``t`` of the store, output ``cls`` of the model).
+
+    ``data`` gives the stored arrays (:mod:`chexplain.audit.arrays`; a dict of arrays in
+    memory too): SpRAy's 32-px maps of the population are read at once, the 64-px maps,
+    images and finding masks a block at a time."""
+    arrays = as_arrays(data)
+    logits = arrays.rows("logits", np.arange(arrays.n_images), t).astype(np.float64)
     prob = 1.0 / (1.0 + np.exp(-logits))
     positions, text = select_population(labels[:, t], prob, config)
     if len(positions) < max(3, config.min_images):
         return ClassAudit(name, text, positions, None, {}, note=f"only {len(positions)} images "
                           f"({text}); at least {max(3, config.min_images)} are needed")
-    res = spray(data["maps32"][positions, t], config.spray)
-    masks = region_masks(data["image64"][positions], data["finding64"][positions, t],
-                         data["has_finding"][positions, t],
-                         None if lungs is None else lungs[positions], config.regions)
-    maps64 = data["maps64"][positions, t]
-    sh = region_shares(maps64, masks, data["has_finding"][positions, t])
-    mass = np.clip(maps64.astype(np.float64), 0, None).reshape(len(positions), -1).sum(1)
+    res = spray(arrays.rows("maps32", positions, t), config.spray)
+    streamed = _regions_pass(arrays, positions, t, config, lungs)
+    mass = streamed.mass
     evidence = mass > config.min_evidence * float(np.median(mass))
-    pos_maps = np.clip(maps64.astype(np.float64), 0, None) / np.where(evidence, mass, 1.0)[:, None, None]
-    pos_maps[~evidence] = 0.0
-    sh = {r: np.where(evidence, v, np.nan) for r, v in sh.items()}
+    protos, thumbs = _prototypes_pass(arrays, positions, t, res, evidence, mass)
+    sh = {r: np.where(evidence, v, np.nan) for r, v in streamed.shares.items()}
     baseline = {r: float(np.nanmedian(v)) if np.isfinite(v).any() else 0.0 for r, v in sh.items()}
     sd = float(np.std(logits, ddof=1)) if len(logits) > 1 else 0.0
-    audit = ClassAudit(name, text, positions, res, sh, baseline=baseline, logit_sd=sd)
+    note = res.note or ("" if evidence.any() else
+                        "no map has positive relevance for the class: no region shares")
+    audit = ClassAudit(name, text, positions, res, sh, baseline=baseline, logit_sd=sd, note=note,
+                       thumbs=thumbs)
     lab = labels[positions, t]
     groups: dict[str, list[int]] = {}
     for c in range(res.n_clusters):
@@ -240,18 +308,18 @@ def audit_class(name: str, t: int, data: dict[str, np.ndarray], labels: np.ndarr
                "mean_probability": float(prob[positions[members]].mean()),
                "evidence": float(evidence[members].mean()),
                "suspect": suspect, "kind": None if not suspect else shortcut_kind(
-                   regions, {k: float(np.mean(masks[k][members])) for k in KINDS}),
+                   regions, {k: float(np.mean(streamed.kind_area[k][members])) for k in KINDS}),
                "strategy": None, "counterfactual": None, "flagged": False}
         if suspect:
             groups.setdefault(rec["kind"] if config.strategies else f"{rec['kind']}#{c}", []).append(c)
         elif config.counterfactual_on == "all":
             rec["counterfactual"] = _test(members, res, positions, config, load_images, model,
-                                          cls, c, sd, pos_maps)
+                                          cls, c, sd, protos)
         audit.clusters.append(rec)
     for s_id, (key, ids) in enumerate(sorted(groups.items(), key=lambda kv: kv[1][0])):
         members = np.flatnonzero(np.isin(res.labels, ids))
         cf = _test(members, res, positions, config, load_images, model, cls, 100 + s_id, sd,
-                   pos_maps, np.asarray(masks["shortcut area"]))
+                   protos, streamed.area)
         st = {"id": s_id, "kind": key.split("#")[0], "clusters": ids, "size": int(len(members)),
               "fraction": len(members) / len(positions),
               "members": [keys[int(positions[i])] for i in members],

@@ -25,6 +25,7 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -156,7 +157,8 @@ def explain_dataset(maker: MapMaker, source: AuditSource, store: ShardStore, pla
     ``on_shard(k)`` is called after shard k is written (tests stop a run there)."""
     from tqdm.auto import tqdm
 
-    todo = [k for k in plan.for_rank(rank, world_size) if k not in store.done(plan)]
+    done = store.done(plan)
+    todo = [k for k in plan.for_rank(rank, world_size) if k not in done]
     batches = [list(plan.positions(k))[i:i + batch_size] for k in todo
                for i in range(0, len(plan.positions(k)), batch_size)]
     owner = [k for k in todo for _ in range(0, len(plan.positions(k)), batch_size)]
@@ -219,9 +221,10 @@ def _explain_batches(maker, items, plan, normalization, device, full, parts, bar
 
 
 def write_index(store: ShardStore, plan: ShardPlan, source: AuditSource,
-                class_names: Sequence[str]) -> pd.DataFrame:
+                class_names: Sequence[str]) -> Path:
     """``store/index.csv``: one row per image and class, in position then class order, with
-    the image's metadata (Sex, Age, its ``Age bin``, AP/PA, Site / Institution when known)."""
+    the image's metadata (Sex, Age, its ``Age bin``, AP/PA, Site / Institution when known).
+    Rows are made while they are written (one row list never holds the whole data set)."""
     from .analysis import age_bins
 
     data = store.read(plan, ["positions", "logits"])
@@ -229,20 +232,21 @@ def write_index(store: ShardStore, plan: ShardPlan, source: AuditSource,
     if not np.array_equal(pos, np.arange(plan.n_images)):
         raise ChexplainError(f"{store.folder}: the shards do not cover the images in order")
     prob = 1.0 / (1.0 + np.exp(-logits))
-    rows = []
     meta = source.meta.copy()
     if "Age" in meta:
         meta.insert(list(meta.columns).index("Age") + 1, "Age bin",
                     age_bins(meta["Age"]).replace("nan", ""))
     meta_cols = list(meta.columns)
     values = [["" if pd.isna(v) else v for v in meta[c]] for c in meta_cols]
-    for i in range(plan.n_images):
-        shard, row = divmod(i, plan.shard_size)
-        extra = [v[i] for v in values]
-        for t, name in enumerate(class_names):
-            lab = source.labels[i, t]
-            rows.append([source.keys[i], name, f"{logits[i, t]:.6g}", f"{prob[i, t]:.6g}",
-                         "" if np.isnan(lab) else int(lab), shard, row, *extra])
+
+    def rows():
+        for i in range(plan.n_images):
+            shard, row = divmod(i, plan.shard_size)
+            extra = [v[i] for v in values]
+            for t, name in enumerate(class_names):
+                lab = source.labels[i, t]
+                yield [source.keys[i], name, f"{logits[i, t]:.6g}", f"{prob[i, t]:.6g}",
+                       "" if np.isnan(lab) else int(lab), shard, row, *extra]
+
     header = ["image", "class", "logit", "probability", "label", "shard", "row", *meta_cols]
-    write_csv(store.folder / "index.csv", rows, header)
-    return pd.DataFrame(rows, columns=header)
+    return write_csv(store.folder / "index.csv", rows(), header)

@@ -76,8 +76,8 @@ def embedding_plot(audit: ClassAudit, factors: dict[str, np.ndarray], path: Path
     return _save(fig, path)
 
 
-def prototypes_plot(audit: ClassAudit, image64: np.ndarray, maps64: np.ndarray, path: Path) -> Path:
-    """Per cluster: the prototype and its most typical members' overlays."""
+def prototypes_plot(audit: ClassAudit, path: Path) -> Path:
+    """Per cluster: the prototype and its most typical members' overlays (``audit.thumbs``)."""
     import matplotlib.pyplot as plt
 
     from ..figures import method_overlay
@@ -95,8 +95,8 @@ def prototypes_plot(audit: ClassAudit, image64: np.ndarray, maps64: np.ndarray, 
         for j in range(1, cols):
             ax = axes[c, j]
             if j - 1 < len(res.typical[c]):
-                i = res.typical[c][j - 1]
-                ax.imshow(method_overlay("epsilon-plus-flat", maps64[i], image64[i]))
+                image64, map64 = audit.thumbs[res.typical[c][j - 1]]
+                ax.imshow(method_overlay("epsilon-plus-flat", map64, image64))
         for ax in axes[c]:
             ax.set_xticks([])
             ax.set_yticks([])
@@ -121,7 +121,7 @@ def class_json(a: ClassAudit) -> dict[str, Any]:
     return out
 
 
-def write_outputs(out: Path, audits: Sequence[ClassAudit], data: dict[str, np.ndarray],
+def write_outputs(out: Path, audits: Sequence[ClassAudit],
                   class_index: dict[str, int], keys: list[str], summary: dict[str, Any],
                   meta_factors: dict[str, np.ndarray], labels: np.ndarray) -> dict[str, Any]:
     """audit.json, clusters.csv, members.csv, figures/ and audit.html under ``out``."""
@@ -151,12 +151,12 @@ def write_outputs(out: Path, audits: Sequence[ClassAudit], data: dict[str, np.nd
                           f"{a.spray.embedding[j, 0]:.5g}", f"{a.spray.embedding[j, 1]:.5g}",
                           *[_fmt(a.shares[r][j]) if r in a.shares else "" for r in regions]])
     write_csv(out / "members.csv", mrows, ["class", "image", "cluster", "x", "y", *regions])
-    write_text(out / "audit.html", _html(out, audits, data, class_index, summary, meta_factors,
+    write_text(out / "audit.html", _html(out, audits, class_index, summary, meta_factors,
                                          regions, labels))
     return result
 
 
-def _html(out: Path, audits, data, class_index, summary, meta_factors, regions, labels) -> str:
+def _html(out: Path, audits, class_index, summary, meta_factors, regions, labels) -> str:
     figs = out / "figures"
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              f"<title>chexplain audit</title><style>{_CSS}</style></head><body>",
@@ -183,8 +183,7 @@ def _html(out: Path, audits, data, class_index, summary, meta_factors, regions, 
                             f"{a.name}: eigenvalue spectrum and eigengap"))
         parts.append(figure(embedding_plot(a, factors, figs / f"{s}_embedding.png"),
                             f"{a.name}: embedding by cluster, label and metadata"))
-        parts.append(figure(prototypes_plot(a, data["image64"][pos], data["maps64"][pos, t],
-                                            figs / f"{s}_prototypes.png"),
+        parts.append(figure(prototypes_plot(a, figs / f"{s}_prototypes.png"),
                             f"{a.name}: prototype (mean normalised map) and most typical members"))
         head = ["cluster", "size", "suspect", "flagged", *regions, "positive rate",
                 "Δ logit hot", "Δ logit random", "effect [95 % CI]", "p"]

@@ -24,8 +24,6 @@ from .store import ShardPlan, ShardStore
 if TYPE_CHECKING:  # pragma: no cover
     from ..zoo import LoadedModel
 
-_ARRAYS = ("logits", "maps32", "maps64", "image64", "finding64", "has_finding")
-
 
 @dataclass
 class AuditConfig:
@@ -75,6 +73,11 @@ class AuditConfig:
         out = Path(self.out)
         if out.exists() and not out.is_dir():
             raise ChexplainError(f"--out {out}: exists and is not a folder")
+        from ..validate import check_layout
+
+        check_layout(out, folders=("store", "figures"),
+                     files=("audit.json", "clusters.csv", "members.csv", "audit.html",
+                            "store/store.json", "store/index.csv"))
 
 
 def _classes(spec, names: Sequence[str], labels_all: np.ndarray | None) -> list[str]:
@@ -118,11 +121,11 @@ def run_audit(config: AuditConfig, progress: bool = True, say: Callable[[str], N
     from ..zoo import load_model
     from .sources import open_source
 
+    t0 = time.perf_counter()  # the total is the run's wall time
     config.check()
     env, device = D.init_distributed(config.device)
     try:
         say = say if env.is_main else (lambda *a, **k: None)
-        t0 = time.perf_counter()
         loaded = load_model(config.checkpoint, device=device, **config.model_options)
         for note in loaded.notes:
             say(f"note: {note}")
@@ -131,7 +134,7 @@ def run_audit(config: AuditConfig, progress: bool = True, say: Callable[[str], N
         norm = loaded.normalization
         pre = loaded.preprocess
         everything = open_source(names, pre, config.csv, config.data, config.images, config.nih,
-                                 config.max_images)
+                                 config.max_images, warn_missing=False, exclude=config.out)
         classes = _classes(config.classes, names, everything.labels)
         if config.classes is not None and everything.kind == "csv":
             unlabelled = [c for c in classes if not everything.columns[names.index(c)]]
@@ -139,13 +142,15 @@ def run_audit(config: AuditConfig, progress: bool = True, say: Callable[[str], N
                 raise ChexplainError(f"--classes {unlabelled[0]!r}: {config.csv} has no column "
                                      "for this output")
         source = open_source(classes, pre, config.csv, config.data, config.images, config.nih,
-                             config.max_images)
+                             config.max_images, exclude=config.out)
         idx = [names.index(c) for c in classes]
         store = ShardStore(Path(config.out) / "store")
         plan = ShardPlan(len(source.keys), int(config.shard_size))
         fingerprint = run_fingerprint(config, source, classes, loaded, device)
         if env.is_main:
             store.open(fingerprint, plan, resume=config.resume)
+        else:
+            store.attach(fingerprint, plan)
         if env.distributed:
             torch.distributed.barrier()
         maker = MapMaker(model, config.method, idx, norm)
@@ -160,20 +165,29 @@ def run_audit(config: AuditConfig, progress: bool = True, say: Callable[[str], N
             f"at {done.images_per_second:.1f} images/s (this rank)")
         write_index(store, plan, source, classes)
         return _analyse(config, model, source, store, plan, classes, idx, fingerprint, say,
-                        time.perf_counter() - t0, loaded.record())
+                        _Clock(t0, time.perf_counter()), loaded.record())
     finally:
         D.shutdown(env)
 
 
-def _analyse(config, model, source, store, plan, classes, idx, fingerprint, say, seconds,
-             record):
+@dataclass
+class _Clock:
+    """When the run started and when its explain phase ended (``time.perf_counter``)."""
+
+    start: float
+    explained: float
+
+
+def _analyse(config, model, source, store, plan, classes, idx, fingerprint, say, clock: _Clock,
+             record: dict[str, Any]):
     from torch.utils.data import default_collate
 
     from .analysis import age_bins
+    from .arrays import StoreArrays
     from .regions import read_mask_folder
     from .report import write_outputs
 
-    data = store.read(plan, _ARRAYS)
+    data = StoreArrays(store, plan)  # read per class and block, never the whole store
     device = next(model.parameters()).device
     lungs = read_mask_folder(config.lung_masks, source.keys) if config.lung_masks else None
 
@@ -211,7 +225,11 @@ def _analyse(config, model, source, store, plan, classes, idx, fingerprint, say,
                "strategies": "suspects united by shortcut kind" if config.analysis.strategies
                else "one per suspect cluster"}
     out = Path(config.out)
-    result = write_outputs(out, audits, data, {c: t for t, c in enumerate(classes)}, source.keys,
+    analysed = time.perf_counter()
+    result = write_outputs(out, audits, {c: t for t, c in enumerate(classes)}, source.keys,
                            summary, factors, source.labels)
-    say(f"audit of {plan.n_images} image(s) in {seconds:.0f} s: {out / 'audit.html'}")
+    end = time.perf_counter()
+    say(f"audit of {plan.n_images} image(s) in {end - clock.start:.0f} s (explain "
+        f"{clock.explained - clock.start:.0f} s, analysis {analysed - clock.explained:.0f} s, "
+        f"report {end - analysed:.0f} s): {out / 'audit.html'}")
     return result

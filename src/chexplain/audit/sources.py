@@ -11,6 +11,7 @@ site when the CSV has a ``Site`` or ``Institution`` column). The phantom's short
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -94,9 +95,12 @@ def _phantom_mask_names(classes: Sequence[str]) -> list[str | None]:
 
 def open_source(classes: Sequence[str], pre: Preprocess, csv: str | os.PathLike | None = None,
                 data: str | os.PathLike | None = None, images: str | os.PathLike | None = None,
-                nih: str | os.PathLike | None = None, max_images: int | None = None) -> AuditSource:
+                nih: str | os.PathLike | None = None, max_images: int | None = None,
+                warn_missing: bool = True, exclude: str | os.PathLike | None = None) -> AuditSource:
     """One of ``csv`` (with ``data``, the folder its Paths are relative to), ``images`` or
-    ``nih``, restricted to the first ``max_images`` images."""
+    ``nih``, restricted to the first ``max_images`` images. Classes without a label column
+    in the CSV get unknown labels (NaN) and, with ``warn_missing``, a warning. Images under
+    ``exclude`` (the audit's own output) are not read."""
     given = [x for x in (csv, images, nih) if x is not None]
     if len(given) != 1:
         raise ChexplainError("give exactly one of --csv, --images and --nih")
@@ -117,6 +121,11 @@ def open_source(classes: Sequence[str], pre: Preprocess, csv: str | os.PathLike 
                                  f"under {root} (e.g. {', '.join(missing[:3])})")
         by_name = {str(c).lower(): c for c in frame.columns}  # classes match columns by name
         columns = [c.lower() in by_name for c in classes]
+        absent = [c for c, has in zip(classes, columns) if not has]
+        if absent and warn_missing:
+            warnings.warn(f"{path}: no label column for the model's class(es) "
+                          f"{', '.join(repr(c) for c in absent)}: their labels are unknown "
+                          "(--population falls back to predicted or all images)", stacklevel=2)
         labels = np.stack([pd.to_numeric(frame[by_name[c.lower()]], errors="coerce").to_numpy(float)
                            if c.lower() in by_name else np.full(len(frame), np.nan)
                            for c in classes], 1)
@@ -128,7 +137,7 @@ def open_source(classes: Sequence[str], pre: Preprocess, csv: str | os.PathLike 
     if images is not None:
         from ..explain_images import find_images
 
-        files = find_images([images])[sl]
+        files = find_images([images], exclude=exclude)[sl]
         digest = text_digest([(str(p), p.stat().st_size) for p in files])
         ds = _Items(files, pre, [None] * len(classes))
         return AuditSource(ds, [str(p) for p in files], np.full((len(files), len(classes)), np.nan),

@@ -78,6 +78,7 @@ class SprayResult:
     typical: list[list[int]] = field(default_factory=list)  #: per cluster, indices into the maps
     features: np.ndarray | None = None  #: (N, size²) the clustered vectors
     flipped: np.ndarray | None = None  #: (N,) maps mirrored left/right before clustering
+    note: str = ""  #: why the clustering is trivial (identical maps), else empty
 
 
 def normalise_maps(maps: np.ndarray) -> np.ndarray:
@@ -194,6 +195,12 @@ def spray(maps: np.ndarray, config: SprayConfig | None = None) -> SprayResult:
         flipped = pos[:, :, cfg.size - half:].sum((1, 2)) > pos[:, :, :half].sum((1, 2))
         img = np.where(flipped[:, None, None], img[:, :, ::-1], img)
         x = img.reshape(n, -1)
+    if not np.ptp(x, axis=0).any():  # identical maps: no neighbourhood, t-SNE divides by 0
+        what = "without positive relevance" if not x.any() else "identical after normalisation"
+        return SprayResult(np.zeros(n, np.int64), np.zeros(1), 1, np.zeros((n, 2)), "none",
+                           x[:1].reshape(1, cfg.size, cfg.size).copy(),
+                           [list(range(min(cfg.typical, n)))], x, flipped,
+                           note=f"the {n} maps are {what}: one cluster, nothing to separate")
     a = knn_affinity(x, cfg.neighbours)
     lam, vec = laplacian_spectrum(a, max(cfg.n_eigenvalues, cfg.max_clusters + 1), cfg.seed)
     k = cfg.n_clusters or eigengap(lam, cfg.max_clusters, cfg.gap)
@@ -205,7 +212,7 @@ def spray(maps: np.ndarray, config: SprayConfig | None = None) -> SprayResult:
                                 random_state=cfg.seed, eigen_solver="lobpcg")  # a block solver: finds repeated eigenvalues
         labels = _by_size(sc.fit_predict(a))
     kind = cfg.embedding if cfg.embedding != "auto" else ("tsne" if n <= 2000 else "spectral")
-    if kind == "tsne" and n >= 5:
+    if kind == "tsne" and n >= 5 and len(np.unique(x, axis=0)) >= 3:  # t-SNE's PCA start needs a plane
         from sklearn.manifold import TSNE
         from threadpoolctl import threadpool_limits
 

@@ -67,7 +67,7 @@ def _run(argv: Sequence[str] | None) -> int:
         parser.print_help()
         return 2
     try:
-        if getattr(args, "out", None):
+        if getattr(args, "out", None) is not None:
             from ..validate import prepare_out
 
             prepare_out(args.out)

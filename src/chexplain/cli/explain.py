@@ -38,6 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (see "
                    "chexplain.explain_images for its layout)")
+    p.add_argument("--resume", action="store_true", help="skip the images a run with the same "
+                   "options and model finished in --out (progress.jsonl)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_explain)
 
@@ -54,7 +56,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
                          model.image_size, model.names, args.methods, args.classes, args.labels,
                          args.threshold, device, display_size=args.display_size,
                          figure_method=args.figure_method,
-                         progress=not args.quiet, skip_bad=args.skip_bad, about=model.record())
+                         progress=not args.quiet, skip_bad=args.skip_bad, resume=args.resume,
+                         about=model.record())
     for rec in res["images"]:
         top = sorted(rec["probabilities"].items(), key=lambda kv: -kv[1])[:3]
         print(f"{rec['path']}: " + ", ".join(f"{n} {p:.2f}" for n, p in top))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -56,6 +57,7 @@ def read_chexpert_csv(path: str | os.PathLike, extra: Sequence[str] = ()) -> pd.
     empty = np.flatnonzero(out["Path"].eq("").to_numpy())
     if len(empty):
         raise DataError(f"{path}: line {empty[0] + 2}: empty Path")
+    _warn_outside(path, out["Path"])
     for col, allowed in (("Frontal/Lateral", VIEWS), ("AP/PA", PROJECTIONS + ("",))):
         if col in df:
             values = df[col].str.strip()
@@ -72,7 +74,39 @@ def read_chexpert_csv(path: str | os.PathLike, extra: Sequence[str] = ()) -> pd.
     for col in extra:
         if col in df and col not in out:
             out[col] = df[col].str.strip()
-    return out
+    return _drop_duplicates(path, out)
+
+
+def _warn_outside(path: Path, paths: pd.Series) -> None:
+    """Paths that climb out of the data folder (``..``) or are absolute read files elsewhere:
+    allowed (a shared image store), but said."""
+    def outside(p: str) -> bool:
+        norm = os.path.normpath(p.replace("\\", "/"))
+        return os.path.isabs(norm) or norm == ".." or norm.startswith("../")
+
+    bad = np.flatnonzero(paths.map(outside).to_numpy(dtype=bool))
+    if len(bad):
+        warnings.warn(f"{path}: {len(bad)} Path(s) lead outside the data folder (line {bad[0] + 2}: "
+                      f"{paths.iloc[bad[0]]!r}); those files are read where they point", stacklevel=3)
+
+
+def _drop_duplicates(path: Path, frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows repeating an earlier row (same Path, same values) are dropped with a warning; the
+    same Path with other values is an error (which row is right is unknown)."""
+    same_path = frame["Path"].duplicated(keep="first").to_numpy()
+    if not same_path.any():
+        return frame
+    exact = frame.astype(str).duplicated(keep="first").to_numpy()
+    conflict = np.flatnonzero(same_path & ~exact)
+    if len(conflict):
+        i = int(conflict[0])
+        first = int(np.flatnonzero(frame["Path"].eq(frame["Path"].iloc[i]).to_numpy())[0])
+        raise DataError(f"{path}: line {i + 2}: Path {frame['Path'].iloc[i]!r} repeats line "
+                        f"{first + 2} with other values")
+    i = int(np.flatnonzero(exact)[0])
+    warnings.warn(f"{path}: {int(exact.sum())} duplicate row(s) dropped (line {i + 2} repeats "
+                  f"{frame['Path'].iloc[i]!r}); each image is used once", stacklevel=3)
+    return frame[~exact].reset_index(drop=True)
 
 
 def _check_header(path: Path, header: list[str]) -> None:

@@ -74,6 +74,33 @@ def _check_finite_tags(path: Path, ds) -> None:
         raise _fail(path, "DICOM tag RescaleSlope is 0 (every pixel would be the intercept)")
 
 
+#: Compressed transfer syntaxes (UID prefix) and the pip packages whose pydicom plugin decodes them.
+_DECODERS = (("1.2.840.10008.1.2.4.5", "pylibjpeg pylibjpeg-libjpeg"),  # JPEG baseline, extended
+             ("1.2.840.10008.1.2.4.7", "pylibjpeg pylibjpeg-libjpeg"),  # JPEG lossless
+             ("1.2.840.10008.1.2.4.8", "pylibjpeg pylibjpeg-libjpeg"),  # JPEG-LS
+             ("1.2.840.10008.1.2.4.9", "pylibjpeg pylibjpeg-openjpeg"),  # JPEG 2000
+             ("1.2.840.10008.1.2.4.20", "pylibjpeg pylibjpeg-openjpeg"),  # HTJ2K
+             ("1.2.840.10008.1.2.5", "pylibjpeg pylibjpeg-rle"))  # RLE lossless
+
+
+def _decoder_hint(ds) -> str | None:
+    """For pixel data in a compressed transfer syntax that no installed plugin decodes: which
+    syntax it is and what to install (None for an uncompressed one: the data is broken)."""
+    meta = getattr(ds, "file_meta", None)
+    uid = str(getattr(meta, "TransferSyntaxUID", "") or "")
+    package = next((pkg for prefix, pkg in _DECODERS if uid.startswith(prefix)), None)
+    if package is None:
+        return None
+    try:
+        from pydicom.uid import UID
+
+        name = UID(uid).name
+    except Exception:  # noqa: BLE001 - the name is only for the message
+        name = uid
+    return (f"pixel data compressed as {name} (transfer syntax {uid}) that no installed decoder "
+            f"could read: pip install {package} (or python-gdcm), or the data is corrupt")
+
+
 def _decode_dicom(path: Path, ds, max_pixels: int) -> np.ndarray:
     _check_finite_tags(path, ds)
     if "PixelData" not in ds or not ds.get("PixelData"):
@@ -92,6 +119,9 @@ def _decode_dicom(path: Path, ds, max_pixels: int) -> np.ndarray:
     try:
         stored = ds.pixel_array
     except Exception as exc:  # pydicom raises many types for broken/compressed pixel data
+        hint = _decoder_hint(ds)
+        if hint:
+            raise _fail(path, hint) from None
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise _fail(path, f"cannot decode DICOM pixel data: {msg}") from None
     if stored.ndim != 2:

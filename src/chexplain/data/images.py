@@ -70,8 +70,17 @@ def _read_pillow(path: Path, max_pixels: int) -> np.ndarray:
                                   "(decompression bomb?)")
             if width == 0 or height == 0:
                 raise _fail(path, "image has no pixels")
+            frames = int(getattr(im, "n_frames", 1) or 1)
+            if frames > 1:
+                raise _fail(path, f"animated image ({frames} frames); a radiograph is one frame: "
+                                  "save the frame to explain as its own file")
+            orientation = _orientation(path, im)
             mode = im.mode
             im.load()
+            if orientation != 1:
+                from PIL import ImageOps
+
+                im = ImageOps.exif_transpose(im)
             return _pillow_to_unit(path, im, mode)
     except Image.DecompressionBombError:
         raise _fail(path, "too many pixels (decompression bomb)") from None
@@ -81,6 +90,20 @@ def _read_pillow(path: Path, max_pixels: int) -> np.ndarray:
         if isinstance(exc, DataError):
             raise
         raise _fail(path, f"corrupt image: {exc}") from None
+
+
+def _orientation(path: Path, im: Image.Image) -> int:
+    """The EXIF orientation (tag 274; 1: as stored), warning when it rotates or mirrors."""
+    try:
+        orientation = int(im.getexif().get(274, 1) or 1)
+    except (ValueError, TypeError, SyntaxError, OSError):
+        return 1
+    if orientation not in range(1, 9):
+        raise _fail(path, f"EXIF orientation {orientation} is not a valid value (1-8)")
+    if orientation != 1:
+        warnings.warn(f"{path}: EXIF orientation {orientation}: rotated/mirrored as a viewer "
+                      "shows it before explaining (maps are in that frame)", stacklevel=4)
+    return orientation
 
 
 def _warn_low_bit_depth(path: Path, peak: int) -> None:

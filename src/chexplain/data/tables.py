@@ -24,6 +24,7 @@ def read_csv_strict(path: Path, full_rows: bool = False) -> pd.DataFrame:
             warnings.simplefilter("error", pd.errors.ParserWarning)
             df = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False,
                              index_col=False)
+        _check_delimiter(path, list(df.columns))
         short = _short_row(path, len(df.columns)) if full_rows else None
         if short is not None:
             line, fields = short
@@ -38,6 +39,21 @@ def read_csv_strict(path: Path, full_rows: bool = False) -> pd.DataFrame:
         raise DataError(f"{path}: malformed CSV: {str(exc).strip().splitlines()[-1]}") from None
     except (UnicodeDecodeError, OSError, EOFError) as exc:
         raise DataError(f"{path}: not a readable text CSV ({type(exc).__name__})") from None
+
+
+_DELIMITERS = {";": "semicolon", "\t": "tab", "|": "vertical bar"}
+
+
+def _check_delimiter(path: Path, header: list[str]) -> None:
+    """A header read as one column that holds another delimiter: the file is not
+    comma-separated (spreadsheets of some locales save ';')."""
+    if len(header) != 1:
+        return
+    found = [(header[0].count(d), d) for d in _DELIMITERS if d in header[0]]
+    if found:
+        d = max(found)[1]
+        raise DataError(f"{path}: {_DELIMITERS[d]}-separated ({d!r}), not comma-separated: "
+                        "save it as a comma-separated CSV")
 
 
 def _short_row(path: Path, columns: int) -> tuple[int, int] | None:

@@ -67,8 +67,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     path = Path(path)
     if path.is_dir():
         raise DataError(f"{path}: is a folder, not a checkpoint file")
-    if not path.is_file():
+    if not path.exists():
         raise DataError(f"{path}: no such checkpoint")
+    if not path.is_file():
+        raise DataError(f"{path}: not a regular file (a device, pipe or socket), not a checkpoint")
     try:
         with warnings.catch_warnings():  # "Detected pickle protocol N": not a torch file
             warnings.simplefilter("ignore", UserWarning)

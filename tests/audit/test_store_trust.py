@@ -1,0 +1,141 @@
+"""A store proves which run wrote each shard; cut-off shards and a broken store.json are named;
+the analysis streams the store and survives degenerate maps; the last line times each phase."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from chexplain.audit.analysis import AnalysisConfig, audit_class
+from chexplain.audit.store import ShardPlan, ShardStore
+from chexplain.cli import main
+
+from .conftest import audit_args
+
+
+def _copy(reference, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(reference, out)
+    return out
+
+
+def test_shards_of_another_method_are_not_reused_when_store_json_is_gone(
+        reference_audit, audit_phantom, audit_checkpoint, tmp_path, capsys):
+    out = _copy(reference_audit, tmp_path)  # an epsilon-plus-flat store
+    (out / "store" / "store.json").unlink()
+    rc = main(audit_args(audit_phantom, audit_checkpoint, out, "--method", "gradcam"))
+    err = capsys.readouterr().err
+    assert rc == 2 and "no store.json" in err and "shard" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_shard_of_another_run_is_refused_on_resume(reference_audit, audit_phantom,
+                                                      audit_checkpoint, tmp_path, capsys):
+    out = _copy(reference_audit, tmp_path)
+    shard = out / "store" / "shard-00002.npz"
+    other = ShardStore(tmp_path / "other")
+    other.attach({"method": "gradcam"}, ShardPlan(40, 8))
+    with np.load(shard) as z:
+        other.write_shard(2, {k: z[k] for k in z.files if k != "run"})
+    shutil.copy(other.shard_path(2), shard)
+    rc = main(audit_args(audit_phantom, audit_checkpoint, out, "--resume"))
+    err = capsys.readouterr().err
+    assert rc == 2 and "shard-00002.npz: written by another run" in err
+
+
+def test_a_cut_off_shard_is_explained_again_on_resume(reference_audit, audit_phantom,
+                                                      audit_checkpoint, tmp_path, capsys):
+    out = _copy(reference_audit, tmp_path)
+    shard = out / "store" / "shard-00001.npz"
+    raw = shard.read_bytes()
+    shard.write_bytes(raw[: len(raw) // 2])
+    with pytest.warns(UserWarning, match="shard-00001.npz: not a complete shard"):
+        rc = main(audit_args(audit_phantom, audit_checkpoint, out, "--resume"))
+    assert rc == 0
+    assert shard.read_bytes() == raw  # the same bytes as the uninterrupted run's
+
+
+def test_a_corrupt_store_json_is_named(reference_audit, audit_phantom, audit_checkpoint,
+                                       tmp_path, capsys):
+    out = _copy(reference_audit, tmp_path)
+    (out / "store" / "store.json").write_text('{"version": 2, "fingerp')
+    rc = main(audit_args(audit_phantom, audit_checkpoint, out, "--resume"))
+    err = capsys.readouterr().err
+    assert rc == 2 and "store.json: not a readable store description" in err
+    assert "Traceback" not in err
+
+
+def test_the_last_line_times_each_phase(reference_audit, audit_phantom, audit_checkpoint,
+                                         tmp_path, capsys):
+    out = _copy(reference_audit, tmp_path)
+    for p in out.iterdir():
+        if p.name != "store":
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+    args = [a for a in audit_args(audit_phantom, audit_checkpoint, out, "--resume") if a != "--quiet"]
+    assert main(args) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    m = re.match(r"audit of 40 image\(s\) in (\d+) s \(explain (\d+) s, analysis (\d+) s, "
+                 r"report (\d+) s\)", last)
+    assert m, last
+    total, *phases = map(int, m.groups())
+    assert abs(total - sum(phases)) <= 2  # rounding of each phase
+
+
+def test_reading_one_class_column_equals_the_whole_store(reference_audit):
+    store = ShardStore(reference_audit / "store")
+    plan = ShardPlan(40, 8)
+    store.run = None
+    whole = store.read(plan, ["maps64", "maps32", "image64", "finding64"])
+    pos = np.array([0, 3, 9, 17, 30, 39])
+    for key in ("maps64", "maps32", "finding64"):
+        assert np.array_equal(store.column(plan, key, pos, 1), whole[key][pos, 1])
+    assert np.array_equal(store.column(plan, "image64", pos), whole["image64"][pos])
+
+
+def _class_data(maps64):
+    from chexplain.audit.explain import sum_pool
+    import torch
+
+    n = len(maps64)
+    return {"logits": np.zeros((n, 1), np.float32), "maps64": maps64[:, None],
+            "maps32": sum_pool(torch.from_numpy(maps64), 32).numpy()[:, None],
+            "image64": np.full((n, 64, 64), 0.5, np.float32),
+            "finding64": np.zeros((n, 1, 64, 64), bool), "has_finding": np.zeros((n, 1), bool)}
+
+
+@pytest.mark.parametrize("fill", [0.0, 1.0])
+def test_a_class_of_zero_or_constant_maps_gets_a_result_with_a_reason(fill):
+    n = 20
+    data = _class_data(np.full((n, 64, 64), fill, np.float32))
+    a = audit_class("Effusion", 0, data, np.ones((n, 1)), pd.DataFrame(index=range(n)),
+                    [f"i{i}" for i in range(n)], AnalysisConfig(population="all", flag_share=1.0, min_share=1.0),
+                    lambda pos: None, None, 0)
+    assert a.spray.n_clusters == 1 and len(a.clusters) == 1 and a.clusters[0]["size"] == n
+    assert "one cluster" in a.note and not a.strategies
+
+
+@pytest.mark.parametrize("n", [3, 4, 12])
+def test_spray_of_zero_maps_does_not_crash_the_process(n):
+    """t-SNE on identical points divided by zero and crashed the interpreter: run it apart."""
+    code = ("import numpy as np; from chexplain.audit.spray import spray; "
+            f"r = spray(np.zeros(({n}, 32, 32))); print(r.n_clusters, r.embedding_kind, r.note)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-500:]
+    assert proc.stdout.startswith("1 none") and "without positive relevance" in proc.stdout
+
+
+def test_spray_with_fewer_maps_than_neighbours_and_few_distinct_maps():
+    from chexplain.audit.spray import SprayConfig, spray
+
+    maps = np.zeros((9, 32, 32))
+    maps[:, 0, 0] = 1.0
+    maps[4:, 31, 31] = 1.0  # two distinct maps, repeated
+    r = spray(maps, SprayConfig(neighbours=20))
+    assert len(r.labels) == 9 and r.n_clusters >= 1 and np.isfinite(r.embedding).all()
