@@ -136,11 +136,6 @@ def run_audit(config: AuditConfig, progress: bool = True, say: Callable[[str], N
         everything = open_source(names, pre, config.csv, config.data, config.images, config.nih,
                                  config.max_images, warn_missing=False, exclude=config.out)
         classes = _classes(config.classes, names, everything.labels)
-        if config.classes is not None and everything.kind == "csv":
-            unlabelled = [c for c in classes if not everything.columns[names.index(c)]]
-            if unlabelled:
-                raise ChexplainError(f"--classes {unlabelled[0]!r}: {config.csv} has no column "
-                                     "for this output")
         source = open_source(classes, pre, config.csv, config.data, config.images, config.nih,
                              config.max_images, exclude=config.out)
         idx = [names.index(c) for c in classes]

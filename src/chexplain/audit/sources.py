@@ -41,7 +41,6 @@ class AuditSource:
     meta: pd.DataFrame  #: metadata per image (may have no columns)
     digest: str  #: identifies the data (CSV bytes or file list) for --resume
     kind: str  #: csv | images | nih
-    columns: list[bool] | None = None  #: csv: whether each class has a label column
 
 
 def _pool_mask(mask: np.ndarray, pre: Preprocess) -> np.ndarray:
@@ -120,8 +119,7 @@ def open_source(classes: Sequence[str], pre: Preprocess, csv: str | os.PathLike 
             raise ChexplainError(f"{path}: {len(missing)} of {len(frame)} image files missing "
                                  f"under {root} (e.g. {', '.join(missing[:3])})")
         by_name = {str(c).lower(): c for c in frame.columns}  # classes match columns by name
-        columns = [c.lower() in by_name for c in classes]
-        absent = [c for c, has in zip(classes, columns) if not has]
+        absent = [c for c in classes if c.lower() not in by_name]
         if absent and warn_missing:
             warnings.warn(f"{path}: no label column for the model's class(es) "
                           f"{', '.join(repr(c) for c in absent)}: their labels are unknown "
@@ -133,7 +131,7 @@ def open_source(classes: Sequence[str], pre: Preprocess, csv: str | os.PathLike 
         meta = pd.DataFrame({c: frame[c] for c in META_COLUMNS if c in frame})
         ds = _Items([root / p for p in frame["Path"]], pre, _phantom_mask_names(classes))
         return AuditSource(ds, frame["Path"].astype(str).tolist(), labels, meta,
-                           text_digest([file_digest(path), max_images]), "csv", columns)
+                           text_digest([file_digest(path), max_images]), "csv")
     if images is not None:
         from ..explain_images import find_images
 
