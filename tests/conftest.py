@@ -1,11 +1,36 @@
-"""Project-wide test settings: ``@pytest.mark.slow`` tests run only with CHEXPLAIN_SLOW=1."""
+"""Project-wide test settings: ``@pytest.mark.slow`` tests run only with CHEXPLAIN_SLOW=1; every
+fixture and test starts from the same random state (Python's, NumPy's and torch's global
+generators seeded, hypothesis derandomised), so that no outcome depends on test order or run."""
 
 from __future__ import annotations
 
 import os
+import random
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
+from hypothesis import settings
+
+settings.register_profile("chexplain", derandomize=True, deadline=None, print_blob=True)
+settings.load_profile("chexplain")
+
+
+def _seed_everything() -> None:
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_fixture_setup(fixturedef: pytest.FixtureDef, request: pytest.FixtureRequest) -> None:
+    _seed_everything()  # a fixture of any scope draws the same numbers whichever test needs it first
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_call(item: pytest.Item) -> None:
+    _seed_everything()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -1,4 +1,9 @@
-"""The ``chexplain`` program's allocator setting (glibc's mallopt), each case in a fresh process."""
+"""The ``chexplain`` program's allocator setting (glibc's mallopt), each case in a fresh process.
+
+Whether it applies is decided by the platform and the environment, and that is what these tests
+check. Its effect on page faults depends on what else the kernel is doing, so it is measured by
+``benchmarks/allocator_faults.py``, which reports instead of asserting.
+"""
 
 from __future__ import annotations
 
@@ -8,34 +13,23 @@ import sys
 
 import pytest
 
-CODE = ("import resource, torch; from chexplain.cli.allocator import retain_freed_memory as r; ok = r(); "
-        "a = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
-        "for _ in range(20):\n"
-        "    t = [torch.ones(1 << 20) for _ in range(24)]\n"  # 24 × 4 MB allocated, touched and freed
-        "    del t\n"
-        "print(ok, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - a)")
+CODE = "from chexplain.cli.allocator import retain_freed_memory as r; print(r())"
 
 
-def _run(**env: str) -> tuple[str, int]:
+def _applied(**env: str) -> str:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "CHEXPLAIN_MALLOC"}
-    out = subprocess.run([sys.executable, "-c", CODE], env={**clean, **env}, capture_output=True, text=True,
-                         check=True).stdout.split()
-    return out[0], int(out[1])
+    return subprocess.run([sys.executable, "-c", CODE], env={**clean, **env}, capture_output=True,
+                          text=True, check=True).stdout.strip()
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt is glibc's (Linux)")
-def test_retained_memory_is_reused_without_page_faults() -> None:
-    applied, faults = _run()
-    if applied != "True":
+def test_applied_by_default_and_opted_out_by_name() -> None:
+    if _applied() != "True":
         pytest.skip("this C library has no mallopt (not glibc)")
-    plain, plain_faults = _run(CHEXPLAIN_MALLOC="default")
-    assert plain == "False"
-    # 96 MB freed per round: glibc returns most of it to the kernel and faults it in again
-    # (≈ 24,000 pages per round); kept, only the first round faults
-    assert plain_faults > 5 * faults, (plain_faults, faults)
+    assert _applied(CHEXPLAIN_MALLOC="default") == "False"
 
 
 # a preload that does not exist is ignored by the loader (with a message): the name alone counts
 @pytest.mark.parametrize("env", [{"MALLOC_TRIM_THRESHOLD_": "100000"}, {"LD_PRELOAD": "libjemalloc.so.2"}])
 def test_user_allocator_settings_are_left_alone(env: dict[str, str]) -> None:
-    assert _run(**env)[0] == "False"
+    assert _applied(**env) == "False"

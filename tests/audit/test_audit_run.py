@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pandas as pd
@@ -78,17 +77,26 @@ def test_outputs(reference_audit, audit_phantom):
     assert len(pd.read_csv(out / "members.csv")) == 80
 
 
+#: the audit program, killed (SIGKILL) right after its second shard is on disk: the same moment
+#: in every run, whatever the machine's load
+KILLED_AFTER_SHARD_1 = (
+    "import functools, os, signal, sys\n"
+    "import chexplain.audit as audit\n"
+    "from chexplain.cli import main\n"
+    "def stop(k):\n"
+    "    if k >= 1:\n"
+    "        os.kill(os.getpid(), signal.SIGKILL)\n"
+    "audit.run_audit = functools.partial(audit.run_audit, on_shard=stop)\n"
+    "sys.exit(main(sys.argv[1:]))\n")
+
+
 def test_kill_then_resume_is_the_same_run(reference_audit, audit_phantom, audit_checkpoint, tmp_path):
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "chexplain.cli", *audit_args(audit_phantom, audit_checkpoint, out)]
+    cmd = [sys.executable, "-c", KILLED_AFTER_SHARD_1, *audit_args(audit_phantom, audit_checkpoint, out)]
     same_threads = dict(os.environ, OMP_NUM_THREADS=str(torch.get_num_threads()))  # same floats
-    proc = subprocess.Popen(cmd, env=same_threads, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 180
-    while not (out / "store" / "shard-00001.npz").is_file():
-        assert proc.poll() is None and time.time() < deadline, proc.stderr.read().decode()[-2000:]
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc = subprocess.run(cmd, env=same_threads, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          timeout=900)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
     done = sorted(p.name for p in (out / "store").glob("shard-*.npz"))
     assert 2 <= len(done) < 5 and not (out / "audit.json").exists()
     assert main(audit_args(audit_phantom, audit_checkpoint, out)) == 2  # refused without --resume
@@ -124,7 +132,7 @@ def test_torchrun_two_ranks_same_index(reference_audit, audit_phantom, audit_che
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "chexplain.cli", *audit_args(audit_phantom, audit_checkpoint, out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=ENV)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=ENV)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert proc.stdout.count("audit of 40 image(s)") == 1  # rank 0 alone reports
     a = pd.read_csv(reference_audit / "store" / "index.csv").sort_values(["image", "class"])

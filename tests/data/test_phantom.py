@@ -1,9 +1,10 @@
-"""Phantom radiographs: masks cover each drawing, determinism, CheXpert layout, speed."""
+"""Phantom radiographs: masks cover each drawing, determinism, CheXpert layout.
+
+The generator's speed is measured by ``benchmarks/phantom_speed.py``."""
 
 from __future__ import annotations
 
 import hashlib
-import time
 
 import numpy as np
 import pytest
@@ -101,17 +102,13 @@ def test_write_same_seed_same_bytes_and_chexpert_loader(tmp_path):
     assert mask_file(first, "Lung Lesion").name == "lung_lesion.png"
 
 
-def test_cli_1000_images_at_224_under_a_minute(tmp_path, capsys):
+def test_cli_writes_every_image_and_row(tmp_path, capsys):
     out = tmp_path / "ph"
-    start = time.perf_counter()
-    assert main(["phantom", "generate", "--n", "1000", "--size", "224", "--out", str(out),
+    assert main(["phantom", "generate", "--n", "120", "--size", "224", "--out", str(out),
                  "--seed", "1", "--quiet"]) == 0
-    elapsed = time.perf_counter() - start
-    print(f"phantom: 1000 images at 224x224 in {elapsed:.1f} s")
-    assert elapsed < 60
-    assert len(list(out.rglob("*.jpg"))) == 1000
-    assert len(read_chexpert_csv(out / "train.csv")) == 1000
-    assert "wrote 1000 images" in capsys.readouterr().out
+    assert len(list(out.rglob("*.jpg"))) == 120
+    assert len(read_chexpert_csv(out / "train.csv")) == 120
+    assert "wrote 120 images" in capsys.readouterr().out
 
 
 def test_test_split_is_not_named_train_csv_and_phantom_training_is_detected(tmp_path):
