@@ -134,8 +134,8 @@ def test_names_from_option_file_and_defaults(models, tmp_path):
     names.write_text("a\nb\nc\n")
     m = load_model(f"{models['factory']}:tuple_model", names=str(names))
     assert m.names == ["a", "b", "c"]
-    assert load_model(f"{models['factory']}:plain_model", image_size=16,
-                      normalization="xrv").names == list(OBSERVATIONS)
+    plain = load_model(f"{models['factory']}:plain_model", image_size=16, normalization="xrv")
+    assert plain.names == list(OBSERVATIONS) and any("CheXpert" in n for n in plain.notes)
 
 
 def test_checkpoint_spec_is_the_trained_model(tiny_ckpt):

@@ -68,7 +68,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
                           n_clusters=args.clusters, embedding=args.embedding, seed=args.seed,
                           mirror=args.mirror),
         counterfactual=CounterfactualConfig(seed=args.seed, min_effect_sd=args.min_effect_sd))
-    config = AuditConfig(checkpoint=args.model, model_options=model_options(args), out=args.out, csv=args.csv, data=args.data,
+    config = AuditConfig(checkpoint=args.model, model_options=model_options(args), out=args.out,
+                         csv=args.csv, data=args.data,
                          images=args.images, nih=args.nih, classes=args.classes, method=args.method,
                          max_images=args.max_images, device=args.device, batch_size=args.batch_size,
                          workers=args.workers, shard_size=args.shard_size, full=args.full,

@@ -104,6 +104,8 @@ def load_model(spec: str | os.PathLike, weights: str | os.PathLike | None = None
         from ..data.chexpert import OBSERVATIONS
 
         out_names, source = list(OBSERVATIONS), "the CheXpert observations (14 outputs)"
+        notes.append(f"{spec}: 14 unnamed outputs taken as the CheXpert observations in their "
+                     "usual order (--class-names to name them)")
     else:
         raise ChexplainError(f"{spec}: the model has {k} outputs; name them with --class-names "
                              "NAMES|FILE (the 14 CheXpert observations are assumed only for 14)")
