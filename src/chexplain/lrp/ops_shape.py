@@ -107,6 +107,18 @@ def _dim_op(ctx: Context):
     return index_op(ctx)  # expand, pad and flip: the forward's batch-size check catches dim 0
 
 
+@register_function(torch.amax, torch.amin)
+@register_method("amax", "amin")
+def _extremum(ctx: Context):
+    """amax/amin over feature dims (CBAM-style channel max pooling): every output is one input
+    entry, R goes to the winner (its VJP; ties share), as max pooling's winner-takes-all."""
+    dim = ctx.arg(1, "dim")
+    dims = dim if isinstance(dim, (tuple, list)) else (dim,)
+    if dim is None or dim == () or any(not isinstance(d, int) or d == 0 for d in dims):
+        raise _batch_error(ctx, "reduces over")
+    return index_op(ctx)
+
+
 @register_function(F.unfold)
 def _im2col(ctx: Context):
     """im2col: every output entry is a copy of one input entry (or padding)."""
