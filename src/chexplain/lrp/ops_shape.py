@@ -18,8 +18,8 @@ import torchvision
 
 from ..errors import UnsupportedModelError
 from . import ops
-from .generic import IndexOp
-from .registry import Context, register_function, register_method, register_module
+from .generic import AffineCallOp, IndexOp
+from .registry import GRAPH_PASSES, Context, register_function, register_method, register_module
 
 
 def _where(ctx: Context) -> str:
@@ -123,6 +123,46 @@ def _extremum(ctx: Context):
 def _im2col(ctx: Context):
     """im2col: every output entry is a copy of one input entry (or padding)."""
     return index_op(ctx)
+
+
+@register_function(F.fold)
+@register_module(torch.nn.Fold)
+def _fold(ctx: Context):
+    """col2im (VOLO's outlook attention): a sum of the overlapping patches, linear without bias:
+    the proportional rule of a sum, R_in = x ⊙ Jᵀ (R / stab(y))."""
+    fn = ctx.module if ctx.node.op == "call_module" else ctx.bound(ctx.target_fn())
+    if len(ctx.tensor_refs()) != 1 or ctx.refs[0] is not ctx.tensor_refs()[0]:
+        return None
+    return AffineCallOp(fn, fn, 0, "fold (sum of patches)", preserves_sign=True)
+
+
+@register_module(torch.nn.Unfold)
+def _unfold_module(ctx: Context):
+    return IndexOp("Unfold", ctx.module, [0])
+
+
+def _fold_stack_sum(gm: fx.GraphModule) -> None:
+    """``torch.stack([a, b, ...]).sum(0)`` (EfficientViM's heads summed) → ``a + b + ...``."""
+    for node in list(gm.graph.nodes):
+        if not (node.op == "call_function" and node.target is torch.stack and len(node.users) == 1):
+            continue
+        items, dim = node.args[0], (node.args[1:] or (node.kwargs.get("dim", 0),))[0]
+        user = next(iter(node.users))
+        reduces = user.op == "call_method" and user.target == "sum" and (
+            user.args[1:] == (0,) or (len(user.args) == 1 and user.kwargs == {"dim": 0}))
+        if dim != 0 or not reduces or not isinstance(items, (list, tuple)) or not items or user.kwargs.get("keepdim"):
+            continue
+        total = items[0]
+        with gm.graph.inserting_before(user):
+            for item in items[1:]:
+                total = gm.graph.call_function(operator.add, (total, item))
+                total.meta = dict(user.meta)
+        user.replace_all_uses_with(total)
+        gm.graph.erase_node(user)
+        gm.graph.erase_node(node)
+
+
+GRAPH_PASSES.append(_fold_stack_sum)
 
 
 @register_function(torch.stack)
