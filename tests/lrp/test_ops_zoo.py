@@ -392,3 +392,19 @@ def test_talking_heads_weights_are_constant_under_cp_lrp():
     res = lrp0(model, x)
     assert_conserves(res)
     assert torch.allclose(res.relevance[:, 0], grad_x_input(oracle, x, res.targets[:, 0]), atol=1e-12)
+
+
+def test_dtype_casts_pass_relevance():
+    class Cast(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c, self.fc = nn.Conv2d(3, 4, 3, bias=False), nn.Linear(4, 2, bias=False)
+
+        def forward(self, x):
+            h = torch.relu(self.c(x)).to(x.dtype).type_as(x).double()
+            return self.fc(h.mean((2, 3)))
+
+    x, model = torch.randn(2, 3, 6, 6), Cast()
+    assert_logits(model, x)
+    res = lrp0(model, x)
+    assert torch.allclose(res.relevance[:, 0], grad_x_input(model, x, res.targets[:, 0]), atol=1e-12)

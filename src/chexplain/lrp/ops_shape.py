@@ -165,6 +165,16 @@ def _fold_stack_sum(gm: fx.GraphModule) -> None:
 GRAPH_PASSES.append(_fold_stack_sum)
 
 
+@register_method("to", "type_as", "float", "double")
+def _cast(ctx: Context):
+    """A dtype or device cast of an input-dependent tensor (Eva's rotary embedding ``.type_as(v)``):
+    the identity, R passes; the graph runs in the explained input's dtype and device."""
+    tensors = ctx.tensor_refs()
+    if not tensors or ctx.node.args[0] is not tensors[0] or (ctx.node.target != "type_as" and len(tensors) != 1):
+        return None
+    return ops.IdentityOp(), [tensors[0].name]
+
+
 @register_function(torch.stack)
 def _stack(ctx: Context):
     if _is_zero_dim(ctx.arg(1, "dim", 0)):
