@@ -408,3 +408,20 @@ def test_dtype_casts_pass_relevance():
     assert_logits(model, x)
     res = lrp0(model, x)
     assert torch.allclose(res.relevance[:, 0], grad_x_input(model, x, res.targets[:, 0]), atol=1e-12)
+
+
+def test_max_values_over_a_feature_dim_is_winner_takes_all():
+    class MaxHead(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c, self.fc = nn.Conv2d(3, 4, 3, bias=False), nn.Linear(4, 2, bias=False)
+
+        def forward(self, x):
+            h = torch.relu(self.c(x)).flatten(2).amax(2)  # (N, 4)
+            return self.fc(h.unsqueeze(1).expand(-1, 3, -1).max(1)[0])
+
+    x, model = torch.randn(2, 3, 6, 6), MaxHead()
+    assert_logits(model, x)
+    res = lrp0(model, x)
+    assert_conserves(res)
+    assert torch.allclose(res.relevance[:, 0], grad_x_input(model, x, res.targets[:, 0]), atol=1e-12)

@@ -116,7 +116,22 @@ def _extremum(ctx: Context):
     dims = dim if isinstance(dim, (tuple, list)) else (dim,)
     if dim is None or dim == () or any(not isinstance(d, int) or d == 0 for d in dims):
         raise _batch_error(ctx, "reduces over")
-    return index_op(ctx)
+    return IndexOp(_name(ctx), ctx.bound(ctx.target_fn()), _wrt(ctx), local=True)
+
+
+@register_function(torch.max, torch.min)
+@register_method("max", "min")
+def _max_values(ctx: Context):
+    """``x.max(dim)[0]`` over a feature dim (VOLO's auxiliary token head): the values, each one
+    input entry, as amax (winner-takes-all); the indices carry no relevance and are refused."""
+    dim = ctx.arg(1, "dim")
+    if not isinstance(dim, int) or len(ctx.refs) != 1:
+        return None  # max over everything, or elementwise max of two tensors
+    if dim == 0:
+        raise _batch_error(ctx, "reduces over")
+    if any(not (u.op == "call_function" and u.target is operator.getitem and u.args[1] == 0) for u in ctx.node.users):
+        return None
+    return TupleOp(ctx.bound(ctx.target_fn()), local=True)
 
 
 @register_function(F.unfold)
@@ -197,8 +212,8 @@ class TupleOp(ops.Op):
 
     virtual = True
 
-    def __init__(self, fn):
-        self.fn = fn
+    def __init__(self, fn, local: bool = False):
+        self.fn, self.local = fn, local
 
 
 @register_function(torch.chunk, torch.split, torch.unbind, torch.tensor_split)
@@ -222,7 +237,7 @@ def _getitem(ctx: Context):
         tensors = {r for r in inputs if r not in ctx.meta and r not in ctx.consts}
         fn = tup.fn
         op = IndexOp(f"{_name_of(fxn)}[{index}]", lambda *v: fn(*v)[index], [i for i, r in enumerate(inputs)
-                                                                            if r in tensors])
+                                                                            if r in tensors], tup.local)
         return op, list(inputs)
     index = ctx.node.args[1]
     first = index[0] if isinstance(index, tuple) and index else index
