@@ -17,7 +17,10 @@
 under ``--max-params`` (``benchmarks/_timm_zoo.py``; ``--models a,b`` to check named ones), at
 ``--check-size`` px (or the model's fixed size), the checks above without speed, and the share
 of models that explain (traced, every preset finite), reproduce the logits (≤ 1e-6) and
-conserve relevance bias-free (≤ 1e-5).
+conserve relevance bias-free (≤ 1e-5). The selection builds every timm model on the meta
+device (no weights; a few minutes); nothing is downloaded (pretrained=False).
+
+    python benchmarks/coverage.py --zoo timm --threads 2 [--check-size 64] [--max-params 30e6]
 
 The machine's load changes the absolute times; the ratios are of medians measured side by side.
 """
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -164,8 +168,6 @@ def main() -> None:
 
 
 def zoo(args: argparse.Namespace) -> None:
-    import time
-
     import _timm_zoo
     if args.models:
         chosen = [_timm_zoo.ZooModel("", n, 0) for n in args.models.split(",")]

@@ -160,13 +160,13 @@ class _Unknown(nn.Module):
         return self.out(self.block(x))
 
 
-class _Bilinear(nn.Module):
+class _Quotient(nn.Module):
     def __init__(self):
         super().__init__()
         self.a, self.b = nn.Linear(4, 3), nn.Linear(4, 3)
 
     def forward(self, x):
-        return self.a(x) * self.b(x)
+        return self.a(x) / self.b(x)
 
 
 class _BatchCat(nn.Module):
@@ -197,7 +197,7 @@ def _one_line(exc_info):
 
 @pytest.mark.parametrize("model,pattern", [
     (_Unknown(), r"unsupported operation torch\.cumsum at 'block\.1'"),
-    (_Bilinear(), r"multiplies two input-dependent tensors"),
+    (_Quotient(), r"unsupported operation _operator\.truediv in the model's top-level forward"),
     (_BatchCat(), r"cat in the model's top-level forward concatenates along the batch dimension"),
     (_Branchy(), r"cannot trace _Branchy with torch\.fx"),
 ])

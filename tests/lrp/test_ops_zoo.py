@@ -360,3 +360,68 @@ def test_timm_models_explain_with_logits_and_conservation(make):
     assert_logits(model, x)
     res = lrp0(zero_biases(model), x)
     assert_conserves(res)
+
+
+class TalkingHeads(nn.Module):
+    """Attention whose weights are mixed over heads by a linear layer after the softmax (CaiT,
+    EfficientFormerV2); ``detach``: the oracle with the mixed weights held constant (CP-LRP)."""
+
+    def __init__(self, detach: bool = False) -> None:
+        super().__init__()
+        self.detach, self.heads = detach, 2
+        self.embed = nn.Conv2d(3, 4, 2, stride=2, bias=False)
+        self.qkv = nn.Linear(4, 12, bias=False)
+        self.mix = nn.Linear(2, 2, bias=False)
+        self.fc = nn.Linear(4, 3, bias=False)
+
+    def forward(self, x):
+        t = self.embed(x).flatten(2).transpose(1, 2)  # (N, L, 4)
+        n, length, _ = t.shape
+        q, k, v = self.qkv(t).reshape(n, length, 3, self.heads, 2).permute(2, 0, 3, 1, 4).unbind(0)
+        attn = (q @ k.transpose(-2, -1)).softmax(-1)
+        attn = self.mix(attn.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)  # mixed over heads
+        attn = attn.detach() if self.detach else attn
+        return self.fc((attn @ v).transpose(1, 2).reshape(n, length, 4).mean(1))
+
+
+def test_talking_heads_weights_are_constant_under_cp_lrp():
+    x = torch.randn(2, 3, 6, 6)
+    model, oracle = TalkingHeads(), TalkingHeads(detach=True)
+    oracle.load_state_dict(model.state_dict())
+    assert_logits(model, x)
+    res = lrp0(model, x)
+    assert_conserves(res)
+    assert torch.allclose(res.relevance[:, 0], grad_x_input(oracle, x, res.targets[:, 0]), atol=1e-12)
+
+
+def test_dtype_casts_pass_relevance():
+    class Cast(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c, self.fc = nn.Conv2d(3, 4, 3, bias=False), nn.Linear(4, 2, bias=False)
+
+        def forward(self, x):
+            h = torch.relu(self.c(x)).to(x.dtype).type_as(x).double()
+            return self.fc(h.mean((2, 3)))
+
+    x, model = torch.randn(2, 3, 6, 6), Cast()
+    assert_logits(model, x)
+    res = lrp0(model, x)
+    assert torch.allclose(res.relevance[:, 0], grad_x_input(model, x, res.targets[:, 0]), atol=1e-12)
+
+
+def test_max_values_over_a_feature_dim_is_winner_takes_all():
+    class MaxHead(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c, self.fc = nn.Conv2d(3, 4, 3, bias=False), nn.Linear(4, 2, bias=False)
+
+        def forward(self, x):
+            h = torch.relu(self.c(x)).flatten(2).amax(2)  # (N, 4)
+            return self.fc(h.unsqueeze(1).expand(-1, 3, -1).max(1)[0])
+
+    x, model = torch.randn(2, 3, 6, 6), MaxHead()
+    assert_logits(model, x)
+    res = lrp0(model, x)
+    assert_conserves(res)
+    assert torch.allclose(res.relevance[:, 0], grad_x_input(model, x, res.targets[:, 0]), atol=1e-12)

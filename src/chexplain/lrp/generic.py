@@ -46,17 +46,19 @@ class RelevanceContext:
 
 
 def batched_vjp(fn: Callable[..., Tensor], inputs: Sequence[Any], wrt: Sequence[int], s: Tensor,
-                state: Optional[dict] = None) -> list[Tensor]:
+                state: Optional[dict] = None, local: bool = False) -> list[Tensor]:
     """Jᵀ s for a map ``fn`` that is linear in ``inputs[i]`` for i in ``wrt`` (the others are held
     constant); ``s`` (N, T, *out). Autograd on zero probes (valid because the map is linear),
-    batched over T; the probe graph is kept in ``state`` for later target chunks."""
+    batched over T; the probe graph is kept in ``state`` for later target chunks. ``local``: the
+    probes are the input values (the Jacobian at x of a piecewise-linear selection, max)."""
     n, t = s.shape[:2]
     key = ("vjp", tuple(wrt))
     with torch.inference_mode(False), torch.enable_grad():
         if state is not None and key in state:
             probes, out = state[key]
         else:
-            probes = [torch.zeros(inputs[i].shape, dtype=inputs[i].dtype, device=inputs[i].device,
+            probes = [inputs[i].detach().clone().requires_grad_(True) if local else
+                      torch.zeros(inputs[i].shape, dtype=inputs[i].dtype, device=inputs[i].device,
                                   requires_grad=True) for i in wrt]
             values = list(inputs)
             for i, p in zip(wrt, probes):
@@ -143,8 +145,9 @@ class IndexOp(Op):
     multi_input = True
     preserves_sign = True
 
-    def __init__(self, description: str, fn: Callable[..., Tensor], wrt: Sequence[int]) -> None:
-        self.description, self.fn, self.wrt = description, fn, tuple(wrt)
+    def __init__(self, description: str, fn: Callable[..., Tensor], wrt: Sequence[int], local: bool = False) -> None:
+        """``local``: which entry an output takes depends on the values (max): Jᵀ at x."""
+        self.description, self.fn, self.wrt, self.local = description, fn, tuple(wrt), local
 
     def forward(self, *inputs):
         return self.fn(*inputs)
@@ -152,7 +155,7 @@ class IndexOp(Op):
     def relevance(self, inputs, out, R, ctx):
         if not self.wrt:  # computed from constants only (a class token expanded to the batch): absorbed
             return [None] * len(inputs), f"constant ({self.description})"
-        grads = batched_vjp(self.fn, inputs, self.wrt, R, ctx.state if ctx.reuse else None)
+        grads = batched_vjp(self.fn, inputs, self.wrt, R, ctx.state if ctx.reuse else None, self.local)
         parts: list[Optional[Tensor]] = [None] * len(inputs)
         for i, g in zip(self.wrt, grads):
             parts[i] = g

@@ -104,7 +104,9 @@ def trace(model: nn.Module) -> Graph:
     registry.load()
     clone = registry.substitute(clone)  # e.g. nn.MultiheadAttention as explicit ops (on the copy)
     try:
-        gm = fx.symbolic_trace(clone, concrete_args=registry.optional_args(clone))
+        tracer = fx.Tracer(autowrap_functions=registry.autowrap_functions())
+        gm = fx.GraphModule(clone, tracer.trace(clone, concrete_args=registry.optional_args(clone)),
+                            type(clone).__name__)
         out_of_place(gm)  # h.relu_() as h = h.relu(): the in-place node's result replaces later uses
         registry.rewrite(gm)
     except UnsupportedModelError:
@@ -313,7 +315,8 @@ def _target_fn(node: fx.Node) -> Callable[..., Any]:
 def _is_meta(node: fx.Node, refs: list[fx.Node], meta: set[str]) -> bool:
     if node.op == "call_method" and node.target in ("size", "dim"):
         return True
-    if node.op == "call_function" and node.target is builtins.getattr and node.args[1] in ("shape", "ndim"):
+    if node.op == "call_function" and node.target is builtins.getattr and node.args[1] in (
+            "shape", "ndim", "device", "dtype", "is_cuda", "requires_grad", "layout"):
         return True
     return bool(refs) and node.op == "call_function" and node.target is operator.getitem and refs[0].name in meta
 
@@ -356,8 +359,8 @@ def _convert_call(node: fx.Node, refs: list[fx.Node]) -> ops.Op | None:
             return ops.ActivationOp("relu")
         if name in ("tanh", "tanh_"):
             return ops.ActivationOp("tanh")
-        if name in ("view", "reshape", "flatten"):  # view as reshape: inputs may be channels-last here
-            method = "flatten" if name == "flatten" else "reshape"
+        if name in ("view", "reshape", "flatten", "view_as", "reshape_as"):  # view as reshape: may be channels-last
+            method = {"flatten": "flatten", "view_as": "reshape_as"}.get(name, name if name == "reshape_as" else "reshape")
             return ops.ReshapeOp(_bound(node, lambda obj, *a, **k: getattr(obj, method)(*a, **k)))
         if name in ("contiguous", "clone"):
             return ops.IdentityOp()

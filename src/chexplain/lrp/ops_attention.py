@@ -90,13 +90,15 @@ def _softmax_module(ctx: Context):
 
 # --------------------------------------------------------------------------- products
 def _is_softmax(ctx: Context, ref: fx.Node) -> bool:
-    """Whether ``ref`` is a softmax output, possibly through dropout, reshapes or index ops."""
+    """Whether ``ref`` is a softmax output, possibly through dropout, reshapes, index ops or a
+    linear mixing of the heads (talking-heads attention: CaiT, EfficientFormerV2), which keeps it
+    a function of q and k only, constant under CP-LRP."""
     name: Optional[str] = ref.name
     while name is not None:
         op = ctx.producers.get(name)
         if isinstance(op, SoftmaxOp):
             return True
-        if isinstance(op, (IndexOp, ops.ReshapeOp, ops.IdentityOp)):
+        if isinstance(op, (IndexOp, ops.ReshapeOp, ops.IdentityOp, ops.LinearOp)):
             node = next(n for n in ctx.gm.graph.nodes if n.name == name)
             srcs: list[fx.Node] = []
             fx.node.map_arg((node.args, node.kwargs), srcs.append)

@@ -18,8 +18,8 @@ import torchvision
 
 from ..errors import UnsupportedModelError
 from . import ops
-from .generic import IndexOp
-from .registry import Context, register_function, register_method, register_module
+from .generic import AffineCallOp, IndexOp
+from .registry import GRAPH_PASSES, Context, register_function, register_method, register_module
 
 
 def _where(ctx: Context) -> str:
@@ -107,10 +107,87 @@ def _dim_op(ctx: Context):
     return index_op(ctx)  # expand, pad and flip: the forward's batch-size check catches dim 0
 
 
+@register_function(torch.amax, torch.amin)
+@register_method("amax", "amin")
+def _extremum(ctx: Context):
+    """amax/amin over feature dims (CBAM-style channel max pooling): every output is one input
+    entry, R goes to the winner (its VJP; ties share), as max pooling's winner-takes-all."""
+    dim = ctx.arg(1, "dim")
+    dims = dim if isinstance(dim, (tuple, list)) else (dim,)
+    if dim is None or dim == () or any(not isinstance(d, int) or d == 0 for d in dims):
+        raise _batch_error(ctx, "reduces over")
+    return IndexOp(_name(ctx), ctx.bound(ctx.target_fn()), _wrt(ctx), local=True)
+
+
+@register_function(torch.max, torch.min)
+@register_method("max", "min")
+def _max_values(ctx: Context):
+    """``x.max(dim)[0]`` over a feature dim (VOLO's auxiliary token head): the values, each one
+    input entry, as amax (winner-takes-all); the indices carry no relevance and are refused."""
+    dim = ctx.arg(1, "dim")
+    if not isinstance(dim, int) or len(ctx.refs) != 1:
+        return None  # max over everything, or elementwise max of two tensors
+    if dim == 0:
+        raise _batch_error(ctx, "reduces over")
+    if any(not (u.op == "call_function" and u.target is operator.getitem and u.args[1] == 0) for u in ctx.node.users):
+        return None
+    return TupleOp(ctx.bound(ctx.target_fn()), local=True)
+
+
 @register_function(F.unfold)
 def _im2col(ctx: Context):
     """im2col: every output entry is a copy of one input entry (or padding)."""
     return index_op(ctx)
+
+
+@register_function(F.fold)
+@register_module(torch.nn.Fold)
+def _fold(ctx: Context):
+    """col2im (VOLO's outlook attention): a sum of the overlapping patches, linear without bias:
+    the proportional rule of a sum, R_in = x ⊙ Jᵀ (R / stab(y))."""
+    fn = ctx.module if ctx.node.op == "call_module" else ctx.bound(ctx.target_fn())
+    if len(ctx.tensor_refs()) != 1 or ctx.refs[0] is not ctx.tensor_refs()[0]:
+        return None
+    return AffineCallOp(fn, fn, 0, "fold (sum of patches)", preserves_sign=True)
+
+
+@register_module(torch.nn.Unfold)
+def _unfold_module(ctx: Context):
+    return IndexOp("Unfold", ctx.module, [0])
+
+
+def _fold_stack_sum(gm: fx.GraphModule) -> None:
+    """``torch.stack([a, b, ...]).sum(0)`` (EfficientViM's heads summed) → ``a + b + ...``."""
+    for node in list(gm.graph.nodes):
+        if not (node.op == "call_function" and node.target is torch.stack and len(node.users) == 1):
+            continue
+        items, dim = node.args[0], (node.args[1:] or (node.kwargs.get("dim", 0),))[0]
+        user = next(iter(node.users))
+        reduces = user.op == "call_method" and user.target == "sum" and (
+            user.args[1:] == (0,) or (len(user.args) == 1 and user.kwargs == {"dim": 0}))
+        if dim != 0 or not reduces or not isinstance(items, (list, tuple)) or not items or user.kwargs.get("keepdim"):
+            continue
+        total = items[0]
+        with gm.graph.inserting_before(user):
+            for item in items[1:]:
+                total = gm.graph.call_function(operator.add, (total, item))
+                total.meta = dict(user.meta)
+        user.replace_all_uses_with(total)
+        gm.graph.erase_node(user)
+        gm.graph.erase_node(node)
+
+
+GRAPH_PASSES.append(_fold_stack_sum)
+
+
+@register_method("to", "type_as", "float", "double")
+def _cast(ctx: Context):
+    """A dtype or device cast of an input-dependent tensor (Eva's rotary embedding ``.type_as(v)``):
+    the identity, R passes; the graph runs in the explained input's dtype and device."""
+    tensors = ctx.tensor_refs()
+    if not tensors or ctx.node.args[0] is not tensors[0] or (ctx.node.target != "type_as" and len(tensors) != 1):
+        return None
+    return ops.IdentityOp(), [tensors[0].name]
 
 
 @register_function(torch.stack)
@@ -135,8 +212,8 @@ class TupleOp(ops.Op):
 
     virtual = True
 
-    def __init__(self, fn):
-        self.fn = fn
+    def __init__(self, fn, local: bool = False):
+        self.fn, self.local = fn, local
 
 
 @register_function(torch.chunk, torch.split, torch.unbind, torch.tensor_split)
@@ -160,7 +237,7 @@ def _getitem(ctx: Context):
         tensors = {r for r in inputs if r not in ctx.meta and r not in ctx.consts}
         fn = tup.fn
         op = IndexOp(f"{_name_of(fxn)}[{index}]", lambda *v: fn(*v)[index], [i for i, r in enumerate(inputs)
-                                                                            if r in tensors])
+                                                                            if r in tensors], tup.local)
         return op, list(inputs)
     index = ctx.node.args[1]
     first = index[0] if isinstance(index, tuple) and index else index

@@ -69,6 +69,18 @@ SUBSTITUTES: dict[type, Callable[[torch.nn.Module], torch.nn.Module]] = {}
 GRAPH_PASSES: list[Callable[[fx.GraphModule], None]] = []
 
 
+def autowrap_functions() -> tuple[Callable[..., Any], ...]:
+    """Functions traced as one node (fx ``autowrap_functions``) because their bodies branch on
+    sizes: timm's position-embedding resampling, called with the input's size and a parameter,
+    becomes a value computed at run time (a constant shift of the tokens, like the embedding)."""
+    try:
+        from timm.layers import pos_embed
+    except ImportError:  # timm is optional
+        return ()
+    names = ("resample_abs_pos_embed", "resample_abs_pos_embed_nhwc")
+    return tuple(getattr(pos_embed, n) for n in names if hasattr(pos_embed, n))
+
+
 def optional_args(model: torch.nn.Module) -> dict[str, Any] | None:
     """forward's arguments after the input that default to None or a constant (timm's ``attn_mask``):
     traced at their default (fx concrete_args), so the model is explained as called with one tensor."""
