@@ -34,6 +34,21 @@ def test_shards_of_another_method_are_not_reused_when_store_json_is_gone(
     err = capsys.readouterr().err
     assert rc == 2 and "no store.json" in err and "shard" in err
     assert len(err.strip().splitlines()) == 1
+    rc = main(audit_args(audit_phantom, audit_checkpoint, out, "--method", "gradcam", "--resume"))
+    err = capsys.readouterr().err
+    assert rc == 2 and "shard-00000.npz: written by another run" in err
+    assert not (out / "store" / "store.json").exists()
+
+
+def test_shards_of_this_run_are_kept_when_store_json_is_gone(reference_audit, audit_phantom,
+                                                             audit_checkpoint, tmp_path):
+    out = _copy(reference_audit, tmp_path)
+    (out / "store" / "store.json").unlink()
+    shard = (out / "store" / "shard-00003.npz").read_bytes()
+    assert main(audit_args(audit_phantom, audit_checkpoint, out, "--resume")) == 0
+    assert (out / "store" / "shard-00003.npz").read_bytes() == shard
+    assert (out / "store" / "store.json").read_bytes() == \
+        (reference_audit / "store" / "store.json").read_bytes()
 
 
 def test_a_shard_of_another_run_is_refused_on_resume(reference_audit, audit_phantom,
