@@ -313,12 +313,12 @@ def explain_images(model: torch.nn.Module, inputs: Sequence[str | os.PathLike], 
 
 
 def _fingerprint(files, names, methods, classes, labels, threshold, image_size, normalization,
-                 display_size, figure_method, model_identity) -> dict[str, Any]:
+                 display_size, figure_method, about) -> dict[str, Any]:
     """What makes a resumed run the same run: the model, the inputs and every option that
     changes an output."""
     from .io import file_sha256
 
-    return {"model": model_identity, "observations": list(names), "methods": list(methods),
+    return {"model": about, "observations": list(names), "methods": list(methods),
             "classes": classes if isinstance(classes, str) else list(classes),
             "labels": None if labels is None else file_sha256(labels),
             "threshold": float(threshold), "image_size": int(image_size),

@@ -34,6 +34,21 @@ def test_shards_of_another_method_are_not_reused_when_store_json_is_gone(
     err = capsys.readouterr().err
     assert rc == 2 and "no store.json" in err and "shard" in err
     assert len(err.strip().splitlines()) == 1
+    rc = main(audit_args(audit_phantom, audit_checkpoint, out, "--method", "gradcam", "--resume"))
+    err = capsys.readouterr().err
+    assert rc == 2 and "shard-00000.npz: written by another run" in err
+    assert not (out / "store" / "store.json").exists()
+
+
+def test_shards_of_this_run_are_kept_when_store_json_is_gone(reference_audit, audit_phantom,
+                                                             audit_checkpoint, tmp_path):
+    out = _copy(reference_audit, tmp_path)
+    (out / "store" / "store.json").unlink()
+    shard = (out / "store" / "shard-00003.npz").read_bytes()
+    assert main(audit_args(audit_phantom, audit_checkpoint, out, "--resume")) == 0
+    assert (out / "store" / "shard-00003.npz").read_bytes() == shard
+    assert (out / "store" / "store.json").read_bytes() == \
+        (reference_audit / "store" / "store.json").read_bytes()
 
 
 def test_a_shard_of_another_run_is_refused_on_resume(reference_audit, audit_phantom,
@@ -139,3 +154,55 @@ def test_spray_with_fewer_maps_than_neighbours_and_few_distinct_maps():
     maps[4:, 31, 31] = 1.0  # two distinct maps, repeated
     r = spray(maps, SprayConfig(neighbours=20))
     assert len(r.labels) == 9 and r.n_clusters >= 1 and np.isfinite(r.embedding).all()
+
+
+def test_the_analysis_never_reads_the_whole_store(reference_audit, audit_phantom, audit_checkpoint,
+                                                 tmp_path, monkeypatch):
+    """Only positions and logits are read whole (the index); the maps, images and masks are
+    read one class's column and one shard at a time. The outputs equal the reference's."""
+    out = _copy(reference_audit, tmp_path)
+    for name in ("audit.json", "clusters.csv", "members.csv"):
+        (out / name).unlink()
+    whole, columns = [], []
+    real_read, real_column = ShardStore.read, ShardStore.column
+
+    def read(self, plan, keys):
+        whole.append(sorted(keys))
+        return real_read(self, plan, keys)
+
+    def column(self, plan, key, positions, t=None):
+        a = real_column(self, plan, key, positions, t)
+        columns.append((key, len(np.unique(np.asarray(positions) // plan.shard_size)), a.shape))
+        return a
+
+    monkeypatch.setattr(ShardStore, "read", read)
+    monkeypatch.setattr(ShardStore, "column", column)
+    assert main(audit_args(audit_phantom, audit_checkpoint, out, "--resume")) == 0
+    assert whole == [["logits", "positions"]]
+    big = [(k, s, shape) for k, s, shape in columns if k in ("maps64", "image64", "finding64")]
+    assert big and all(s == 1 for _, s, _ in big)  # one shard per read
+    assert all(len(shape) == 3 for k, _, shape in columns if k in ("maps32", "maps64", "finding64"))
+    for name in ("audit.json", "clusters.csv", "members.csv"):
+        assert (out / name).read_bytes() == (reference_audit / name).read_bytes(), name
+
+
+def test_blockwise_analysis_equals_the_whole_population_at_once():
+    from chexplain.audit.arrays import MemoryArrays
+
+    rng = np.random.default_rng(3)
+    n = 30
+    maps = rng.gamma(1.0, 1.0, (n, 64, 64)).astype(np.float32)
+    maps[:10, :8, :8] += 5.0  # a corner group
+    data = _class_data(maps)
+    data["image64"] = rng.uniform(0.2, 1.0, (n, 64, 64)).astype(np.float32)
+    data["finding64"][::3, 0, 20:40, 20:40] = True
+    data["has_finding"][::3, 0] = True
+    config = AnalysisConfig(population="all", flag_share=1.0, min_share=1.0)
+    keys = [f"i{i}" for i in range(n)]
+    runs = [audit_class("E", 0, MemoryArrays(data, block), np.ones((n, 1)), pd.DataFrame(index=range(n)),
+                        keys, config, lambda pos: None, None, 0) for block in (7, 1000)]
+    a, b = runs
+    assert a.clusters == b.clusters and a.baseline == b.baseline
+    assert all(np.array_equal(a.shares[r], b.shares[r], equal_nan=True) for r in b.shares)
+    assert sorted(a.thumbs) == sorted(b.thumbs) and all(
+        np.array_equal(a.thumbs[i][1], b.thumbs[i][1]) for i in a.thumbs)

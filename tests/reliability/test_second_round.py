@@ -16,7 +16,7 @@ import torch
 
 from chexplain.cli import main
 from chexplain.errors import ChexplainError, DataError, OutputError
-from chexplain.validate import check_layout, prepare_out
+from chexplain.validate import prepare_out
 
 
 def test_a_device_as_checkpoint_is_named_not_missing():
@@ -53,6 +53,8 @@ def test_a_working_link_is_fine(tmp_path):
 
 
 def test_check_layout_names_what_is_in_the_way(tmp_path):
+    from chexplain.validate import check_layout
+
     (tmp_path / "figures").write_text("x")
     with pytest.raises(OutputError, match="figures is in the way of the output folder figures/"):
         check_layout(tmp_path, folders=("figures",))

@@ -193,10 +193,16 @@ class ShardStore:
                 raise ChexplainError(f"{self.meta_path}: the stored plan differs; choose another --out")
             return
         stray = self._stray_shards()
-        if stray:  # shards without their store.json: whose run they are is unknown to the user
+        if stray and not resume:  # shards without their store.json
             raise ChexplainError(
                 f"{self.folder} holds {len(stray)} shard(s) but no store.json (e.g. {stray[0].name}); "
-                "their run cannot be checked: delete the store folder or choose another --out")
+                "pass --resume to keep those this very run wrote (each shard names its run) or "
+                "choose another --out")
+        for path in stray:  # --resume: each shard proves which run wrote it
+            run = _shard_run(path)
+            if run is not None and run != self.run:
+                raise ChexplainError(f"{path}: written by another run ({run[:12]}, this run is "
+                                     f"{self.run[:12]}); choose another --out")
         write_json(self.meta_path, meta)
 
     def done(self, plan: ShardPlan) -> set[int]:
