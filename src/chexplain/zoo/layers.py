@@ -3,6 +3,8 @@ classification head to the file's number of outputs (a new head where they diffe
 
 from __future__ import annotations
 
+from typing import Callable
+
 from torch import nn
 
 
@@ -62,3 +64,24 @@ def fit_to_state(model: nn.Module, state: dict) -> None:
         if isinstance(module, nn.Linear) and w is not None and w.ndim == 2 \
                 and w.shape[1] == module.in_features and w.shape[0] != module.out_features:
             set_head_outputs(model, int(w.shape[0]), name)
+
+
+def build_from_file(library: str, name: str, create: Callable[[], nn.Module],
+                    preprocessing: Callable[[nn.Module], tuple], options, spec: str):
+    """``LIBRARY:NAME --weights FILE``: the library's model built by ``create``, its stem and head
+    fitted to the file, the file's tensors loaded; ``preprocessing(model)`` gives its
+    (normalisation, input side). Returns a :class:`~chexplain.zoo.base.Built`."""
+    from ..errors import ChexplainError
+    from ..io import file_sha256
+    from .base import Built, load_weights, read_state_dict, weights_file
+
+    if options.weights is None:
+        raise ChexplainError(f"{spec}: give the model's weights with --weights FILE (a "
+                             f"{library} model by name alone has random weights)")
+    model = create()
+    norm, size = preprocessing(model)
+    path = weights_file(options.weights, spec)
+    state = read_state_dict(path, spec)
+    fit_to_state(model, state)
+    load_weights(model, state, spec, path)
+    return Built(model, None, norm, size, file_sha256(path), {"arch": name, "init": f"file ({path})"})

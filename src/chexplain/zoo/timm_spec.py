@@ -9,9 +9,8 @@ from torch import nn
 
 from ..data.images import Normalization
 from ..errors import ChexplainError
-from ..io import file_sha256
-from .base import Built, ModelOptions, load_weights, read_state_dict, weights_file
-from .layers import fit_to_state
+from .base import Built, ModelOptions
+from .layers import build_from_file
 
 
 def create(name: str, spec: str) -> nn.Module:
@@ -31,13 +30,4 @@ def preprocessing(model: nn.Module) -> tuple[Normalization, int]:
 
 
 def build(name: str, options: ModelOptions, spec: str) -> Built:
-    if options.weights is None:
-        raise ChexplainError(f"{spec}: give the model's weights with --weights FILE (a timm "
-                             "model by name alone has random weights)")
-    model = create(name, spec)
-    norm, size = preprocessing(model)
-    path = weights_file(options.weights, spec)
-    state = read_state_dict(path, spec)
-    fit_to_state(model, state)
-    load_weights(model, state, spec, path)
-    return Built(model, None, norm, size, file_sha256(path), {"arch": name, "init": f"file ({path})"})
+    return build_from_file("timm", name, lambda: create(name, spec), preprocessing, options, spec)

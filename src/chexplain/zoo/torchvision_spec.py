@@ -10,9 +10,8 @@ from torch import nn
 
 from ..data.images import IMAGENET, Normalization
 from ..errors import ChexplainError
-from ..io import file_sha256
-from .base import Built, ModelOptions, load_weights, read_state_dict, weights_file
-from .layers import fit_to_state
+from .base import Built, ModelOptions
+from .layers import build_from_file
 
 
 def create(name: str, spec: str) -> nn.Module:
@@ -46,13 +45,5 @@ def preprocessing(name: str) -> tuple[Normalization, int]:
 
 
 def build(name: str, options: ModelOptions, spec: str) -> Built:
-    if options.weights is None:
-        raise ChexplainError(f"{spec}: give the model's weights with --weights FILE (a "
-                             "torchvision model by name alone has random weights)")
-    model = create(name, spec)
-    norm, size = preprocessing(name)
-    path = weights_file(options.weights, spec)
-    state = read_state_dict(path, spec)
-    fit_to_state(model, state)
-    load_weights(model, state, spec, path)
-    return Built(model, None, norm, size, file_sha256(path), {"arch": name, "init": f"file ({path})"})
+    return build_from_file("torchvision", name, lambda: create(name, spec),
+                           lambda _model: preprocessing(name), options, spec)
