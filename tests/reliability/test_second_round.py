@@ -26,6 +26,15 @@ def test_a_device_as_checkpoint_is_named_not_missing():
         load_checkpoint("/dev/null")
 
 
+def test_a_device_as_model_is_named_on_the_command_line(tmp_path, capsys):
+    from chexplain.cli import main
+
+    image = tmp_path / "x.png"
+    image.write_bytes(b"")
+    assert main(["explain", "--checkpoint", "/dev/null", str(image), "--out", str(tmp_path / "o")]) == 2
+    assert "/dev/null: not a regular file" in capsys.readouterr().err
+
+
 # ------------------------------------------------------------------------------ outputs
 
 def test_an_empty_out_is_refused(tmp_path, monkeypatch, capsys):

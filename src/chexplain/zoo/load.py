@@ -40,7 +40,7 @@ def _build(spec: str, options: ModelOptions) -> Built:
             from . import torchvision_spec as mod
         return mod.build(name, options, spec)
     path = Path(spec).expanduser()
-    if path.is_file():
+    if path.is_file() or (path.exists() and not path.is_dir()):  # a device or pipe: named there
         from . import checkpoint
 
         return checkpoint.build(path, options, spec)
