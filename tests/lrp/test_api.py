@@ -189,6 +189,17 @@ class _Branchy(nn.Module):
         return -self.fc(x)
 
 
+class _FlagSetter(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        h = self.fc(x)
+        h.requires_grad_()  # an in-place method that changes no value
+        return h
+
+
 def _one_line(exc_info):
     text = str(exc_info.value)
     assert "\n" not in text and text
@@ -200,6 +211,7 @@ def _one_line(exc_info):
     (_Quotient(), r"unsupported operation _operator\.truediv in the model's top-level forward"),
     (_BatchCat(), r"cat in the model's top-level forward concatenates along the batch dimension"),
     (_Branchy(), r"cannot trace _Branchy with torch\.fx"),
+    (_FlagSetter(), r"unsupported operation Tensor\.requires_grad_ in the model's top-level forward"),
 ])
 def test_unsupported_models_raise_before_computing(model, pattern):
     with pytest.raises(UnsupportedModelError, match=pattern) as info:

@@ -32,6 +32,9 @@ for _name in ("relu_", "elu_", "leaky_relu_", "rrelu_", "hardtanh_", "threshold_
     if hasattr(F, _name) and hasattr(F, _name[:-1]):
         _FUNCTIONS[getattr(F, _name)] = getattr(F, _name[:-1])
 
+#: in-place methods that set a flag and change no value
+_FLAGS = {"requires_grad_", "share_memory_", "retain_grad_"}
+
 #: methods returning a view of their input (writing into one changes the base tensor)
 _VIEWS = {"view", "view_as", "reshape", "transpose", "permute", "t", "expand", "expand_as", "narrow", "select",
           "squeeze", "unsqueeze", "flatten", "unflatten", "chunk", "split", "unbind", "diagonal", "as_strided",
@@ -90,6 +93,8 @@ def out_of_place(gm: fx.GraphModule) -> bool:
         kind = _in_place(node, gm)
         if kind is None or not node.args or not isinstance(node.args[0], fx.Node):
             continue
+        if kind == "method" and node.target in _FLAGS:
+            continue  # sets a flag, changes no value
         if kind == "method" and not hasattr(torch.Tensor, node.target[:-1]):
             raise UnsupportedModelError(
                 f"in-place {_describe(node)} {_where(node)} has no out-of-place form; chexplain cannot follow what it "
