@@ -46,6 +46,4 @@ def explain(
 
         check_param_types(method, explain_cam, params)
         return explain_cam(model, x, method=method, target=target, classes=classes, **params)
-    if method in PRESETS:
-        check_param_types(method, PRESETS[method], params)
     return LRP(model, composite=method, **params)(x, target=target, classes=classes)

@@ -130,6 +130,13 @@ def test_every_option_is_type_checked_at_the_api(tiny_model, method, params, wor
     assert all(torch.equal(before[k], v) for k, v in tiny_model.state_dict().items())
 
 
+def test_the_reusable_lrp_object_checks_its_options_too(tiny_model):
+    from chexplain import LRP
+
+    with pytest.raises(ChexplainError, match=r"epsilon='0\.1' \(str\) must be a finite number"):
+        LRP(tiny_model, "lrp-epsilon", epsilon="0.1")
+
+
 def test_numbers_of_other_kinds_are_accepted(tiny_model):
     from chexplain import explain
 

@@ -20,7 +20,7 @@ from ..errors import InputError
 from ..targets import TargetSpec, resolve_targets
 from . import ops
 from .canonize import canonize
-from .composites import Composite, make_composite
+from .composites import PRESETS, Composite, make_composite
 from .generic import RelevanceContext, unbroadcast
 from .graph import Graph, Node, token_dense, trace
 from .report import ConservationReport, LayerRelevance
@@ -374,6 +374,10 @@ def _winner_takes_all(x: Tensor, R: Tensor, indices: Tensor) -> Tensor:
 
 
 def _composite(composite: str | Composite, params: dict[str, Any]) -> Composite:
+    if isinstance(composite, str) and composite in PRESETS:
+        from ..validate import check_param_types
+
+        check_param_types(composite, PRESETS[composite], params)  # "0.1" for epsilon: one line
     _check_params(params)
     if isinstance(composite, Composite):
         if params:
