@@ -374,11 +374,11 @@ def _winner_takes_all(x: Tensor, R: Tensor, indices: Tensor) -> Tensor:
 
 
 def _composite(composite: str | Composite, params: dict[str, Any]) -> Composite:
+    _check_params(params)
     if isinstance(composite, str) and composite in PRESETS:
         from ..validate import check_param_types
 
         check_param_types(composite, PRESETS[composite], params)  # "0.1" for epsilon: one line
-    _check_params(params)
     if isinstance(composite, Composite):
         if params:
             raise InputError("parameters go into the Composite itself when one is given")
