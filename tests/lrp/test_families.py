@@ -24,7 +24,7 @@ from .gradient_oracle import modified_gradient_times_input
 TINY = 1e-12
 PRESET_PARAMS = {"dtd": {"low": -3.0, "high": 3.0}, "epsilon-gamma-box": {"low": -3.0, "high": 3.0}}
 #: families whose canonization uses the threshold ReLU (BN → ReLU → conv); its absorbed share is
-#: not yet reported (issue 12, part 0, another branch).
+#: may not be reported in the per-layer sums.
 THRESHOLD_RELU = {"densenet121", "xrv_densenet"}
 
 
@@ -83,7 +83,7 @@ def test_family(name):
         rep = lrp.explain(x, target=0, report=True).report
         total = rep.input_relevance + sum(r.absorbed for r in rep.layers)
         if name in THRESHOLD_RELU and _rel(total, rep.logits) > 1e-5:
-            pytest.xfail("threshold-ReLU absorption is not reported yet (issue 12 part 0)")
+            pytest.xfail("threshold-ReLU absorption is not reported in the per-layer sums")
         assert _rel(total, rep.logits) <= 1e-5
         # presets explain, finite (one trace: the composite is swapped, a test-only shortcut)
         for preset in _presets(name):

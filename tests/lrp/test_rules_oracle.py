@@ -29,7 +29,7 @@ RULES = {
     "alpha2beta1": (lambda: rules.AlphaBeta(2.0, 1.0), {"alpha": 2.0, "beta": 1.0}),
     "alpha3beta2": (lambda: rules.AlphaBeta(3.0, 2.0), {"alpha": 3.0, "beta": 2.0}),
     "zplus": (lambda: rules.ZPlus(), {}),
-    # the conservative fallback for empty sides (an option since issue 12)
+    # the conservative fallback for empty sides (an option)
     "alpha1beta0-conserve": (lambda: rules.AlphaBeta(1.0, 0.0, empty="conserve"),
                              {"alpha": 1.0, "beta": 0.0, "empty": "conserve"}),
     "alpha2beta1-conserve": (lambda: rules.AlphaBeta(2.0, 1.0, empty="conserve"),

@@ -1,7 +1,8 @@
 """The threshold ReLU of DenseNet canonization (BN → ReLU → linear): the off units' constant is
 a bias, so LRP-0 equals gradient × input of the original model and LRP-ε stays bounded on
-DenseNets with non-zero BatchNorm shifts and calibrated running statistics (issue 12 part 0;
-before the fix LRP-0 was off by 6e31 relative on densenet121, 2e42 on torchxrayvision's)."""
+DenseNets with non-zero BatchNorm shifts and calibrated running statistics
+(a canonization that passes the off units' constant down puts LRP-0 off by 6e31 relative on
+densenet121, 2e42 on torchxrayvision's)."""
 
 import pytest
 import torch

@@ -1,4 +1,5 @@
-"""Issue 13's seven "Bad" items: each test failed on the code before the fix."""
+"""Hostile inputs that once gave wrong results or crashes ("BAD" cases): each now gets a
+one-line error or the right result."""
 
 from __future__ import annotations
 

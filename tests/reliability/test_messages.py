@@ -1,4 +1,4 @@
-"""Issue 13's "Weak" items about messages: one line naming the problem, or a warning."""
+"""Hostile inputs about messages ("WEAK" cases): one line naming the problem, or a warning."""
 
 from __future__ import annotations
 

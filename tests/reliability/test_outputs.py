@@ -1,4 +1,4 @@
-"""Issue 13's "Weak" items about outputs and options: checked before work, written whole."""
+"""Hostile inputs about outputs and options ("WEAK" cases): checked before work, written whole."""
 
 from __future__ import annotations
 

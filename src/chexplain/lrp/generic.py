@@ -199,6 +199,13 @@ class LinearisedOp(Op):
         return parts, f"linearised ε ({self.description})"
 
 
+def call_with(fn: Callable[..., Tensor], inputs, explained: int, x: Tensor) -> Tensor:
+    """``fn(*inputs)`` with ``inputs[explained]`` replaced by ``x``."""
+    values = list(inputs)
+    values[explained] = x
+    return fn(*values)
+
+
 @dataclass
 class ProductOp(LinearisedOp):
     """y = x · c or x / c, with c a gate (sigmoid, hard sigmoid), a parameter (layer scale) or a
@@ -216,9 +223,7 @@ class ProductOp(LinearisedOp):
         return self.fn(*inputs)
 
     def linear(self, x, inputs):
-        values = list(inputs)
-        values[self.explained] = x
-        return self.fn(*values)
+        return call_with(self.fn, inputs, self.explained, x)
 
     def relevance(self, inputs, out, R, ctx):
         x = inputs[self.explained]
@@ -270,9 +275,7 @@ class AffineCallOp(LinearisedOp):
         return self.fn(*inputs)
 
     def linear(self, x, inputs):
-        values = list(inputs)
-        values[self.explained] = x
-        return self.linear_fn(*values)
+        return call_with(self.linear_fn, inputs, self.explained, x)
 
 
 @dataclass

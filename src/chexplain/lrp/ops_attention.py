@@ -240,6 +240,17 @@ def _take_moved(x: Tensor, dims: tuple, index: int) -> Tensor:
     return x.permute(dims)[index]
 
 
+def _take_each(gm, source, dims, takes) -> None:
+    """Replace each ``take`` node (``x[k]`` of a batch-moving permute of ``source``) by one
+    per-sample index op :func:`_take_moved` on ``source``."""
+    for g in takes:
+        with gm.graph.inserting_before(g):
+            new = gm.graph.call_function(_take_moved, (source, dims, g.args[1]))
+        new.meta = dict(g.meta)
+        g.replace_all_uses_with(new)
+        gm.graph.erase_node(g)
+
+
 def _int_item(node: fx.Node) -> bool:
     return node.op == "call_function" and node.target is operator.getitem and isinstance(node.args[1], int)
 
@@ -257,12 +268,7 @@ def _fold_batch_permute(gm: fx.GraphModule) -> None:
             continue
         unbinds = list(node.users)
         if unbinds and all(_int_item(u) for u in unbinds):  # CaiT: q, k, v = qkv[0], qkv[1], qkv[2]
-            for g in unbinds:
-                with gm.graph.inserting_before(g):
-                    new = gm.graph.call_function(_take_moved, (node.args[0], dims, g.args[1]))
-                new.meta = dict(g.meta)
-                g.replace_all_uses_with(new)
-                gm.graph.erase_node(g)
+            _take_each(gm, node.args[0], dims, unbinds)
             gm.graph.erase_node(node)
             continue
         ok = all((u.op == "call_method" and u.target == "unbind" or u.op == "call_function" and u.target is torch.unbind)
@@ -271,12 +277,7 @@ def _fold_batch_permute(gm: fx.GraphModule) -> None:
         if not unbinds or not ok:
             continue
         for u in unbinds:
-            for g in list(u.users):
-                with gm.graph.inserting_before(g):
-                    new = gm.graph.call_function(_take_moved, (node.args[0], dims, g.args[1]))
-                new.meta = dict(g.meta)
-                g.replace_all_uses_with(new)
-                gm.graph.erase_node(g)
+            _take_each(gm, node.args[0], dims, list(u.users))
             gm.graph.erase_node(u)
         gm.graph.erase_node(node)
 
