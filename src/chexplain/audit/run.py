@@ -152,8 +152,7 @@ def run_audit(config: AuditConfig, progress: bool = True, say: Callable[[str], N
         done = explain_dataset(maker, source, store, plan, norm, device, config.batch_size,
                                config.workers, config.full, env.rank, env.world_size, progress,
                                on_shard)
-        if env.distributed:
-            torch.distributed.barrier()
+        D.shutdown(env, together=True)  # the analysis below is rank 0's alone
         if not env.is_main:
             return None
         say(f"explained {done.images} image(s) for {len(classes)} class(es) with {config.method} "

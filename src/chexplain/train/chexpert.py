@@ -375,6 +375,7 @@ def _train(config: ChexpertTrainConfig, env: D.DistEnv, device: torch.device, re
                 f"{rec['val_loss']:.4f}, mean AUROC "
                 f"{'n/a' if mean is None else f'{mean:.4f}'}{' (best)' if better else ''}, "
                 f"{rec['images_per_second']:.1f} img/s")
+    D.shutdown(env, together=True)  # what follows is rank 0's alone
     summary = {"epochs_run": state["epoch"], "best_epoch": state["best_epoch"],
                "best_mean_auroc": state["best"],
                "stopped_early": state["epoch"] < config.epochs,

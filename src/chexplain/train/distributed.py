@@ -75,8 +75,14 @@ def init_distributed(device_name: str) -> tuple[DistEnv, torch.device]:
     return env, device
 
 
-def shutdown(env: DistEnv) -> None:
+def shutdown(env: DistEnv, together: bool = False) -> None:
+    """Leave the process group. ``together=True`` (the normal end of the distributed work) waits
+    at a barrier first, so that every rank tears gloo's or NCCL's connections down at the same
+    time: a rank leaving while its peers still hold their connections can abort in the
+    backend's teardown. After an exception the ranks leave one by one (a barrier could hang)."""
     if env.distributed and dist.is_initialized():
+        if together:
+            dist.barrier()
         dist.destroy_process_group()
 
 
