@@ -22,7 +22,8 @@ from . import ops
 from .canonize import canonize
 from .composites import PRESETS, Composite, make_composite
 from .generic import RelevanceContext, unbroadcast
-from .graph import Graph, Node, token_dense, trace
+from .capture import Capture
+from .graph import Graph, Node, token_dense
 from .report import ConservationReport, LayerRelevance
 from .rule_parts import inverse
 from ..models.memory_format import channels_last
@@ -83,8 +84,8 @@ class LRP:
         _warn_hooks(model)
         param = next(iter(model.parameters()), None)
         self._device = None if param is None else param.device
-        self.graph: Graph = trace(model)
-        self._first = self.graph.first_layer()
+        self._capture = Capture(model)  # the symbolic trace, or a trace per input shape when torch.fx fails
+        self._first = self.graph.first_layer() if self.graph is not None else None
         self._canonized: dict[tuple, tuple[Graph, set[str]]] = {}  # shared with siblings
         self._by_rules: dict[tuple, tuple[set[str], set[str]]] = {}  # (inplace, fresh): per composite
         self.target_chunk = target_chunk
@@ -130,12 +131,18 @@ class LRP:
         """The canonized graph for inputs shaped like ``x`` (cached per shape, dtype, device)."""
         return self._prepared(x).graph
 
+    @property
+    def graph(self) -> Graph | None:
+        """The traced graph (every input shape), or None when it is captured per input shape."""
+        return self._capture.symbolic
+
     def _prepared(self, x: Tensor) -> Prepared:
         """The canonized graph and what is known of it, cached per input shape, dtype, device."""
-        key = (tuple(x.shape[1:]), x.dtype, x.device)
+        key, source = self._capture.key(x), self._capture.graph_for(x)
+        self._first = source.first_layer() if self.graph is None else self._first
         if key not in self._canonized:
-            g64 = cast_graph(self.graph, torch.float64, torch.device("cpu"))
-            sizes = shapes(self.graph, x)
+            g64 = cast_graph(source, torch.float64, torch.device("cpu"))
+            sizes = shapes(source, x)
             graph = cast_graph(token_dense(canonize(g64, sizes), sizes), x.dtype, x.device)
             self._canonized[key] = (graph, nonnegative_nodes(graph))
         graph, nonneg = self._canonized[key]
@@ -157,7 +164,7 @@ class LRP:
             raise InputError(f"the input is on {x.device} but the model is on {self._device}")
         if not bool(torch.isfinite(x).all()):
             raise InputError("the input contains NaN or infinite values")
-        first = self.graph.by_name.get(self._first) if self._first else None
+        first = self.graph.by_name.get(self._first) if self._first and self.graph is not None else None
         if first is not None and isinstance(first.op, ops.ConvOp) and first.inputs == [self.graph.nodes[0].name]:
             w, dims = first.op.weight, first.op.dims
             channels = w.shape[1] * first.op.groups

@@ -24,6 +24,7 @@ from ..errors import UnsupportedModelError
 from . import generic, ops, registry
 from .builtin_modules import convert_module as _convert_module
 from .inplace import out_of_place
+from .snapshot import SymbolicTraceError, first_line as _first_line, snapshot
 
 _RELU = {F.relu, torch.relu, torch.relu_, getattr(F, "relu_", F.relu)}
 _TANH = {torch.tanh, F.tanh}
@@ -87,41 +88,27 @@ class Graph:
 
 
 def trace(model: nn.Module) -> Graph:
-    """Trace a deep copy of ``model`` (eval mode, hooks removed) into a :class:`Graph`.
-
-    The caller's model is never modified: it is only read (deep-copied) here.
-    """
-    try:
-        clone = copy.deepcopy(model)
-    except Exception as exc:  # noqa: BLE001 - anything that stops the copy
-        raise UnsupportedModelError(f"cannot copy {type(model).__name__} for tracing: {_first_line(exc)}") from None
-    clone.eval()
-    for m in clone.modules():
-        for hooks in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
-                      "_forward_hooks_with_kwargs", "_forward_pre_hooks_with_kwargs", "_state_dict_hooks"):
-            if isinstance(getattr(m, hooks, None), dict):
-                getattr(m, hooks).clear()
-    registry.load()
-    clone = registry.substitute(clone)  # e.g. nn.MultiheadAttention as explicit ops (on the copy)
+    """Trace a private copy of ``model`` (:func:`snapshot.snapshot`) symbolically into a :class:`Graph`."""
+    clone = snapshot(model)
     try:
         tracer = fx.Tracer(autowrap_functions=registry.autowrap_functions())
         gm = fx.GraphModule(clone, tracer.trace(clone, concrete_args=registry.optional_args(clone)),
                             type(clone).__name__)
-        out_of_place(gm)  # h.relu_() as h = h.relu(): the in-place node's result replaces later uses
-        registry.rewrite(gm)
-    except UnsupportedModelError:
-        raise
     except Exception as exc:  # noqa: BLE001 - fx raises many kinds
-        raise UnsupportedModelError(
+        raise SymbolicTraceError(
             f"cannot trace {type(model).__name__} with torch.fx ({type(exc).__name__}: {_first_line(exc)}); "
             "LRP needs a forward without data-dependent control flow"
         ) from None
+    return convert(gm)
+
+
+def convert(gm: fx.GraphModule) -> Graph:
+    """The :class:`Graph` of a traced copy (in-place methods made out-of-place, graph passes run)."""
+    out_of_place(gm)  # h.relu_() as h = h.relu(): the in-place node's result replaces later uses
+    registry.rewrite(gm)
     return _convert(gm)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 def _path(node: fx.Node) -> str:

@@ -16,12 +16,14 @@ Tensor = torch.Tensor
 
 
 def shapes(graph: Graph, x: Tensor) -> dict[str, torch.Size]:
-    """Output shape of every node for inputs shaped like ``x`` (one sample, on the meta device)."""
+    """Output shape of every node for inputs shaped like ``x`` (on the meta device; the batch size
+    matters to graphs captured per input shape)."""
     try:
         meta = cast_graph(graph, torch.float32, torch.device("meta"))
-        values = forward_values(meta, torch.empty((1, *x.shape[1:]), dtype=torch.float32, device="meta"))
+        values = forward_values(meta, torch.empty(x.shape, dtype=torch.float32, device="meta"))
     except InputError:  # an op without meta support: measure on a real zero input
-        values = forward_values(cast_graph(graph, torch.float32, torch.device("cpu")), torch.zeros((1, *x.shape[1:]), dtype=torch.float32))
+        values = forward_values(cast_graph(graph, torch.float32, torch.device("cpu")),
+                                torch.zeros(x.shape, dtype=torch.float32))
     return {k: v.shape for k, v in values.items() if isinstance(v, Tensor)}
 
 
