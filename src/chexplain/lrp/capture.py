@@ -30,8 +30,9 @@ from .snapshot import SymbolicTraceError, first_line, snapshot
 Tensor = torch.Tensor
 
 
-class _ValueBranch(Exception):
-    """The forward needs a tensor's values while it is traced (control flow, ``.item()``)."""
+class _Refused(Exception):
+    """The forward cannot be captured: it needs a tensor's values (control flow, ``.item()``) or
+    assigns into a tensor."""
 
 
 class _Shaped:
@@ -87,6 +88,10 @@ class _Shaped:
     def __getattr__(self, name: str) -> Any:
         return _ShapedAttribute(self, name)
 
+    def __setitem__(self, index: Any, value: Any) -> None:
+        raise _Refused(f"its forward assigns into a tensor in place (x[...] = v) {self.tracer._where()}, "
+                       "which has no relevance rule")
+
 
 class _ShapedProxy(_Shaped, fx.Proxy):
     pass
@@ -112,7 +117,7 @@ class ShapeTracer(fx.Tracer):
     def meta_of(self, proxy: fx.Proxy) -> Any:
         node = proxy.node
         if node not in self.metas:
-            raise _ValueBranch(f"the size of {node.name} is unknown")
+            raise _Refused(f"the size of {node.name} is unknown")
         return self.metas[node]
 
     def create_proxy(self, kind: str, target: Any, args: tuple, kwargs: dict, name: str | None = None,
@@ -122,11 +127,12 @@ class ShapeTracer(fx.Tracer):
             return rv
         try:
             self.metas[rv.node] = self._meta_value(kind, target, args, kwargs)
-        except _ValueBranch:
+        except _Refused:
             raise
         except Exception as exc:  # noqa: BLE001 - an op that needs values, or fails for this shape
-            raise _ValueBranch(f"{_describe(kind, target)} {self._where()} fails on a tensor without values "
-                               f"({type(exc).__name__}: {first_line(exc)})") from None
+            raise _Refused(f"{_describe(kind, target)} {self._where()} fails on a tensor without values "
+                           f"({type(exc).__name__}: {first_line(exc)}); LRP needs a forward that reads sizes, "
+                           "not values") from None
         return rv
 
     def _meta_value(self, kind: str, target: Any, args: tuple, kwargs: dict) -> Any:
@@ -169,8 +175,8 @@ class ShapeTracer(fx.Tracer):
         return super().getattr(attr, attr_val, parameter_proxy_cache)
 
     def to_bool(self, obj: fx.Proxy) -> bool:
-        raise _ValueBranch(f"its forward branches on tensor values {self._where()} (bool() of {obj.node.name}, "
-                           "which depends on the input's values)")
+        raise _Refused(f"its forward branches on tensor values {self._where()} (bool() of {obj.node.name}); "
+                       "LRP needs a forward whose control flow depends on sizes only")
 
     def iter(self, obj: fx.Proxy):
         meta = self.meta_of(obj)
@@ -178,10 +184,10 @@ class ShapeTracer(fx.Tracer):
             return iter([obj[i] for i in range(len(meta))])
         if isinstance(meta, Tensor) and meta.ndim > 0:
             return iter([obj[i] for i in range(meta.shape[0])])
-        raise _ValueBranch(f"its forward iterates over {obj.node.name} {self._where()}, which has no length")
+        raise _Refused(f"its forward iterates over {obj.node.name} {self._where()}, which has no length")
 
     def keys(self, obj: fx.Proxy) -> Any:
-        raise _ValueBranch(f"its forward unpacks {obj.node.name} as a mapping {self._where()}")
+        raise _Refused(f"its forward unpacks {obj.node.name} as a mapping {self._where()}")
 
     def _where(self) -> str:
         stack = getattr(self, "module_stack", None) or {}
@@ -209,9 +215,8 @@ def capture(model: nn.Module, x: Tensor, name: str | None = None) -> Graph:
     tracer.device = x.device
     try:
         gm = fx.GraphModule(clone, tracer.trace(clone, concrete_args=registry.optional_args(clone)), name)
-    except _ValueBranch as exc:
-        raise UnsupportedModelError(f"cannot trace {name} for inputs of shape {tuple(x.shape)}: {exc}; LRP "
-                                    "needs a forward whose control flow depends on sizes only") from None
+    except _Refused as exc:
+        raise UnsupportedModelError(f"cannot trace {name} for inputs of shape {tuple(x.shape)}: {exc}") from None
     except UnsupportedModelError:
         raise
     except Exception as exc:  # noqa: BLE001 - fx raises many kinds

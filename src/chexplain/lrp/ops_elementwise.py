@@ -178,9 +178,26 @@ def _mul(ctx: Context):
 @register_method("div", "div_", "true_divide")
 def _div(ctx: Context):
     tensors, idx = _operands(ctx)
+    if len(tensors) == 2 and idx[0] == 0 and _chain(ctx, tensors[0], False)[-1] in _chain(ctx, tensors[1], True):
+        # x / s(x), s a sum or slice of x itself (ConViT's attention renormalised, EfficientViT's ReLU
+        # linear attention divided by its normaliser): s held constant, as a norm's statistic
+        return ProductOp(_fn(ctx), 0, "x / its normaliser")
     if len(tensors) != 1 or idx[0] != 0:
         return None  # division by an input-dependent tensor
     return ProductOp(_fn(ctx), 0, "x / constant")
+
+
+def _chain(ctx: Context, ref: fx.Node, normaliser: bool) -> list[str]:
+    """``ref`` and the nodes it is a slice or reshape of (``normaliser``: also a sum, mean or shift of)."""
+    chain = [ref.name]
+    keep: tuple = (IndexOp, ops.ReshapeOp, ops.IdentityOp) + ((ops.PoolOp, ShiftOp) if normaliser else ())
+    while isinstance(ctx.producers.get(chain[-1]), keep):
+        node = next(n for n in ctx.gm.graph.nodes if n.name == chain[-1])
+        srcs = [r for r in _node_refs(node) if r.name not in ctx.meta and r.name not in ctx.consts]
+        if len(srcs) != 1:
+            break
+        chain.append(srcs[0].name)
+    return chain
 
 
 @register_function(operator.add, operator.iadd, torch.add)

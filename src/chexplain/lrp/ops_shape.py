@@ -156,14 +156,25 @@ def _unfold_module(ctx: Context):
     return IndexOp("Unfold", ctx.module, [0])
 
 
+@register_module(torch.nn.ZeroPad1d, torch.nn.ZeroPad2d, torch.nn.ConstantPad1d, torch.nn.ConstantPad2d,
+                 torch.nn.ReflectionPad1d, torch.nn.ReflectionPad2d, torch.nn.ReplicationPad1d,
+                 torch.nn.ReplicationPad2d)
+def _pad_module(ctx: Context):
+    """Padding (CPUBone's same-padding before a strided convolution): every output entry is one
+    input entry or a constant, R_in = Jᵀ R (what reaches a constant is absorbed)."""
+    return IndexOp(type(ctx.module).__name__, ctx.module, [0])
+
+
 def _fold_stack_sum(gm: fx.GraphModule) -> None:
-    """``torch.stack([a, b, ...]).sum(0)`` (EfficientViM's heads summed) → ``a + b + ...``."""
+    """``torch.stack([a, b, ...]).sum(0)`` (EfficientViM's heads summed) → ``a + b + ...``, and
+    ``.mean(0)`` (CrossViT's heads averaged) → ``(a + b + ...) / n``."""
     for node in list(gm.graph.nodes):
         if not (node.op == "call_function" and node.target is torch.stack and len(node.users) == 1):
             continue
         items, dim = node.args[0], (node.args[1:] or (node.kwargs.get("dim", 0),))[0]
         user = next(iter(node.users))
-        reduces = user.op == "call_method" and user.target == "sum" and (
+        name = user.target if user.op == "call_method" else getattr(user.target, "__name__", "")
+        reduces = user.op in ("call_method", "call_function") and name in ("sum", "mean") and (
             user.args[1:] == (0,) or (len(user.args) == 1 and user.kwargs == {"dim": 0}))
         if dim != 0 or not reduces or not isinstance(items, (list, tuple)) or not items or user.kwargs.get("keepdim"):
             continue
@@ -171,6 +182,9 @@ def _fold_stack_sum(gm: fx.GraphModule) -> None:
         with gm.graph.inserting_before(user):
             for item in items[1:]:
                 total = gm.graph.call_function(operator.add, (total, item))
+                total.meta = dict(user.meta)
+            if name == "mean":
+                total = gm.graph.call_function(operator.truediv, (total, len(items)))
                 total.meta = dict(user.meta)
         user.replace_all_uses_with(total)
         gm.graph.erase_node(user)
