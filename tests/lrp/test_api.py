@@ -178,17 +178,6 @@ class _BatchCat(nn.Module):
         return self.fc(torch.cat([x, x], 0))
 
 
-class _Branchy(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc = nn.Linear(4, 3)
-
-    def forward(self, x):
-        if x.sum() > 0:
-            return self.fc(x)
-        return -self.fc(x)
-
-
 class _FlagSetter(nn.Module):
     def __init__(self):
         super().__init__()
@@ -210,7 +199,6 @@ def _one_line(exc_info):
     (_Unknown(), r"unsupported operation torch\.cumsum at 'block\.1'"),
     (_Quotient(), r"unsupported operation _operator\.truediv in the model's top-level forward"),
     (_BatchCat(), r"cat in the model's top-level forward concatenates along the batch dimension"),
-    (_Branchy(), r"cannot trace _Branchy with torch\.fx"),
     (_FlagSetter(), r"unsupported operation Tensor\.requires_grad_ in the model's top-level forward"),
 ])
 def test_unsupported_models_raise_before_computing(model, pattern):
