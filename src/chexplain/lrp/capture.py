@@ -15,6 +15,7 @@ traces the model, else one captured graph per input shape, dtype and device.
 
 from __future__ import annotations
 
+import operator
 from typing import Any, Callable
 
 import torch
@@ -31,8 +32,7 @@ Tensor = torch.Tensor
 
 
 class _Refused(Exception):
-    """The forward cannot be captured: it needs a tensor's values (control flow, ``.item()``) or
-    assigns into a tensor."""
+    """The forward cannot be captured: it needs a tensor's values (control flow, ``.item()``)."""
 
 
 class _Shaped:
@@ -88,9 +88,8 @@ class _Shaped:
     def __getattr__(self, name: str) -> Any:
         return _ShapedAttribute(self, name)
 
-    def __setitem__(self, index: Any, value: Any) -> None:
-        raise _Refused(f"its forward assigns into a tensor in place (x[...] = v) {self.tracer._where()}, "
-                       "which has no relevance rule")
+    def __setitem__(self, index: Any, value: Any) -> None:  # x[index] = v, made out of place later
+        self.tracer.create_proxy("call_function", operator.setitem, (self, index, value), {})
 
 
 class _ShapedProxy(_Shaped, fx.Proxy):

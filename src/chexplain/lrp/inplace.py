@@ -32,6 +32,17 @@ for _name in ("relu_", "elu_", "leaky_relu_", "rrelu_", "hardtanh_", "threshold_
     if hasattr(F, _name) and hasattr(F, _name[:-1]):
         _FUNCTIONS[getattr(F, _name)] = getattr(F, _name[:-1])
 
+
+
+def assigned(x: torch.Tensor, index, value) -> torch.Tensor:
+    """``x`` with ``x[index] = value``, out of place (the form of an item assignment)."""
+    out = x.clone()
+    out[index] = value
+    return out
+
+
+_FUNCTIONS[operator.setitem] = assigned
+
 #: in-place methods that set a flag and change no value
 _FLAGS = {"requires_grad_", "share_memory_", "retain_grad_"}
 

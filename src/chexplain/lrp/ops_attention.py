@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from ..errors import UnsupportedModelError
 from . import ops
-from .generic import IndexOp, ProductOp, batched_vjp
+from .generic import IndexOp, ProductOp, ShiftOp, batched_vjp
 from .registry import GRAPH_PASSES, SUBSTITUTES, Context, register_function, register_method, register_module
 from .rules import inverse
 
@@ -90,18 +90,21 @@ def _softmax_module(ctx: Context):
 
 # --------------------------------------------------------------------------- products
 def _is_softmax(ctx: Context, ref: fx.Node) -> bool:
-    """Whether ``ref`` is a softmax output, possibly through dropout, reshapes, index ops or a
-    linear mixing of the heads (talking-heads attention: CaiT, EfficientFormerV2), which keeps it
-    a function of q and k only, constant under CP-LRP."""
+    """Whether ``ref`` is a softmax output, possibly through dropout, reshapes, index ops, a
+    linear mixing of the heads (talking-heads attention: CaiT, EfficientFormerV2), a scaling, a
+    constant added or a renormalisation (ConViT's mixture with a positional attention), which
+    keep it a function of q and k only, constant under CP-LRP."""
     name: Optional[str] = ref.name
     while name is not None:
         op = ctx.producers.get(name)
         if isinstance(op, SoftmaxOp):
             return True
-        if isinstance(op, (IndexOp, ops.ReshapeOp, ops.IdentityOp, ops.LinearOp)):
+        if isinstance(op, (IndexOp, ops.ReshapeOp, ops.IdentityOp, ops.LinearOp, ProductOp, ShiftOp)):
             node = next(n for n in ctx.gm.graph.nodes if n.name == name)
             srcs: list[fx.Node] = []
             fx.node.map_arg((node.args, node.kwargs), srcs.append)
+            if isinstance(op, (ProductOp, ShiftOp)) and "gate" not in op.description:
+                srcs = [srcs[op.explained]]  # the scaled, shifted or renormalised operand
             srcs = [r for r in srcs if r.name not in ctx.meta and r.name not in ctx.consts]
             name = srcs[0].name if len(srcs) == 1 else None
             continue

@@ -19,6 +19,7 @@ import torchvision
 from ..errors import UnsupportedModelError
 from . import ops
 from .generic import AffineCallOp, IndexOp
+from .inplace import assigned
 from .registry import GRAPH_PASSES, Context, register_function, register_method, register_module
 
 
@@ -202,6 +203,22 @@ def _cast(ctx: Context):
     if not tensors or ctx.node.args[0] is not tensors[0] or (ctx.node.target != "type_as" and len(tensors) != 1):
         return None
     return ops.IdentityOp(), [tensors[0].name]
+
+
+@register_function(assigned)
+def _assigned(ctx: Context):
+    """``x[index] = v`` (MViTv2's relative positions added into part of the scores), out of place:
+    every output entry is one entry of x or of v, R_in = Jᵀ R for both."""
+    index = ctx.node.args[1]
+    first = index[0] if isinstance(index, tuple) and index else index
+    if not (first is Ellipsis or (isinstance(first, slice) and first == slice(None))):
+        raise _batch_error(ctx, "assigns along")
+    index_refs: list[fx.Node] = []
+    fx.node.map_arg(index, index_refs.append)
+    if any(r in ctx.tensor_refs() for r in index_refs):
+        raise UnsupportedModelError(f"{_name(ctx)} {_where(ctx)} indexes with a tensor computed from the input; "
+                                    "chexplain supports assignments at fixed positions")
+    return IndexOp("item assignment", ctx.bound(assigned), _wrt(ctx))
 
 
 @register_function(torch.stack)
