@@ -182,3 +182,32 @@ def test_timm_model_that_fx_cannot_trace_is_explained():
         ref = model(x)
     assert float((res.logits - ref).abs().max() / ref.abs().max()) <= 1e-6
     assert bool(torch.isfinite(res.relevance).all()) and float(res.relevance.abs().sum()) > 0
+
+
+class Assigns(nn.Module):
+    """Scales part of a feature map by an item assignment (torch.fx proxies support none) and
+    branches on a layout flag, both answered by the capture."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 6, 3, bias=False)
+        self.register_buffer("scale", torch.tensor([0.5, -2.0, 3.0]))
+        self.head = nn.Linear(6, 4, bias=False)
+
+    def forward(self, x):
+        h = F.relu(self.conv(x)).clone()  # written into below (the clone keeps autograd's saved ReLU output)
+        if not h.is_contiguous():
+            h = h.contiguous()
+        h[:, :3] = h[:, :3] * self.scale.view(1, 3, 1, 1)
+        return self.head(h.mean((2, 3)))
+
+
+def test_item_assignment_is_captured_out_of_place():
+    torch.manual_seed(0)
+    model = Assigns().double().eval()
+    x = torch.randn(2, 3, 9, 9, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    lrp = chexplain.LRP(model, "lrp-epsilon", epsilon=1e-12, stabilizer=1e-12)
+    assert lrp.graph is None
+    res = lrp.explain(x, target=2)
+    torch.testing.assert_close(res.relevance, _gradient_x_input(model, x, 2), rtol=1e-7, atol=1e-12)
+    torch.testing.assert_close(res.relevance.flatten(1).sum(1), res.logits[:, 2], rtol=1e-9, atol=1e-12)

@@ -31,6 +31,10 @@ from .snapshot import SymbolicTraceError, first_line, snapshot
 Tensor = torch.Tensor
 
 
+#: values a tensor without values can give: sizes, flags, dtypes, devices
+_PLAIN = (bool, int, float, str, torch.Size, torch.dtype, torch.device)
+
+
 class _Refused(Exception):
     """The forward cannot be captured: it needs a tensor's values (control flow, ``.item()``)."""
 
@@ -105,8 +109,8 @@ class ShapeTracer(fx.Tracer):
 
     def __init__(self, example: Tensor) -> None:
         super().__init__(autowrap_functions=registry.autowrap_functions())
-        self.example = example.to("meta")
-        self.device = example.device
+        self.example = torch.empty(example.shape, dtype=example.dtype, device="meta")
+        self.device = example.device  # what ``x.device`` answers: constants made in forward land there
         self.metas: dict[fx.Node, Any] = {}
         self._inside = False  # computing a meta value: modules run their own forward
 
@@ -125,13 +129,17 @@ class ShapeTracer(fx.Tracer):
         if kind == "output":
             return rv
         try:
-            self.metas[rv.node] = self._meta_value(kind, target, args, kwargs)
+            meta = self._meta_value(kind, target, args, kwargs)
         except _Refused:
             raise
         except Exception as exc:  # noqa: BLE001 - an op that needs values, or fails for this shape
             raise _Refused(f"{_describe(kind, target)} {self._where()} fails on a tensor without values "
                            f"({type(exc).__name__}: {first_line(exc)}); LRP needs a forward that reads sizes, "
                            "not values") from None
+        if kind in ("call_function", "call_method") and isinstance(meta, _PLAIN):
+            self.graph.erase_node(rv.node)  # a size or flag (x.is_contiguous()): a tensor without values
+            return meta  # gave it, so it cannot depend on the input's values
+        self.metas[rv.node] = meta
         return rv
 
     def _meta_value(self, kind: str, target: Any, args: tuple, kwargs: dict) -> Any:
@@ -209,9 +217,7 @@ def capture(model: nn.Module, x: Tensor, name: str | None = None) -> Graph:
     meta tensors; control flow on values is refused in one line naming the model."""
     name = name or type(model).__name__
     clone = snapshot(model)
-    example = torch.empty(x.shape, dtype=x.dtype, device="meta")
-    tracer = ShapeTracer(example)
-    tracer.device = x.device
+    tracer = ShapeTracer(x)
     try:
         gm = fx.GraphModule(clone, tracer.trace(clone, concrete_args=registry.optional_args(clone)), name)
     except _Refused as exc:

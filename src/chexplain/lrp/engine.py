@@ -25,6 +25,7 @@ from .generic import RelevanceContext, unbroadcast
 from .capture import Capture
 from .graph import Graph, Node, token_dense
 from .report import ConservationReport, LayerRelevance
+from .snapshot import warn_hooks
 from .rule_parts import inverse
 from ..models.memory_format import channels_last
 from .values import cast_graph, forward_values, fresh_nodes, inplace_relus, nonnegative_nodes, shapes
@@ -81,7 +82,7 @@ class LRP:
             warnings.warn(
                 f"{type(model).__name__} is in training mode: chexplain explains it in eval mode (running "
                 "BatchNorm statistics, no dropout); the model itself is left unchanged", stacklevel=2)
-        _warn_hooks(model)
+        warn_hooks(model)
         param = next(iter(model.parameters()), None)
         self._device = None if param is None else param.device
         self._capture = Capture(model)  # the symbolic trace, or a trace per input shape when torch.fx fails
@@ -404,17 +405,3 @@ def _check_params(params: dict[str, Any]) -> None:
                 raise InputError(f"{key}= holds NaN or infinite values")
             continue
         finite(value, key, nonnegative=key in ("epsilon", "gamma", "stabilizer"))
-
-
-def _warn_hooks(model: nn.Module) -> None:
-    """Forward (pre-)hooks are not part of the explained function: warn, naming the modules."""
-    from torch.nn.modules import module as _module
-
-    hooked = [name or "(the model itself)" for name, m in model.named_modules()
-              if m._forward_hooks or m._forward_pre_hooks]
-    if _module._global_forward_hooks or _module._global_forward_pre_hooks:
-        hooked.append("(global hooks)")
-    if hooked:
-        warnings.warn(f"forward hooks on {', '.join(hooked[:5])}{' ...' if len(hooked) > 5 else ''} are not part "
-                      "of the function LRP explains: it explains the model without them, so its logits may "
-                      "differ from model(x)", stacklevel=3)

@@ -5,6 +5,7 @@ caller's model is only read (deep-copied) here."""
 from __future__ import annotations
 
 import copy
+import warnings
 
 import torch.nn as nn
 
@@ -37,3 +38,17 @@ def snapshot(model: nn.Module) -> nn.Module:
 def first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+def warn_hooks(model: nn.Module) -> None:
+    """Forward (pre-)hooks are not part of the explained function: warn, naming the modules."""
+    from torch.nn.modules import module as _module
+
+    hooked = [name or "(the model itself)" for name, m in model.named_modules()
+              if m._forward_hooks or m._forward_pre_hooks]
+    if _module._global_forward_hooks or _module._global_forward_pre_hooks:
+        hooked.append("(global hooks)")
+    if hooked:
+        warnings.warn(f"forward hooks on {', '.join(hooked[:5])}{' ...' if len(hooked) > 5 else ''} are not part "
+                      "of the function LRP explains: it explains the model without them, so its logits may "
+                      "differ from model(x)", stacklevel=3)
