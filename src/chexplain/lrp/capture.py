@@ -130,7 +130,7 @@ class ShapeTracer(fx.Tracer):
             return rv
         try:
             meta = self._meta_value(kind, target, args, kwargs)
-        except _Refused:
+        except (_Refused, UnsupportedModelError):
             raise
         except Exception as exc:  # noqa: BLE001 - an op that needs values, or fails for this shape
             raise _Refused(f"{_describe(kind, target)} {self._where()} fails on a tensor without values "

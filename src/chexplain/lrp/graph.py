@@ -94,6 +94,8 @@ def trace(model: nn.Module) -> Graph:
         tracer = fx.Tracer(autowrap_functions=registry.autowrap_functions())
         gm = fx.GraphModule(clone, tracer.trace(clone, concrete_args=registry.optional_args(clone)),
                             type(clone).__name__)
+    except UnsupportedModelError:  # a substitute's own refusal (an attention mask)
+        raise
     except Exception as exc:  # noqa: BLE001 - fx raises many kinds
         raise SymbolicTraceError(
             f"cannot trace {type(model).__name__} with torch.fx ({type(exc).__name__}: {_first_line(exc)}); "
