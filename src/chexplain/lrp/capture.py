@@ -23,12 +23,16 @@ import torch.fx as fx
 import torch.nn as nn
 from torch.func import functional_call
 
-from ..errors import UnsupportedModelError
+from ..errors import InputError, UnsupportedModelError
 from . import registry
 from .graph import Graph, convert, trace
 from .snapshot import SymbolicTraceError, first_line, snapshot
 
 Tensor = torch.Tensor
+
+
+class _Misfit(Exception):
+    """An operation fails for the example's shape (wrong channels, too small an image)."""
 
 
 #: values a tensor without values can give: sizes, flags, dtypes, devices
@@ -133,6 +137,8 @@ class ShapeTracer(fx.Tracer):
         except (_Refused, UnsupportedModelError):
             raise
         except Exception as exc:  # noqa: BLE001 - an op that needs values, or fails for this shape
+            if "meta" not in str(exc).lower():  # not about missing values: the input does not fit
+                raise _Misfit(f"{_describe(kind, target)} {self._where()}: {first_line(exc)}") from None
             raise _Refused(f"{_describe(kind, target)} {self._where()} fails on a tensor without values "
                            f"({type(exc).__name__}: {first_line(exc)}); LRP needs a forward that reads sizes, "
                            "not values") from None
@@ -222,6 +228,8 @@ def capture(model: nn.Module, x: Tensor, name: str | None = None) -> Graph:
         gm = fx.GraphModule(clone, tracer.trace(clone, concrete_args=registry.optional_args(clone)), name)
     except _Refused as exc:
         raise UnsupportedModelError(f"cannot trace {name} for inputs of shape {tuple(x.shape)}: {exc}") from None
+    except _Misfit as exc:
+        raise InputError(f"an input of shape {tuple(x.shape)} does not fit {name}: {exc}") from None
     except UnsupportedModelError:
         raise
     except Exception as exc:  # noqa: BLE001 - fx raises many kinds
