@@ -154,7 +154,7 @@ def test_value_dependent_control_flow_is_refused_by_name(model, pattern):
 def test_an_input_that_does_not_fit_is_an_input_error():
     lrp = chexplain.LRP(_net(), "lrp-epsilon")
     with pytest.raises(chexplain.errors.InputError, match=r"an input of shape \(2, 4, 8, 8\) does not fit PatchNet: "
-                                                          r"module 'embed' at 'embed'") as info:
+                                                          r"Conv2d at 'embed'") as info:
         lrp(torch.randn(2, 4, 8, 8, dtype=torch.float64), target=0)
     assert "\n" not in str(info.value)
 

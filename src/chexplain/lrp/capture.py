@@ -138,8 +138,8 @@ class ShapeTracer(fx.Tracer):
             raise
         except Exception as exc:  # noqa: BLE001 - an op that needs values, or fails for this shape
             if "meta" not in str(exc).lower():  # not about missing values: the input does not fit
-                raise _Misfit(f"{_describe(kind, target)} {self._where()}: {first_line(exc)}") from None
-            raise _Refused(f"{_describe(kind, target)} {self._where()} fails on a tensor without values "
+                raise _Misfit(f"{self._describe(kind, target)} {self._where()}: {first_line(exc)}") from None
+            raise _Refused(f"{self._describe(kind, target)} {self._where()} fails on a tensor without values "
                            f"({type(exc).__name__}: {first_line(exc)}); LRP needs a forward that reads sizes, "
                            "not values") from None
         if kind in ("call_function", "call_method") and isinstance(meta, _PLAIN):
@@ -202,6 +202,9 @@ class ShapeTracer(fx.Tracer):
     def keys(self, obj: fx.Proxy) -> Any:
         raise _Refused(f"its forward unpacks {obj.node.name} as a mapping {self._where()}")
 
+    def _describe(self, kind: str, target: Any) -> str:
+        return type(self.root.get_submodule(target)).__name__ if kind == "call_module" else _describe(kind, target)
+
     def _where(self) -> str:
         stack = getattr(self, "module_stack", None) or {}
         path = list(stack.keys())[-1] if stack else ""
@@ -211,8 +214,6 @@ class ShapeTracer(fx.Tracer):
 def _describe(kind: str, target: Any) -> str:
     if kind == "call_method":
         return f"Tensor.{target}"
-    if kind == "call_module":
-        return f"module '{target}'"
     module = getattr(target, "__module__", None) or ""
     name = getattr(target, "__name__", repr(target))
     return f"{module}.{name}" if module and module != "builtins" else name
