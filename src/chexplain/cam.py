@@ -20,30 +20,27 @@ before it), for class-token ViTs the tokens entering the last block's attention,
 final norm's output; token and channels-last outputs are read as (N, C, h, w) maps (class
 tokens dropped), never a 1x1 or a channels-last tensor as channels-first. ``layer=`` takes a
 module path ("layer4", "features.norm5"), a node name of the traced graph ("relu" is DenseNet's
-final ReLU) or the module object itself. Models that torch.fx cannot trace work with a module
-``layer=`` (temporary forward hooks, removed before returning). The trace does not run the
+final ReLU) or the module object itself. Models that torch.fx cannot trace symbolically (shape-
+dependent branches) are traced per input shape (:mod:`chexplain.lrp.capture`); with a module
+``layer=`` they also work through temporary forward hooks, removed before returning. The trace does not run the
 model's own forward hooks on the modules it traces through (pytorch-grad-cam's, for example).
 """
 
 from __future__ import annotations
 
 import copy
-import difflib
 import itertools
-import threading
 import warnings
 import weakref
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
-import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
-from .cam_checks import strip_squash, warn_hooks
-from .cam_layer import HookFreeTracer, Layout, default_layer, layout_of
+from .cam_features import Hooked, Traced
+from .cam_layer import layout_of
 from .errors import ChexplainError, InputError, UnsupportedModelError
-from .lrp.inplace import out_of_place
 from .models.memory_format import channels_last
 from .targets import TargetSpec, resolve_targets
 
@@ -56,15 +53,6 @@ _HALF = (torch.float16, torch.bfloat16)
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
-
-
-def _grad_leaf(t: torch.Tensor) -> torch.Tensor:
-    """Inserted after the target layer: a copy that starts the (only) autograd graph."""
-    if not isinstance(t, torch.Tensor):
-        raise InputError(f"the chosen layer outputs a {type(t).__name__}, not a feature map tensor; "
-                         "pick a convolutional layer")
-    torch.set_grad_enabled(True)  # the caller's `torch.no_grad()` block restores the mode
-    return t.detach().clone().requires_grad_(True)
 
 
 def _training(model: nn.Module) -> bool:
@@ -110,134 +98,6 @@ def _layer_path(model: nn.Module, layer: str | nn.Module | None) -> str | None:
     raise InputError(f"layer= must be a module path (str) or a submodule, got {type(layer).__name__}")
 
 
-def _in_module(node: fx.Node, path: str) -> bool:
-    stack = node.meta.get("nn_module_stack") or {}
-    for value in stack.values():
-        name = value[0] if isinstance(value, tuple) else str(value)
-        if name == path or name.startswith(path + "."):
-            return True
-    return False
-
-
-def _ancestors(node: fx.Node) -> set[fx.Node]:
-    seen, todo = set(), [node]
-    while todo:
-        for a in todo.pop().all_input_nodes:
-            if a not in seen:
-                seen.add(a)
-                todo.append(a)
-    return seen
-
-
-class _Traced:
-    """The model's fx graph with the layer cut out as a leaf: forward(x) -> (features, logits)."""
-
-    def __init__(self, model: nn.Module, layer: str | None, example: torch.Tensor | None) -> None:
-        try:
-            graph = HookFreeTracer().trace(model)
-        except Exception as exc:  # noqa: BLE001 - tracing fails in many ways
-            raise UnsupportedModelError(
-                f"torch.fx cannot trace {type(model).__name__} ({_first_line(exc)}); pass "
-                "layer='module.path' to explain it through module hooks"
-            ) from exc
-        gm = fx.GraphModule(model, graph)  # shares the model's submodules and weights
-        out_of_place(gm)  # h.relu_() as h = h.relu(), so that the cut below reads what the model reads
-        nodes = [n for n in graph.nodes if n.op not in ("placeholder", "output", "get_attr")]
-        out = next(n for n in reversed(graph.nodes) if n.op == "output")
-        strip_squash(gm, out)
-        warn_hooks(model, {str(n.target) for n in nodes if n.op == "call_module"})
-        feeding = _ancestors(out)
-        self.layout: Layout | None = None  # None: read from the output's shape at each call
-        if layer is None:
-            assert example is not None
-            node, self.layout = default_layer(gm, feeding, example)
-        else:
-            node = self._named(model, nodes, layer)
-            if node not in feeding:
-                raise InputError(f"layer {layer!r} does not feed the model's output")
-        self.layer = self._name(node, nodes)
-        with graph.inserting_after(node):
-            leaf = graph.call_function(_grad_leaf, (node,))
-        with graph.inserting_after(leaf):
-            head = graph.call_function(torch.clone, (leaf,))
-        node.replace_all_uses_with(head, delete_user_cb=lambda user: user is not leaf)
-        out.args = ((leaf, out.args[0]),)
-        graph.lint()
-        gm.recompile()
-        self.gm = gm
-
-    def __call__(self, x: torch.Tensor) -> tuple[Any, Any]:
-        return self.gm(x)
-
-    @staticmethod
-    def _name(node: fx.Node, nodes: list[fx.Node]) -> str:
-        """A name that layer= resolves back to this node: the outermost module it is the output of."""
-        stack = node.meta.get("nn_module_stack") or {}
-        paths = [v[0] if isinstance(v, tuple) else str(v) for v in stack.values()]
-        calls = [n for n in nodes if n.op == "call_module" and n.target == node.target]
-        for path in paths:
-            inside = [n for n in nodes if _in_module(n, path)]
-            outs = [n for n in inside if any(not _in_module(u, path) for u in n.users)]
-            if outs == [node] and (path != node.target or len(calls) == 1):
-                return path
-        return node.name
-
-    @staticmethod
-    def _named(model: nn.Module, nodes: list[fx.Node], layer: str) -> fx.Node:
-        calls = [n for n in nodes if n.op == "call_module" and n.target == layer]
-        if len(calls) > 1:
-            names = ", ".join(n.name for n in calls)
-            raise InputError(f"module {layer!r} is called {len(calls)} times in forward; pick one call by its graph name: {names}")
-        if calls:
-            return calls[0]
-        by_name = next((n for n in nodes if n.name == layer), None)
-        modules = dict(model.named_modules())
-        if layer in modules and layer:  # a module path wins over a graph node of the same name
-            inside = [n for n in nodes if _in_module(n, layer)]
-            outs = [n for n in inside if any(not _in_module(u, layer) for u in n.users)]
-            if len(outs) == 1:
-                return outs[0]
-            if by_name is None:
-                why = "is not used in forward" if not inside else f"has {len(outs)} outputs"
-                raise InputError(f"module {layer!r} {why}; pass one of its submodules or a graph node name")
-        if by_name is not None:
-            return by_name
-        names = sorted({n for n in modules if n} | {n.name for n in nodes})
-        near = difflib.get_close_matches(layer, names, n=6, cutoff=0.4)
-        hint = f"did you mean {', '.join(near)}?" if near else f"valid names include {', '.join(names[-6:])}"
-        raise InputError(f"unknown layer {layer!r}; {hint}")
-
-
-class _Hooked:
-    """Fallback for models torch.fx cannot trace: temporary forward hooks on a module layer."""
-
-    def __init__(self, model: nn.Module, layer: str) -> None:
-        modules = dict(model.named_modules())
-        if layer not in modules or not layer:
-            near = difflib.get_close_matches(layer, [n for n in modules if n], n=6, cutoff=0.4)
-            raise InputError(f"unknown layer {layer!r}" + (f"; did you mean {', '.join(near)}?" if near else ""))
-        self.model, self.module, self.layer = model, modules[layer], layer
-
-    def __call__(self, x: torch.Tensor) -> tuple[Any, Any]:
-        leaves: list[torch.Tensor] = []
-        owner = threading.get_ident()
-
-        def hook(_m: nn.Module, _inp: Any, output: Any) -> Any:
-            if threading.get_ident() != owner or not isinstance(output, torch.Tensor):
-                return None
-            leaves.append(_grad_leaf(output))
-            return leaves[-1].clone()
-
-        handle = self.module.register_forward_hook(hook)
-        try:
-            logits = self.model(x)
-        finally:
-            handle.remove()
-        if len(leaves) != 1:
-            raise InputError(f"module {self.layer!r} ran {len(leaves)} times with a tensor output; pick another layer")
-        return leaves[0], logits
-
-
 def _cam(method: str, A: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
     """Class activation map (N, *S) before the ReLU, from features A and gradients G (N, K, *S)."""
     dims = tuple(range(2, A.ndim))
@@ -254,16 +114,16 @@ def _cam(method: str, A: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
     return (w * A).sum(1)  # Eq. 2 without the ReLU
 
 
-def _build(model: nn.Module, layer: str | None, example: torch.Tensor | None) -> _Traced | _Hooked:
+def _build(model: nn.Module, layer: str | None, example: torch.Tensor | None) -> Traced | Hooked:
     try:
-        return _Traced(model, layer, example)
+        return Traced(model, layer, example)
     except UnsupportedModelError:
         if layer is None or layer not in dict(model.named_modules()):
             raise
-        return _Hooked(model, layer)
+        return Hooked(model, layer)
 
 
-_Held = tuple  # (fingerprint, _Traced): a cached trace; never holds the model itself
+_Held = tuple  # (fingerprint, Traced): a cached trace; never holds the model itself
 
 
 def _engine_for(model: nn.Module, layer: str | None, x: torch.Tensor, held: _Held | None) -> tuple[Any, _Held | None]:
@@ -288,7 +148,7 @@ def _engine_for(model: nn.Module, layer: str | None, x: torch.Tensor, held: _Hel
             raise UnsupportedModelError(f"cannot copy the model to eval mode ({_first_line(exc)}); call model.eval()") from exc
         return _build(twin, layer, x), held
     fp = _fingerprint(model)
-    if held is not None and held[0] == fp:
+    if held is not None and held[0] == fp and held[1].fits(x):
         return held[1], held
     if layer is None:  # a forward that fails (wrong channels ...) says so in one line, before tracing
         try:
@@ -297,7 +157,7 @@ def _engine_for(model: nn.Module, layer: str | None, x: torch.Tensor, held: _Hel
         except (RuntimeError, ValueError, TypeError, IndexError) as exc:
             raise InputError(f"the model's forward failed on input of shape {tuple(x.shape)}: {_first_line(exc)}") from None
     engine = _build(model, layer, x)
-    return engine, ((fp, engine) if isinstance(engine, _Traced) else None)
+    return engine, ((fp, engine) if isinstance(engine, Traced) else None)
 
 
 class GradCAM:
@@ -330,7 +190,7 @@ class GradCAM:
         if self._layer is not None and not _training(model):  # unknown layers fail here, early
             engine = _build(model, self._layer, None)
             self.layer = engine.layer
-            self._held = (_fingerprint(model), engine) if isinstance(engine, _Traced) else None
+            self._held = (_fingerprint(model), engine) if isinstance(engine, Traced) else None
 
     def __call__(self, x: torch.Tensor, target: TargetSpec = None, classes: Sequence[int] | None = None) -> torch.Tensor:
         """Explain ``x`` (N, C, *spatial) for ``target`` / ``classes`` (see chexplain.targets)."""

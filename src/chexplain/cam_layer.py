@@ -153,8 +153,10 @@ def _head_chain(gm: fx.GraphModule, values: dict, from_input: set[fx.Node], step
     return chain
 
 
-def default_layer(gm: fx.GraphModule, feeding: set[fx.Node], example: torch.Tensor) -> tuple[fx.Node, Layout]:
-    """The last spatial map feeding the logits whose positions they depend on; see the module doc."""
+def default_layer(gm: fx.GraphModule, feeding: set[fx.Node], example: torch.Tensor,
+                  whole_batch: bool = False) -> tuple[fx.Node, Layout]:
+    """The last spatial map feeding the logits whose positions they depend on; see the module doc.
+    Found on the first sample, or on the whole ``example`` for a graph traced for its batch size."""
     spatial = tuple(example.shape[2:])
     rec = _Recorder(gm)
     from_input: set[fx.Node] = set()
@@ -162,7 +164,7 @@ def default_layer(gm: fx.GraphModule, feeding: set[fx.Node], example: torch.Tens
         if n.op == "placeholder" or any(a in from_input for a in n.all_input_nodes):
             from_input.add(n)
     with torch.inference_mode(False), torch.enable_grad():
-        x = example[:1].detach().clone().requires_grad_(True)
+        x = (example if whole_batch else example[:1]).detach().clone().requires_grad_(True)
         try:
             out = rec.run(x)
         except (RuntimeError, ValueError, TypeError, IndexError) as exc:
@@ -174,7 +176,7 @@ def default_layer(gm: fx.GraphModule, feeding: set[fx.Node], example: torch.Tens
         for n in gm.graph.nodes:
             v = rec.values.get(n)
             if n in feeding and n in from_input and isinstance(v, torch.Tensor) and v.requires_grad and v.is_floating_point():
-                lay = layout_of(tuple(v.shape), spatial, 1)
+                lay = layout_of(tuple(v.shape), spatial, x.shape[0])
                 if lay is not None:
                     cands.append((n, lay, v))
         tokens = [v.shape for _, lay, v in cands if lay.kind == "tokens"]

@@ -219,3 +219,33 @@ def test_item_assignment_is_captured_out_of_place():
     res = lrp.explain(x, target=2)
     torch.testing.assert_close(res.relevance, _gradient_x_input(model, x, 2), rtol=1e-7, atol=1e-12)
     torch.testing.assert_close(res.relevance.flatten(1).sum(1), res.logits[:, 2], rtol=1e-9, atol=1e-12)
+
+
+def _grad_cam_by_hand(model: PatchNet, x: torch.Tensor, target: list[int]) -> torch.Tensor:
+    """Grad-CAM (Selvaraju et al. 2017, Eq. 1-2) on A = relu(conv(grid)), written out with the
+    branch-free twin and autograd."""
+    twin = FixedPatchNet(model, *x.shape[-2:])
+    t = F.relu(model.embed(F.pad(x, twin.pad)))
+    tokens = F.relu(model.mix(t.flatten(2).transpose(1, 2)))
+    a = F.relu(model.conv(tokens.transpose(1, 2).unflatten(2, twin.grid)))
+    logits = model.head(a.mean((2, 3)))
+    g, = torch.autograd.grad(logits[torch.arange(len(target)), target].sum(), a)
+    return F.relu((g.mean((2, 3), keepdim=True) * a).sum(1))
+
+
+def test_grad_cam_of_a_captured_model_equals_grad_cam_by_hand():
+    """Grad-CAM's default layer on a model torch.fx cannot trace symbolically: traced per input
+    shape, for two input shapes (one padded), its maps equal Grad-CAM written out by hand on the
+    last feature map; the caller's model keeps its parameters."""
+    torch.manual_seed(0)
+    model = PatchNet().eval()
+    before = copy.deepcopy(model.state_dict())
+    cam = chexplain.GradCAM(model, upsample=False)
+    for shape in ((2, 3, 16, 16), (2, 3, 14, 18)):
+        x = torch.randn(*shape)
+        ours = cam(x, target=[1, 3])
+        grid = (-(-shape[2] // PATCH), -(-shape[3] // PATCH))
+        assert ours.shape == (2, *grid) and ours.abs().sum() > 0
+        torch.testing.assert_close(ours, _grad_cam_by_hand(model, x, [1, 3]), rtol=1e-5, atol=1e-7)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k])

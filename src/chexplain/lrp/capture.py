@@ -219,14 +219,15 @@ def _describe(kind: str, target: Any) -> str:
     return f"{module}.{name}" if module and module != "builtins" else name
 
 
-def capture(model: nn.Module, x: Tensor, name: str | None = None) -> Graph:
-    """The graph of ``model`` for inputs shaped like ``x`` (shape, dtype, device), traced with
-    meta tensors; control flow on values is refused in one line naming the model."""
-    name = name or type(model).__name__
-    clone = snapshot(model)
-    tracer = ShapeTracer(x)
+def trace_shaped(root: nn.Module, x: Tensor, tracer: ShapeTracer | None = None,
+                 name: str | None = None) -> fx.GraphModule:
+    """``root`` traced for inputs shaped like ``x`` with meta tensors (``tracer``: a
+    :class:`ShapeTracer` for ``x``, or a subclass); the GraphModule shares ``root``'s modules.
+    Control flow on values is refused in one line naming the model."""
+    name = name or type(root).__name__
+    tracer = tracer or ShapeTracer(x)
     try:
-        gm = fx.GraphModule(clone, tracer.trace(clone, concrete_args=registry.optional_args(clone)), name)
+        return fx.GraphModule(root, tracer.trace(root, concrete_args=registry.optional_args(root)), name)
     except _Refused as exc:
         raise UnsupportedModelError(f"cannot trace {name} for inputs of shape {tuple(x.shape)}: {exc}") from None
     except _Misfit as exc:
@@ -236,7 +237,12 @@ def capture(model: nn.Module, x: Tensor, name: str | None = None) -> Graph:
     except Exception as exc:  # noqa: BLE001 - fx raises many kinds
         raise UnsupportedModelError(f"cannot trace {name} for inputs of shape {tuple(x.shape)} "
                                     f"({type(exc).__name__}: {first_line(exc)})") from None
-    return convert(gm)
+
+
+def capture(model: nn.Module, x: Tensor, name: str | None = None) -> Graph:
+    """The graph of ``model`` for inputs shaped like ``x`` (shape, dtype, device), traced with
+    meta tensors (:func:`trace_shaped`, on a snapshot of the model)."""
+    return convert(trace_shaped(snapshot(model), x, name=name or type(model).__name__))
 
 
 class Capture:
