@@ -251,3 +251,24 @@ def test_caller_model_is_untouched_and_records_are_json(models):
     assert rec["sha256"] == m.sha256 and rec["normalization"] == "0.5/0.25" and rec["channels"] == 1
     again = load_model(f"{models['factory']}:tuple_model")
     assert again.sha256 == m.sha256  # the state dict's digest is stable
+
+
+def test_state_digest_covers_scalar_buffers():
+    """0-dim entries (BatchNorm's num_batches_tracked, a learned temperature) are hashed by their
+    bytes like any tensor: the digest changes with their value and nothing else."""
+    import hashlib
+
+    from chexplain.zoo.base import state_sha256
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2))
+    net.register_buffer("temperature", torch.tensor(0.5))
+    first = state_sha256(net)
+    by_hand = hashlib.sha256()
+    for key, value in net.state_dict().items():
+        by_hand.update(f"{key}:{tuple(value.shape)}:{value.dtype}\n".encode())
+        by_hand.update(value.detach().numpy().tobytes())
+    assert first == by_hand.hexdigest()
+    net.temperature.fill_(0.25)
+    assert state_sha256(net) != first
+    net.temperature.fill_(0.5)
+    assert state_sha256(net) == first

@@ -157,7 +157,7 @@ def state_sha256(module: nn.Module) -> str:
     for key, value in module.state_dict().items():
         t = value.detach().cpu().contiguous()
         h.update(f"{key}:{tuple(t.shape)}:{t.dtype}\n".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
 
 
