@@ -63,21 +63,26 @@ def test_substitute_reproduces_nn_lstm(layers, bidirectional, batch_first, bias)
             assert float((a - b).detach().abs().max()) <= 1e-12
 
 
-def _arras(lstm: nn.LSTM, x: torch.Tensor, target: int) -> torch.Tensor:
+def _arras(lstm: nn.LSTM, x: torch.Tensor, target: int, h0: torch.Tensor | None = None,
+           c0: torch.Tensor | None = None) -> torch.Tensor:
     """Arras et al.'s backward pass over one sample x (T, C) of a one-layer LSTM whose logits are
     h_T, for logit ``target``, neuron by neuron: R(h_T) = h_T,target at the target; h_t = o h̃:
     R(h̃) = h_t R(h_t) / stab(h_t) (gate constant), tanh passes R(c_t) += R(h̃); c_t = f c_{t−1} + i g:
     R(f c_{t−1}) = f c_{t−1} R(c_t) / stab(c_t), likewise i g, then each product gives its signal
-    y R / stab(y); g = tanh(z_g): R passes; z_g,k = Σ_j w_kj [x_t; h_{t−1}]_j + b_k: LRP-ε."""
+    y R / stab(y); g = tanh(z_g): R passes; z_g,k = Σ_j w_kj [x_t; h_{t−1}]_j + b_k: LRP-ε. Given
+    (constant) initial states h_0, c_0: their shares are absorbed."""
     T, C = x.shape
     H = lstm.hidden_size
     W = torch.cat([lstm.weight_ih_l0, lstm.weight_hh_l0], 1).detach()
     b = (lstm.bias_ih_l0 + lstm.bias_hh_l0).detach()
-    h, c, gates, zs, ins = [torch.zeros(H, dtype=D)], [torch.zeros(H, dtype=D)], [], [], []
+    given = h0 is not None
+    h, c = [h0 if given else torch.zeros(H, dtype=D)], [c0 if given else torch.zeros(H, dtype=D)]
+    gates, zs, ins = [], [], []
     for t in range(T):
         a = torch.cat([x[t], h[-1]])
         z = W @ a + b
-        i, f, g, o = torch.sigmoid(z[:H]), torch.sigmoid(z[H:2 * H]), torch.tanh(z[2 * H:3 * H]), torch.sigmoid(z[3 * H:])
+        i, f, g, o = (torch.sigmoid(z[:H]), torch.sigmoid(z[H:2 * H]), torch.tanh(z[2 * H:3 * H]),
+                      torch.sigmoid(z[3 * H:]))
         c.append(f * c[-1] + i * g)
         h.append(o * torch.tanh(c[-1]))
         gates.append((i, f, g))
@@ -91,11 +96,12 @@ def _arras(lstm: nn.LSTM, x: torch.Tensor, target: int) -> torch.Tensor:
         i, f, g = gates[t]
         Rc = [Rc_next[k] + float(h[t + 1][k]) * Rh[k] / _stab(float(h[t + 1][k]), STAB) for k in range(H)]
         Rg, Rc_next = [0.0] * H, [0.0] * H
+        recurrent = t > 0 or given  # c_t = f c_{t−1} + i g; else c_t = i g
         for k in range(H):
             ct, ig, fc = float(c[t + 1][k]), float(i[k] * g[k]), float(f[k] * c[t][k])
-            share_ig = ig * Rc[k] / _stab(ct, STAB) if t > 0 else Rc[k] * ct / _stab(ct, STAB)
-            Rg[k] = ig * share_ig / _stab(ig, STAB) if t > 0 else share_ig
-            if t > 0:
+            share_ig = ig * Rc[k] / _stab(ct, STAB) if recurrent else Rc[k] * ct / _stab(ct, STAB)
+            Rg[k] = ig * share_ig / _stab(ig, STAB) if recurrent else share_ig
+            if t > 0:  # at t = 0 the share of f c_0 is absorbed
                 share_fc = fc * Rc[k] / _stab(ct, STAB)
                 Rc_next[k] = fc * share_fc / _stab(fc, STAB)
         Rh = [0.0] * H
@@ -110,21 +116,37 @@ def _arras(lstm: nn.LSTM, x: torch.Tensor, target: int) -> torch.Tensor:
     return Rx
 
 
-@pytest.mark.parametrize("steps", [1, 3])
-def test_lstm_rule_equals_arras_per_neuron(steps: int) -> None:
-    """One step (no recurrence: R(x) from the cell candidates alone) and three steps (the
-    recurrence through h_{t−1} and c_{t−1}); biases non-zero (their share absorbed)."""
+class Seeded(LastStep):
+    """Learned constant initial states h_0, c_0 (buffers), expanded to the batch."""
+
+    def __init__(self, lstm: nn.LSTM) -> None:
+        super().__init__(lstm)
+        self.register_buffer("h0", torch.randn(1, 1, lstm.hidden_size, dtype=D))
+        self.register_buffer("c0", torch.randn(1, 1, lstm.hidden_size, dtype=D))
+
+    def forward(self, x):
+        n = x.shape[0]
+        y, _ = self.lstm(x, (self.h0.expand(-1, n, -1), self.c0.expand(-1, n, -1)))
+        return y[:, -1]
+
+
+@pytest.mark.parametrize("steps,seeded", [(1, False), (3, False), (3, True)])
+def test_lstm_rule_equals_arras_per_neuron(steps: int, seeded: bool) -> None:
+    """One step (no recurrence: R(x) from the cell candidates alone), three steps (the
+    recurrence through h_{t−1} and c_{t−1}), three from constant initial states; biases non-zero
+    (their share absorbed)."""
     torch.manual_seed(1)
     lstm = nn.LSTM(4, 3, batch_first=True).to(D).eval()
     with torch.no_grad():
         for name, p in lstm.named_parameters():
             if "bias" in name:
                 p.uniform_(-0.5, 0.5)
-    model = LastStep(lstm).eval()
+    model = (Seeded(lstm) if seeded else LastStep(lstm)).eval()
+    states = (model.h0[0, 0], model.c0[0, 0]) if seeded else (None, None)
     x = torch.randn(2, steps, 4, dtype=D)
     for target in range(3):
         got = chexplain.LRP(model, COMPOSITE)(x, target=target)
-        want = torch.stack([_arras(lstm, x[n], target) for n in range(2)])
+        want = torch.stack([_arras(lstm, x[n], target, *states) for n in range(2)])
         assert float((got - want).abs().max()) <= 1e-10 * float(want.abs().max())
         assert float(want.abs().max()) > 1e-3
 
