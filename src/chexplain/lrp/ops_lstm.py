@@ -122,12 +122,12 @@ class ExplicitLSTM(nn.Module):
             outputs = []
             for d in range(self.directions):
                 k = layer * self.directions + d
-                state, hs = initial[k], [x] * steps  # every item replaced below
+                state, hs = initial[k], [None] * steps  # h_t at position t, for either direction
                 for t in (range(steps) if d == 0 else reversed(range(steps))):
                     state = self.cell(k, x[:, t], state)
                     hs[t] = state.h
                 assert state is not None
-                outputs.append(torch.stack(hs, 1))
+                outputs.append(torch.stack(hs, 1))  # type: ignore[arg-type]
                 finals.append(state)
             x = outputs[0] if self.directions == 1 else torch.cat(outputs, 2)
         h_n, c_n = layered(*(s.h for s in finals)), layered(*(s.c for s in finals))
