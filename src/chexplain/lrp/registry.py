@@ -36,6 +36,7 @@ CONVERTER_MODULES = ["chexplain.lrp.ops_shape", "chexplain.lrp.ops_elementwise",
                      "chexplain.lrp.ops_linear_fn", "chexplain.lrp.ops_resample"]
 CONVERTER_MODULES.append("chexplain.lrp.ops_attention")
 CONVERTER_MODULES.append("chexplain.lrp.ops_swin")
+CONVERTER_MODULES.append("chexplain.lrp.ops_lstm")
 
 
 def register_module(*types: type) -> Callable[[Converter], Converter]:
