@@ -3,8 +3,9 @@
 
 - traced: chexplain.LRP traces and canonizes it (else the one-line error);
 - logits: max |canonized − original| / max |original| (float64, ``--check-size`` px, batch 2);
-- conservation: bias-free version (biases, BN means/shifts, LN shifts zeroed), LRP-ε with
-  ε = 1e-9, float64: max |Σ R − logit| / max |logit|;
+- conservation: bias-free version (biases, BN means/shifts, LN shifts, class tokens and
+  position encodings zeroed: ``zero_biases``; class tokens kept where the logits would be 0,
+  see :func:`conservation`), LRP-ε with ε = 1e-9, float64: max |Σ R − logit| / max |logit|;
 - presets: how many of the presets explain with a finite, non-zero map (float32, check size);
 - LRP / fwd+bwd: epsilon-plus-flat (one class) against forward + backward to the input, batch
   ``--batch``, ``--size`` px, float32, CPU, median of interleaved rounds;
@@ -85,16 +86,41 @@ def model_checks(model: torch.nn.Module, c: int, size: int) -> dict:
         R = lrp(x[:1], target="topk:1")
         finite += int(bool(torch.isfinite(R).all()) and float(R.abs().sum()) > 0)
     row["presets"] = f"{finite}/{len(chexplain.PRESETS)}"
+    row.update(conservation(model, x))
+    return row
+
+
+def conservation(model: torch.nn.Module, x: torch.Tensor) -> dict:
+    """max |Σ R − logit| / max |logit| of the bias-free model (in place), LRP-ε, ε = 1e-9.
+
+    A model whose bias-free logits are 0 because they are read from a class token that only
+    itself reaches (CoaT: a zero token stays zero through factorised attention, q = 0) keeps
+    its class tokens; they are constants concatenated to the tokens, so the relevance that
+    reaches them is absorbed by the concatenation, and the sum checked is Σ R of the input plus
+    what the concatenations absorbed (an exact index rule otherwise), every other rule still
+    checked."""
+    tokens = {n: p.detach().clone() for n, p in model.named_parameters() if "token" in n.rsplit(".", 1)[-1]}
     zero_biases(model)
     with torch.no_grad():  # logits of order one (GoogLeNet/Inception without biases: ~1e-5)
         top = float(model(x).abs().max())
-    if top == 0:  # CoaT: a zero class token stays zero through factorised attention (q = 0)
-        row["conservation"] = float("nan")
-        row["note"] = "bias-free logits are 0 (class token zeroed)"
-        return row
+    row: dict = {}
+    if top == 0 and tokens:
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                if n in tokens:
+                    p.copy_(tokens[n])
+            top = float(model(x).abs().max())
+        row["note"] = "class tokens kept: their relevance (absorbed by the concatenation) counted"
+    if top == 0:
+        return {"conservation": float("nan"), "note": "bias-free logits are 0"}
     x = x / top if top < 1e-2 else x
-    res = chexplain.LRP(model, "lrp-epsilon", epsilon=1e-9, stabilizer=1e-9).explain(x, target="topk:1")
-    row["conservation"] = _rel(res.relevance.flatten(2).sum(-1), res.logits.gather(1, res.targets))
+    res = chexplain.LRP(model, "lrp-epsilon", epsilon=1e-9, stabilizer=1e-9).explain(
+        x, target="topk:1", report="note" in row)
+    total = res.relevance.flatten(2).sum(-1)
+    if res.report is not None:
+        total = total + sum((r.absorbed for r in res.report.layers
+                              if r.kind == "index" and "cat" in r.rule), torch.zeros_like(total))
+    row["conservation"] = _rel(total, res.logits.gather(1, res.targets))
     return row
 
 

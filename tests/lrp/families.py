@@ -11,6 +11,7 @@ architecture (biases, BatchNorm means and shifts, LayerNorm shifts, embeddings s
 
 from __future__ import annotations
 
+import re
 from typing import Callable
 
 import torch
@@ -152,9 +153,15 @@ def input_shape(name: str) -> tuple[int, int]:
     return ALL[name][1]
 
 
+#: layer-scale parameter names (ConvNeXt ``gamma``, CaiT ``gamma_1``, XCiT ``gamma1``, EdgeNeXt
+#: ``gamma_xca``): initialised near 0 (1e-5, 1e-6), they would leave residual branches too small
+#: for a check at ε = 1e-9
+_LAYER_SCALE = re.compile(r"layer_scale|gamma(_?\d+|_xca)?")
+
+
 def randomize(model: nn.Module, seed: int = 0, calibrate: tuple[int, int] | None = None) -> nn.Module:
     """Random BatchNorm statistics and affine parameters (some scales negative), random LayerNorm
-    and GroupNorm affine parameters, layer scales in [0.5, 1.5]: every shift is non-zero.
+    and GroupNorm affine parameters, layer scales (:data:`_LAYER_SCALE`) in [0.5, 1.5]: every shift is non-zero.
 
     ``calibrate`` (channels, size): the BatchNorm variances are first set by one train-mode
     forward of 8 random inputs (so activations stay of order one through deep random networks,
@@ -187,20 +194,28 @@ def randomize(model: nn.Module, seed: int = 0, calibrate: tuple[int, int] | None
                 if m.bias is not None:
                     m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.2)
         for name, p in model.named_parameters():
-            if name.rsplit(".", 1)[-1] in ("layer_scale", "gamma"):
+            if _LAYER_SCALE.fullmatch(name.rsplit(".", 1)[-1]):
                 p.copy_(torch.rand(p.shape, generator=g) + 0.5)
     return model
 
 
-def zero_biases(model: nn.Module) -> nn.Module:
+def zero_biases(model: nn.Module, tokens: bool = True) -> nn.Module:
     """The bias-free version (in place): every bias, BatchNorm mean and shift, LayerNorm and
     GroupNorm shift, and embedding-like parameter (class/distillation tokens, position
-    embeddings, relative position and attention biases) set to zero."""
+    embeddings such as ``pos_embed`` or TNT's ``pixel_pos``/``patch_pos``, relative position
+    and attention biases) set to zero, and the parameters of a Fourier position encoding
+    (XCiT, EdgeNeXt: a projection of sines of the token grid, an input-independent term added
+    to the tokens) too. Only additive terms: layer scales and XCA's temperature stay.
+    ``tokens=False`` keeps the class/distillation tokens (concatenated, not added: a model that
+    reads its logits from a class token which nothing else reaches, CoaT, has zero logits
+    without it)."""
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
                 m.running_mean.zero_()
-            for pname, p in m.named_parameters(recurse=False):
-                if "bias" in pname or "embed" in pname or "token" in pname or pname.startswith("pos_"):
+            fourier = type(m).__name__.startswith("PositionalEncodingFourier")
+            for pname, p in m.named_parameters(recurse=fourier):
+                if fourier or "bias" in pname or "embed" in pname or ("token" in pname and tokens) \
+                        or pname.startswith("pos_") or pname.endswith("_pos"):
                     p.zero_()
     return model
