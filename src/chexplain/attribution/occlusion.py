@@ -4,8 +4,9 @@ mean, over the patches covering it, of the drop in the explained logit,
 
     R_i = 1/|W_i| Σ_{w ∈ W_i} (f_c(x) − f_c(x with patch w set to the baseline)),
 
-computed by Captum's Occlusion, ``batch_size`` patches of each sample per forward pass. Pixels no
-patch covers (when the stride leaves a margin) get 0.
+computed by Captum's Occlusion, ``batch_size`` patches of each sample per forward pass. Patches
+start at 0, stride, 2·stride, ... and the last one is cut by the border, so that every pixel is
+covered; the stride may not exceed the window (pixels would be skipped).
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ def check(window: Any = 16, stride: Any = 8, baseline: Any = 0.0, batch_size: An
     """Refuse bad parameters in one line naming them, before any work (the window against the
     input's spatial size when ``x`` is given)."""
     w = P.positive_int(NAME, "window", window)
-    P.positive_int(NAME, "stride", stride)
+    if P.positive_int(NAME, "stride", stride) > w:
+        raise ChexplainError(f"{NAME}: parameter stride={stride} is larger than the window ({w}); "
+                             "pixels between the patches would not be explained")
     P.real(NAME, "baseline", baseline)
     P.positive_int(NAME, "batch_size", batch_size)
     if x is not None and isinstance(x, torch.Tensor) and x.ndim >= 3 and w > min(x.shape[2:]):
