@@ -35,7 +35,8 @@ def explain(
 
     ``target`` is an int, a per-sample list/tensor, ``"all"``, ``"topk:K"`` or None (the top
     class); ``classes=[...]`` explains the listed classes of every sample. With one class per
-    sample the result has ``x``'s shape; otherwise it is (N, T, *x.shape[1:]) for LRP and
+    sample the result has ``x``'s shape (the Grad-CAM family: (N, H, W)); otherwise it is
+    (N, T, *x.shape[1:]) for LRP, integrated-gradients, smoothgrad and occlusion, and
     (N, T, H, W) for the Grad-CAM family. ``params`` are the method's parameters (LRP:
     epsilon, gamma, alpha, beta, low, high; Grad-CAM and LayerCAM: layer, relu, upsample;
     Score-CAM: layer, batch_size, weights, relu, upsample; integrated-gradients: steps,

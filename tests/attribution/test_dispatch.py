@@ -51,3 +51,34 @@ def test_the_callers_model_is_left_as_it_was(cnn, images):
     assert model.training
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), k
+
+
+def test_compare_runs_the_new_methods(tmp_path):
+    from chexplain.evaluate.compare import CompareConfig, compare
+    from chexplain.models.densenet import chexpert_densenet
+
+    class Two(torch.utils.data.Dataset):
+        """2 images with one masked finding each."""
+
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, i):
+            x = torch.randn(3, 32, 32, generator=torch.Generator().manual_seed(i))
+            masks = torch.zeros(3, 32, 32, dtype=torch.bool)
+            masks[1 + i, 8:20, 8:20] = True
+            target = torch.tensor([0.0, 1.0 - i, float(i)])
+            return {"image": x, "target": target, "finding_masks": masks, "path": f"img{i}.png"}
+
+    names = ["No Finding", "Cardiomegaly", "Pleural Effusion"]
+    torch.manual_seed(0)
+    model, _ = chexpert_densenet("tiny", 3, None)
+    cfg = CompareConfig(methods=NEW, classes=["Cardiomegaly", "Pleural Effusion"], patch=8, steps=4,
+                        randomisation_items=1, randomisation_steps=1, bootstrap=20,
+                        method_params={"integrated-gradients": {"steps": 4}, "smoothgrad": {"n": 2},
+                                       "occlusion": {"window": 8, "stride": 8},
+                                       "scorecam": {"batch_size": 64}})
+    res = compare(model.eval(), Two(), tmp_path, names, "imagenet", cfg, progress=False)
+    for m in NEW:
+        assert res["summary"][m]["aopc_morf"]["n"] == 2
+        assert len(res["randomisation"][m]["ssim"]) == 1
