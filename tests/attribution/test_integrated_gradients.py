@@ -38,15 +38,29 @@ def test_completeness_densenet121_blur_baseline():
     assert want.abs().min() > 1e-6
 
 
-def test_equals_captum_on_the_same_settings(cnn, images):
+@pytest.mark.parametrize("rule", ["gausslegendre", "riemann_middle", "riemann_left", "riemann_right"])
+def test_equals_captum_on_the_same_settings(cnn, images, rule):
     base = torch.full_like(images, 0.3)
     ours = chexplain.explain(cnn, images, method="integrated-gradients", classes=[1, 4], steps=20,
-                             baseline=base, rule="riemann_trapezoid", batch_size=7)
+                             baseline=base, rule=rule, batch_size=7)
     ig = IntegratedGradients(cnn)
+    assert ours.shape == (3, 2, 3, 12, 12)
     for j, c in enumerate([1, 4]):
-        ref = ig.attribute(images, baselines=base, target=c, n_steps=20, method="riemann_trapezoid")
-        assert ours.shape == (3, 2, 3, 12, 12)
+        ref = ig.attribute(images, baselines=base, target=c, n_steps=20, method=rule)
         assert torch.allclose(ours[:, j], ref, rtol=1e-5, atol=1e-5 * ref.abs().max().item())
+
+
+def test_trapezoid_weights_sum_to_one_where_captums_sum_to_one_minus_1_over_n(cnn, images):
+    ours = chexplain.explain(cnn, images, method="integrated-gradients", target=2, steps=20,
+                             rule="riemann_trapezoid")
+    ref = IntegratedGradients(cnn).attribute(images, target=2, n_steps=20, method="riemann_trapezoid")
+    assert torch.allclose(ours * (1 - 1 / 20), ref, rtol=1e-5, atol=1e-5 * ref.abs().max().item())
+    model = small_cnn(torch.float64)
+    with torch.no_grad():
+        model[-1].weight.mul_(20)
+    x = 2 * torch.randn(2, 3, 12, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    got, want = _completeness(model, x, torch.zeros_like(x), rule="riemann_trapezoid")
+    assert torch.allclose(got, want, rtol=0.01, atol=0)
 
 
 def test_batch_size_does_not_change_the_result(cnn, images):
@@ -65,7 +79,7 @@ def test_blur_baseline_is_smoother_and_keeps_the_mean():
 
 @pytest.mark.parametrize("params, name", [
     ({"steps": 0}, "steps"), ({"steps": 2.5}, "steps"), ({"baseline": "mean"}, "baseline"),
-    ({"rule": "simpson"}, "rule"), ({"batch_size": -1}, "batch_size"), ({"bogus": 1}, "bogus"),
+    ({"rule": "simpson"}, "rule"), ({"rule": "riemann_trapezoid", "steps": 1}, "steps"), ({"batch_size": -1}, "batch_size"), ({"bogus": 1}, "bogus"),
 ])
 def test_bad_parameters_fail_in_one_line_before_any_work(params, name):
     class Boom(torch.nn.Module):

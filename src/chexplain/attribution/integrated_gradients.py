@@ -3,9 +3,14 @@
     IG_i(x) = (x_i - x'_i) * ∫_0^1 ∂f_c(x' + α (x - x')) / ∂x_i dα
 
 with x' the baseline. Completeness (their Proposition 1): Σ_i IG_i(x) = f_c(x) - f_c(x').
-The integral is computed by Captum's IntegratedGradients (Gauss-Legendre nodes by default, as
-Captum), ``batch_size`` interpolated images per forward/backward (Captum's
-``internal_batch_size``), so that memory stays bounded whatever ``steps``.
+The integral is a quadrature over ``steps`` nodes α_j with weights w_j (``rule``: Gauss-Legendre
+by default, as Captum, or Captum's Riemann rules), IG ≈ (x - x') Σ_j w_j ∂f_c(x' + α_j (x - x'))/∂x,
+``batch_size`` interpolated images per forward pass (Captum's ``internal_batch_size``), so that
+memory stays bounded whatever ``steps``. Several targets share each forward pass (one backward
+per target), where Captum runs the whole integral once per target; the result equals Captum's,
+except for ``riemann_trapezoid``: Captum weights its n nodes (spaced 1/(n-1)) by 1/n (halved
+at the ends), so that its weights sum to 1 - 1/n and its integral is short by that factor;
+here the trapezoid weights are 1/(n-1) (halved at the ends) and sum to 1.
 
 Baselines: ``"zero"`` (the all-zero input, i.e. the mean image after mean/std normalisation),
 ``"blur"`` (the input blurred by a Gaussian of ``blur_sigma`` pixels, Sturmfels et al. 2020)
@@ -23,7 +28,7 @@ from torch import nn
 from ..errors import ChexplainError
 from ..targets import TargetSpec
 from . import params as P
-from .common import per_target, prepare
+from .common import prepare
 
 NAME = "integrated-gradients"
 RULES = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid")
@@ -68,25 +73,50 @@ def make_baseline(x: torch.Tensor, baseline: str | torch.Tensor, blur_sigma: flo
     return torch.zeros_like(x)
 
 
+def nodes(steps: int, rule: str) -> tuple[list[float], list[float]]:
+    """Quadrature nodes α_j in [0, 1] and weights w_j of ``rule`` (Σ w_j = 1), as Captum's."""
+    n = int(steps)
+    if rule == "gausslegendre":
+        import numpy as np
+
+        x, w = np.polynomial.legendre.leggauss(n)
+        return [float(a) for a in (x + 1) / 2], [float(b) for b in w / 2]
+    if rule == "riemann_trapezoid":
+        if n < 2:
+            raise ChexplainError(f"{NAME}: rule riemann_trapezoid needs steps of at least 2, got {n}")
+        w = [1.0 / (n - 1)] * n
+        w[0] = w[-1] = 0.5 / (n - 1)
+        return [i / (n - 1) for i in range(n)], w
+    shift = {"riemann_left": 0.0, "riemann_right": 1.0, "riemann_middle": 0.5}[rule]
+    return [(i + shift) / n for i in range(n)], [1.0 / n] * n
+
+
 def integrated_gradients(model: nn.Module, x: torch.Tensor, target: TargetSpec = None,
                          classes: Sequence[int] | None = None, steps: int = 50,
                          baseline: str | torch.Tensor = "zero", rule: str = "gausslegendre",
                          batch_size: int = 64, blur_sigma: float = 10.0) -> torch.Tensor:
     """Integrated Gradients of ``model`` at ``x``: x's shape, or (N, T, *x.shape[1:]) for
     several targets; ``steps`` integration nodes, ``batch_size`` images per pass."""
-    from captum.attr import IntegratedGradients
-
     check(steps, baseline, rule, batch_size, blur_sigma)
-    from .params import check_input
-
-    x = check_input(x)
+    alphas, weights = nodes(int(steps), rule)
+    x = P.check_input(x)
     base = make_baseline(x, baseline, float(blur_sigma))
     prep = prepare(model, x, target, classes)
-    ig = IntegratedGradients(prep.model)
-
-    def attribute(t: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode(False), torch.enable_grad():
-            return ig.attribute(x, baselines=base, target=t.tolist(), n_steps=int(steps), method=rule,
-                                internal_batch_size=max(int(batch_size), x.shape[0])).detach()
-
-    return per_target(prep, attribute)
+    N, T = x.shape[0], prep.targets.count
+    delta = x - base
+    total = torch.zeros((T, *x.shape), dtype=x.dtype, device=x.device)
+    per_pass = max(1, int(batch_size) // N)
+    with torch.inference_mode(False), torch.enable_grad():
+        for j0 in range(0, len(alphas), per_pass):
+            a = torch.tensor(alphas[j0 : j0 + per_pass], dtype=x.dtype, device=x.device)
+            w = torch.tensor(weights[j0 : j0 + per_pass], dtype=x.dtype, device=x.device)
+            k, shape = a.numel(), (-1, *([1] * (x.ndim - 1)))
+            xs = (base.unsqueeze(0) + a.view(-1, *([1] * x.ndim)) * delta.unsqueeze(0)).reshape(k * N, *x.shape[1:])
+            xs = xs.detach().requires_grad_(True)
+            out = prep.model(xs).view(k, N, -1)
+            for t in range(T):
+                (g,) = torch.autograd.grad(out.gather(2, prep.targets.index[:, t].view(1, N, 1).expand(k, N, 1)).sum(),
+                                           xs, retain_graph=t + 1 < T)
+                total[t] += (g.view(k, N, *x.shape[1:]) * w.view(shape).unsqueeze(1)).sum(0)
+    attr = (total * delta.unsqueeze(0)).transpose(0, 1).detach()  # (N, T, ...)
+    return attr[:, 0] if prep.targets.squeeze else attr

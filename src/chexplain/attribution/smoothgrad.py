@@ -19,6 +19,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from ..errors import ChexplainError
 from ..targets import TargetSpec
 from . import params as P
 from .common import per_target, prepare
@@ -35,8 +36,8 @@ def check(n: Any = 50, sigma: Any = 0.15, variant: Any = "plain", batch_size: An
     P.real(NAME, "sigma", sigma, 0.0)
     P.choice(NAME, "variant", variant, VARIANTS)
     P.positive_int(NAME, "batch_size", batch_size)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        P.positive_int(NAME, "seed", seed)  # raises: not an integer
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ChexplainError(f"{NAME}: parameter seed={seed!r} must be a non-negative integer")
 
 
 def _gradients(model: nn.Module, xs: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
