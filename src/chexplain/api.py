@@ -11,12 +11,16 @@ from .lrp.composites import PRESETS
 from .lrp.engine import LRP
 from .targets import TargetSpec
 
-CAM_METHODS = ("gradcam", "gradcam++", "hirescam")
+#: Methods giving class activation maps (N, H, W) of a feature layer (Score-CAM included).
+CAM_METHODS = ("gradcam", "gradcam++", "hirescam", "layercam", "scorecam")
+#: Methods giving maps of the input's shape, beside LRP (chexplain.attribution).
+ATTRIBUTION_METHODS = ("integrated-gradients", "smoothgrad", "occlusion")
 
 
 def methods() -> tuple[str, ...]:
-    """Names accepted by :func:`explain`: the LRP presets and the Grad-CAM family."""
-    return tuple(PRESETS) + CAM_METHODS
+    """Names accepted by :func:`explain`: the LRP presets, the Grad-CAM family (with LayerCAM
+    and Score-CAM), Integrated Gradients, SmoothGrad and Occlusion."""
+    return tuple(PRESETS) + CAM_METHODS + ATTRIBUTION_METHODS
 
 
 def explain(
@@ -31,16 +35,23 @@ def explain(
 
     ``target`` is an int, a per-sample list/tensor, ``"all"``, ``"topk:K"`` or None (the top
     class); ``classes=[...]`` explains the listed classes of every sample. With one class per
-    sample the result has ``x``'s shape; otherwise it is (N, T, *x.shape[1:]) for LRP and
+    sample the result has ``x``'s shape (the Grad-CAM family: (N, H, W)); otherwise it is
+    (N, T, *x.shape[1:]) for LRP, integrated-gradients, smoothgrad and occlusion, and
     (N, T, H, W) for the Grad-CAM family. ``params`` are the method's parameters (LRP:
-    epsilon, gamma, alpha, beta, low, high; Grad-CAM: layer, relu, upsample), each
-    type-checked against the method's default before any work.
+    epsilon, gamma, alpha, beta, low, high; Grad-CAM and LayerCAM: layer, relu, upsample;
+    Score-CAM: layer, batch_size, weights, relu, upsample; integrated-gradients: steps,
+    baseline, rule, batch_size, blur_sigma; smoothgrad: n, sigma, variant, batch_size, seed;
+    occlusion: window, stride, baseline, batch_size), each checked before any work.
     """
     from .validate import check_param_types
 
     if not isinstance(method, str):
         raise ChexplainError(f"method must be a name (one of {', '.join(methods())}), got "
                              f"{type(method).__name__}")
+    if method == "scorecam" or method in ATTRIBUTION_METHODS:
+        from .attribution import attribute
+
+        return attribute(model, x, method, target=target, classes=classes, **params)
     if method in CAM_METHODS:
         from .cam import explain_cam
 

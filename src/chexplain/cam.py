@@ -1,4 +1,4 @@
-"""The Grad-CAM family: Grad-CAM, Grad-CAM++ and HiResCAM on one gradient machinery.
+"""The Grad-CAM family: Grad-CAM, Grad-CAM++, HiResCAM and LayerCAM on one gradient machinery.
 
 With A (N, K, *S) the target layer's feature map and G = dy_c/dA the gradient of the
 explained logit y_c:
@@ -7,6 +7,10 @@ explained logit y_c:
 * Grad-CAM++ (Chattopadhay et al. 2018, Eq. 19 and 9): a_kij = G^2 / (2 G^2 + sum_ab A_kab G^3)
   (0 where the denominator is 0); w_k = sum_ij a_kij ReLU(G_kij); map = ReLU(sum_k w_k A_k).
 * HiResCAM (Draelos & Carin 2020): map = ReLU(sum_k G_k * A_k) (element-wise, no averaging).
+* LayerCAM (Jiang et al. 2021, Eq. 5-6): map = ReLU(sum_k ReLU(G_k) * A_k) (element-wise
+  positive gradients as weights).
+
+Score-CAM (chexplain.attribution.scorecam) reads the same layer through :func:`feature_map`.
 
 The model is traced with torch.fx (its weights are shared, never copied or modified); the
 target layer's output is cut out as a gradient leaf, so the layers before it run without
@@ -32,6 +36,7 @@ import copy
 import itertools
 import warnings
 import weakref
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
@@ -44,7 +49,7 @@ from .errors import ChexplainError, InputError, UnsupportedModelError
 from .models.memory_format import channels_last
 from .targets import TargetSpec, resolve_targets
 
-METHODS = ("gradcam", "gradcam++", "hirescam")
+METHODS = ("gradcam", "gradcam++", "hirescam", "layercam")
 _INTERP = {1: "linear", 2: "bilinear", 3: "trilinear"}
 #: Half precision runs in float32 (a float32 copy of a half model), returned in the input's dtype.
 _HALF = (torch.float16, torch.bfloat16)
@@ -103,6 +108,8 @@ def _cam(method: str, A: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
     dims = tuple(range(2, A.ndim))
     if method == "hirescam":
         return (G * A).sum(1)
+    if method == "layercam":  # Eq. 5-6
+        return (G.clamp(min=0) * A).sum(1)
     if method == "gradcam":
         w = G.mean(dim=dims, keepdim=True)  # Eq. 1
     else:  # gradcam++: Eq. 19 (closed-form alpha), Eq. 9 (weights)
@@ -161,7 +168,7 @@ def _engine_for(model: nn.Module, layer: str | None, x: torch.Tensor, held: _Hel
 
 
 class GradCAM:
-    """Reusable Grad-CAM / Grad-CAM++ / HiResCAM explainer; traces the model once.
+    """Reusable Grad-CAM / Grad-CAM++ / HiResCAM / LayerCAM explainer; traces the model once.
 
     ``GradCAM(model, method="gradcam", layer=None, relu=True, upsample=True)(x, target=...)``.
     One class per sample gives (N, *S), several (N, T, *S); S is the input's spatial size with
@@ -278,7 +285,7 @@ def explain_cam(
     upsample: bool = True,
     **unknown: Any,
 ) -> torch.Tensor:
-    """Grad-CAM / Grad-CAM++ / HiResCAM of ``model`` at ``x``; see :class:`GradCAM`.
+    """Grad-CAM / Grad-CAM++ / HiResCAM / LayerCAM of ``model`` at ``x``; see :class:`GradCAM`.
 
     The trace is cached per model and layer (weakly: it dies with the model).
     """
@@ -298,3 +305,42 @@ def explain_cam(
     if held is not None:
         per_model[path] = held
     return _explain(engine, x, method, target, classes, bool(relu), bool(upsample)).to(dtype)
+
+
+@dataclass(frozen=True)
+class FeatureMap:
+    """The default (or chosen) Grad-CAM layer's output read as a map, and the logits.
+
+    A: (N, K, *s) features, detached; logits: (N, classes), detached; layer: its name."""
+
+    A: torch.Tensor
+    logits: torch.Tensor
+    layer: str
+
+
+def feature_map(model: nn.Module, x: torch.Tensor, layer: str | nn.Module | None = None) -> FeatureMap:
+    """One forward pass of an eval-mode ``model`` at ``x``, cut at the layer Grad-CAM uses
+    (same default, same trace cache); for methods that weight the layer's channels otherwise."""
+    if not isinstance(model, nn.Module):
+        raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    path = _layer_path(model, layer)
+    x = _check_input(x, model)
+    per_model = _CACHE.setdefault(model, {})
+    engine, held = _engine_for(model, path, x, per_model.get(path))
+    if held is not None:
+        per_model[path] = held
+    name = getattr(engine, "layer", "?")
+    with torch.inference_mode(False), torch.no_grad():
+        try:
+            feats, logits = engine(x)
+        except (ChexplainError, torch.OutOfMemoryError):
+            raise
+        except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+            raise InputError(f"the model's forward failed on input of shape {tuple(x.shape)}: {_first_line(exc)}") from exc
+    spatial = tuple(x.shape[2:])
+    layout = None if not isinstance(feats, torch.Tensor) else (
+        getattr(engine, "layout", None) or layout_of(tuple(feats.shape), spatial, x.shape[0], strict=False))
+    if layout is None or not isinstance(logits, torch.Tensor):
+        raise InputError(f"layer {name!r} outputs shape {tuple(getattr(feats, 'shape', ()))}, not a spatial "
+                         "feature map; pick a convolutional layer")
+    return FeatureMap(layout.to_map(feats.detach(), spatial), logits.detach(), str(name))

@@ -6,7 +6,9 @@
 
 :class:`Attributor` wraps these and every :func:`chexplain.methods` name behind one call,
 ``Attributor(model, method, normalization)(x, target) -> (N, H, W)``: LRP relevance summed
-over the colour channels, the Grad-CAM family upsampled to the input. z^B bounds for ``dtd``
+over the colour channels, the Grad-CAM family (LayerCAM, Score-CAM included) upsampled to
+the input, Integrated Gradients, SmoothGrad and Occlusion summed over the colour channels
+(their parameters checked when the Attributor is made, defaults otherwise). z^B bounds for ``dtd``
 and ``epsilon-gamma-box`` come from the preprocessing's :class:`Normalization`.
 """
 
@@ -56,7 +58,7 @@ class Attributor:
 
     def __init__(self, model: torch.nn.Module, method: str, normalization: Any = None,
                  seed: int = 0, traces: "TraceCache | None" = None, **params: Any) -> None:
-        from ..api import CAM_METHODS
+        from ..api import ATTRIBUTION_METHODS, CAM_METHODS
         from ..lrp.composites import PRESETS
 
         if method not in all_methods():
@@ -70,15 +72,34 @@ class Attributor:
         if method in PRESETS:
             accepted = inspect.signature(PRESETS[method]).parameters
             self._needs_bounds = "low" in accepted and "low" not in params
+        elif method == "scorecam":
+            from ..attribution.scorecam import ScoreCAM
+
+            self._cam = ScoreCAM(model, **params)
         elif method in CAM_METHODS:
             from ..cam import GradCAM
 
             self._cam = GradCAM(model, method=method, **params)
-        self.kind = "lrp" if method in PRESETS else "cam" if method in CAM_METHODS else method
+        elif method in ATTRIBUTION_METHODS:
+            from ..attribution import check_params
+
+            check_params(method, params)
+        self.kind = ("lrp" if method in PRESETS else "cam" if method in CAM_METHODS
+                     else "attribution" if method in ATTRIBUTION_METHODS else method)
 
     def __call__(self, x: torch.Tensor, target: Any = None, classes: Any = None) -> torch.Tensor:
         if self.kind == "cam":
             return self._cam(x, target=target, classes=classes).detach()
+        if self.kind == "attribution":
+            from ..attribution import attribute
+
+            if classes is not None:
+                classes = [int(c) for c in classes]
+            elif target is not None:
+                target = torch.as_tensor(target, dtype=torch.long, device=x.device)
+                target = target.expand(x.shape[0]) if target.ndim == 0 else target
+            maps = attribute(self.model, x, self.method, target=target, classes=classes, **self.params)
+            return maps.sum(2 if classes is not None else 1).detach()
         if classes is not None:
             if self.kind == "lrp":  # one relevance pass carries every class
                 return self._lrp_map(x, None, classes)

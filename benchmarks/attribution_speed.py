@@ -1,0 +1,142 @@
+"""Attribution speed and memory: chexplain vs Captum vs one forward+backward, side by side.
+
+    python benchmarks/attribution_speed.py                       # DenseNet-121, batch 8, 224 px, CPU
+    python benchmarks/attribution_speed.py --device cuda
+    python benchmarks/attribution_speed.py --size 32 --batch 1 --steps 2 --n 2 --rounds 1   # smoke test
+
+Random weights (no download), 14 outputs. Cases: Integrated Gradients at each of ``--steps``
+(chexplain's wrapper vs Captum's IntegratedGradients, same batch of interpolated images per
+pass), SmoothGrad with ``--n`` samples (chexplain vs Captum's NoiseTunnel(Saliency)), Occlusion
+(chexplain vs Captum's Occlusion), each against one forward+backward of the batch. Timing: the
+median wall time over interleaved rounds after a warm-up (benchmarks/_timing.py). Peak memory:
+one separate call per case; on CUDA the allocator's peak, on CPU the peak resident set size
+sampled every millisecond above the resident size before the call (torch's allocations are not
+seen by tracemalloc).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torchvision
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import samples  # noqa: E402
+
+_PAGE = 4096
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * _PAGE
+
+
+def peak_memory(fn: Callable[[], object], device: torch.device) -> int:
+    """Bytes above the starting level at the peak of one call of ``fn``."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        start = torch.cuda.memory_allocated(device)
+        fn()
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - start
+    start, peak, done = _rss(), [0], threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss())
+            time.sleep(0.001)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    try:
+        fn()
+    finally:
+        done.set()
+        thread.join()
+    return max(peak[0], _rss()) - start
+
+
+def cases(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, args: argparse.Namespace) -> dict:
+    """name -> (ours, Captum's) for every method, plus the forward+backward reference."""
+    from captum.attr import IntegratedGradients, NoiseTunnel, Occlusion, Saliency
+
+    import chexplain
+
+    t = target.tolist()
+    batch = max(args.ig_batch, x.shape[0])
+
+    def forward_backward() -> None:
+        xg = x.clone().requires_grad_(True)
+        torch.autograd.grad(model(xg).gather(1, target[:, None]).sum(), xg)
+
+    out: dict[str, tuple[Callable[[], object], Callable[[], object] | None]] = {
+        "forward+backward": (forward_backward, None)}
+    for steps in args.steps:
+        out[f"integrated-gradients steps={steps}"] = (
+            lambda s=steps: chexplain.explain(model, x, "integrated-gradients", target=target, steps=s,
+                                              batch_size=args.ig_batch),
+            lambda s=steps: IntegratedGradients(model).attribute(x, target=t, n_steps=s,
+                                                                 internal_batch_size=batch))
+    out[f"smoothgrad n={args.n}"] = (
+        lambda: chexplain.explain(model, x, "smoothgrad", target=target, n=args.n, batch_size=args.sg_batch),
+        lambda: NoiseTunnel(Saliency(model)).attribute(x, nt_samples=args.n, nt_samples_batch_size=args.sg_batch,
+                                                       stdevs=0.15 * float(x.max() - x.min()), target=t, abs=False))
+    w, s = args.window, args.stride
+    out[f"occlusion window={w} stride={s}"] = (
+        lambda: chexplain.explain(model, x, "occlusion", target=target, window=w, stride=s,
+                                  batch_size=args.occ_batch),
+        lambda: Occlusion(model).attribute(x, sliding_window_shapes=(x.shape[1], w, w), strides=(x.shape[1], s, s),
+                                           target=t, perturbations_per_eval=args.occ_batch))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--steps", default="32,128", help="Integrated Gradients steps, comma-separated")
+    ap.add_argument("--n", type=int, default=25, help="SmoothGrad samples")
+    ap.add_argument("--window", type=int, default=32)
+    ap.add_argument("--stride", type=int, default=16)
+    ap.add_argument("--ig-batch", type=int, default=64, help="interpolated images per pass")
+    ap.add_argument("--sg-batch", type=int, default=8, help="noise samples of each image per pass")
+    ap.add_argument("--occ-batch", type=int, default=16, help="patches of each image per pass")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    args.steps = [int(s) for s in args.steps.split(",") if s.strip()]
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    model = torchvision.models.densenet121(weights=None, num_classes=14).to(device).eval()
+    x = torch.randn(args.batch, 3, args.size, args.size, device=device)
+    with torch.no_grad():
+        target = model(x).argmax(1)
+    table = cases(model, x, target, args)
+    fns = {}
+    for name, (ours, peer) in table.items():
+        fns[f"{name} | chexplain" if peer else name] = ours
+        if peer is not None:
+            fns[f"{name} | captum"] = peer
+    times = samples(fns, rounds=args.rounds, device=str(device), verbose=False)
+    memory = {name: peak_memory(fn, device) for name, fn in fns.items()}
+    ref = statistics.median(w for w, _ in times["forward+backward"])
+    print(f"DenseNet-121, batch {args.batch}, {args.size} px, {device}, {args.threads} threads, "
+          f"median of {args.rounds} rounds")
+    print(f"{'case':<44} {'wall s':>9} {'x fwd+bwd':>10} {'peak MiB':>9}")
+    for name in fns:
+        wall = statistics.median(w for w, _ in times[name])
+        print(f"{name:<44} {wall:9.3f} {wall / ref:10.1f} {memory[name] / 2**20:9.1f}")
+
+
+if __name__ == "__main__":
+    main()
