@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import torch
 
-from ..errors import InputError
+from ..errors import InputError, UnsupportedModelError
 from . import ops
 from .graph import Graph, Node
 
@@ -64,8 +64,10 @@ def forward_values(graph: Graph, x: Tensor, hook: Callable[[Node, list], Tensor 
         # a multiple of the batch: the windows of each sample (Swin's (B·nW, L, C)), made by a reshape
         # that keeps each sample's entries together (the converters refuse ops that move the batch axis)
         if isinstance(out, Tensor) and node.kind not in ("meta", "const") and (out.ndim == 0 or out.shape[0] % n):
-            raise InputError(f"layer '{node.path or node.name}' changes the batch dimension "
-                             f"({n} -> {tuple(out.shape)}); LRP needs per-sample operations")
+            what = getattr(node.op, "description", None) or type(node.op).__name__
+            raise UnsupportedModelError(f"{what} at '{node.path or node.name}' changes the batch dimension "
+                                        f"({n} -> {tuple(out.shape)}), mixing the samples of a batch; LRP needs "
+                                        "per-sample operations")
         values[node.name] = out
     out = values[graph.output]
     if not isinstance(out, Tensor) or out.ndim != 2 or out.shape[0] != n:
