@@ -12,20 +12,20 @@ from chexplain.errors import InputError, UnsupportedModelError
 
 
 class CrossBatch(nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, features: int = 5) -> None:
         super().__init__()
-        self.q = nn.Linear(5, 5, bias=False)
-        self.k = nn.Linear(5, 5, bias=False)
+        self.q = nn.Linear(features, features, bias=False)
+        self.k = nn.Linear(features, features, bias=False)
 
     def forward(self, x):  # (B, 5)
         return self.q(x) @ self.k(x).transpose(-1, -2) @ x  # (B, B) @ (B, 5)
 
 
 class Net(nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, features: int = 5) -> None:
         super().__init__()
-        self.mix = CrossBatch()
-        self.head = nn.Linear(5, 3)
+        self.mix = CrossBatch(features)
+        self.head = nn.Linear(features, 3)
 
     def forward(self, x):
         return self.head(self.mix(x))
@@ -41,6 +41,17 @@ def test_cross_batch_product_is_refused_naming_the_layer():
                                                     r"\(2 -> \(5, 2\)\), mixing the samples") as info:
         chexplain.explain(model, x, method="lrp-epsilon", target=torch.tensor([0, 1]))
     assert not isinstance(info.value, InputError) and "\n" not in str(info.value)
+
+
+def test_transposed_batch_is_refused_when_its_size_is_a_multiple_of_the_batch():
+    """kᵀ of a (2, 4) tensor is (4, 2): a multiple of the batch, as Swin's windows are, but the
+    batch has moved, which the reorder's output shows."""
+    torch.manual_seed(0)
+    model = Net(features=4).double().eval()
+    x = torch.randn(2, 4, dtype=torch.float64)
+    with pytest.raises(UnsupportedModelError, match=r"^Tensor.transpose at 'mix' changes the batch dimension "
+                                                    r"\(2 -> \(4, 2\)\)"):
+        chexplain.explain(model, x, method="lrp-epsilon", target=torch.tensor([0, 1]))
 
 
 def test_csatv2_is_refused_naming_its_spatial_attention():
