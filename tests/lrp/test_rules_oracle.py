@@ -3,6 +3,7 @@
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 import chexplain
 from chexplain.lrp import make_composite, rules
@@ -17,9 +18,18 @@ LAYERS = {
     "conv1d": lambda bias: nn.Conv1d(3, 4, 3, stride=2, padding=1, bias=bias),
     # an image stem: its transposed convolution runs as a sub-pixel convolution (ops.subpixel_transpose)
     "conv2d-stem": lambda bias: nn.Conv2d(3, 5, 7, stride=2, padding=3, bias=bias),
+    "convT2d": lambda bias: nn.ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=1, bias=bias),
+    "convT2d-dilated-groups": lambda bias: nn.ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=1,
+                                                              dilation=2, groups=2, bias=bias),
+    # output_padding ≥ stride (allowed below the dilation): rows no input reaches
+    "convT2d-outpad-dilation": lambda bias: nn.ConvTranspose2d(3, 4, 2, padding=1, output_padding=2, dilation=3,
+                                                               bias=bias),
+    "convT1d": lambda bias: nn.ConvTranspose1d(3, 4, 4, stride=3, padding=1, output_padding=2, bias=bias),
+    "convT3d": lambda bias: nn.ConvTranspose3d(2, 3, 2, stride=2, padding=(0, 1, 0), bias=bias),
 }
 SHAPES = {"dense": (7,), "conv2d": (4, 7, 7), "conv2d-dilated-groups": (4, 6, 6), "conv1d": (3, 9),
-          "conv2d-stem": (3, 9, 8)}
+          "conv2d-stem": (3, 9, 8), "convT2d": (4, 5, 5), "convT2d-dilated-groups": (4, 4, 4),
+          "convT2d-outpad-dilation": (3, 4, 5), "convT1d": (3, 5), "convT3d": (2, 2, 3, 2)}
 
 RULES = {
     "z": (lambda: rules.Z(), {"eps": 1e-12}),
@@ -43,6 +53,17 @@ ORACLE_NAME = {"alpha1beta0": "alphabeta", "alpha2beta1": "alphabeta", "alpha3be
                "alpha1beta0-conserve": "alphabeta", "alpha2beta1-conserve": "alphabeta", "zplus-conserve": "zplus"}
 
 
+def _without_bias(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The layer's map x -> W x (its bias left out), from torch's own functionals."""
+    if isinstance(layer, nn.modules.conv._ConvTransposeNd):
+        fn = {3: F.conv_transpose1d, 4: F.conv_transpose2d, 5: F.conv_transpose3d}[x.ndim]
+        return fn(x, layer.weight, None, layer.stride, layer.padding, layer.output_padding, layer.groups,
+                  layer.dilation)
+    if isinstance(layer, (nn.Conv1d, nn.Conv2d)):
+        return layer._conv_forward(x, layer.weight, None)
+    return x @ layer.weight.T
+
+
 def _layer_op(layer: nn.Module):
     graph = trace(nn.Sequential(layer))
     return graph.nodes[1].op
@@ -61,7 +82,10 @@ def test_rule_equals_per_neuron_formula(rule_name, layer_name, bias):
     x = torch.randn(n, *in_shape, dtype=torch.float64)  # mixed-sign inputs
     if rule_name.endswith("conserve") or rule_name.startswith(("alpha", "zplus")):
         x[0] = x[0].abs()  # ≥ 0 inputs: neurons with an empty side (a row of w of one sign) occur
-        if isinstance(layer, nn.Linear):
+        if isinstance(layer, nn.modules.conv._ConvTransposeNd):  # weight (C_in, C_out/g, *K)
+            layer.weight.data[:, 0] = layer.weight.data[:, 0].abs()
+            layer.weight.data[:, -1] = -layer.weight.data[:, -1].abs()
+        elif isinstance(layer, nn.Linear):
             layer.weight.data[0] = layer.weight.data[0].abs()
             layer.weight.data[1] = -layer.weight.data[1].abs()
         else:
@@ -78,8 +102,7 @@ def test_rule_equals_per_neuron_formula(rule_name, layer_name, bias):
         torch.testing.assert_close(fused[0], z, rtol=1e-12, atol=1e-12)
         torch.testing.assert_close(make().apply(op, x, fused[1], R), got, rtol=1e-10, atol=1e-12)
 
-    W = dense_matrix(lambda v: layer._conv_forward(v.unsqueeze(0), layer.weight, None)[0]
-                     if isinstance(layer, (nn.Conv1d, nn.Conv2d)) else v @ layer.weight.T, in_shape)
+    W = dense_matrix(lambda v: _without_bias(layer, v.unsqueeze(0))[0], in_shape)
     b = (layer.bias.detach().view(-1, *([1] * (len(z.shape) - 2))).expand(z.shape[1:]).reshape(-1)
          if bias else torch.zeros(W.shape[0], dtype=torch.float64))
     ones_layer = LAYERS[layer_name](False).double()

@@ -217,6 +217,18 @@ class MetaOp(Op):
 
     fn: Callable[..., Any]
     kind: str = field(default="meta", init=False)
+    #: the graph's working dtype, once cast: a floating tensor the computation makes (DINOv3's
+    #: rotary angles, cast to the dtype its buffer had when traced) follows it, as the
+    #: constants it is computed from do
+    dtype: Any = field(default=None, init=False)
 
     def forward(self, *args):
-        return self.fn(*args)
+        out = self.fn(*args)
+        if self.dtype is not None and isinstance(out, torch.Tensor) and out.is_floating_point():
+            return out.to(self.dtype)
+        return out
+
+    def to(self, dtype: torch.dtype, device: torch.device) -> "MetaOp":
+        new = MetaOp(self.fn)
+        new.dtype = dtype
+        return new

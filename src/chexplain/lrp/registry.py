@@ -33,7 +33,7 @@ METHODS: dict[str, Converter] = {}
 
 #: Modules whose import registers converters (the attention helper appends its own).
 CONVERTER_MODULES = ["chexplain.lrp.ops_shape", "chexplain.lrp.ops_elementwise", "chexplain.lrp.ops_norm",
-                     "chexplain.lrp.ops_linear_fn", "chexplain.lrp.ops_resample"]
+                     "chexplain.lrp.ops_linear_fn", "chexplain.lrp.ops_resample", "chexplain.lrp.ops_conv_transpose"]
 CONVERTER_MODULES.append("chexplain.lrp.ops_attention")
 CONVERTER_MODULES.append("chexplain.lrp.ops_swin")
 CONVERTER_MODULES.append("chexplain.lrp.ops_lstm")

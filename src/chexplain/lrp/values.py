@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import torch
 
-from ..errors import InputError
+from ..errors import InputError, UnsupportedModelError
 from . import ops
 from .graph import Graph, Node
 
@@ -63,15 +63,29 @@ def forward_values(graph: Graph, x: Tensor, hook: Callable[[Node, list], Tensor 
                              f"{text[0] if text else type(exc).__name__}") from None
         # a multiple of the batch: the windows of each sample (Swin's (B·nW, L, C)), made by a reshape
         # that keeps each sample's entries together (the converters refuse ops that move the batch axis)
-        if isinstance(out, Tensor) and node.kind not in ("meta", "const") and (out.ndim == 0 or out.shape[0] % n):
-            raise InputError(f"layer '{node.path or node.name}' changes the batch dimension "
-                             f"({n} -> {tuple(out.shape)}); LRP needs per-sample operations")
+        if isinstance(out, Tensor) and node.kind not in ("meta", "const") and (
+                out.ndim == 0 or out.shape[0] % n or _moves_batch(node, inputs, out)):
+            what = getattr(node.op, "description", None) or type(node.op).__name__
+            raise UnsupportedModelError(f"{what} at '{node.path or node.name}' changes the batch dimension "
+                                        f"({n} -> {tuple(out.shape)}), mixing the samples of a batch; LRP needs "
+                                        "per-sample operations")
         values[node.name] = out
     out = values[graph.output]
     if not isinstance(out, Tensor) or out.ndim != 2 or out.shape[0] != n:
         raise InputError(f"the model's output has shape {tuple(getattr(out, 'shape', ()))} for {n} input(s); "
                          "LRP explains logits of shape (N, classes)")
     return values
+
+
+#: ops that reorder dimensions: the batch must stay first (a negative dim may name it)
+_REORDERS = ("transpose", "swapaxes", "swapdims", "movedim", "moveaxis", "permute")
+
+
+def _moves_batch(node: Node, inputs: list, out: Tensor) -> bool:
+    """Whether a dimension reorder put another dimension first (kᵀ of a (B, N) tensor)."""
+    what = str(getattr(node.op, "description", "")).split(".")[-1]
+    return (what in _REORDERS and bool(inputs) and isinstance(inputs[0], Tensor)
+            and out.shape[0] != inputs[0].shape[0])
 
 
 def cast_graph(graph: Graph, dtype: torch.dtype, device: torch.device) -> Graph:
