@@ -62,7 +62,7 @@ class CompareConfig:
     patch: int = 8  # region side in model-input pixels
     steps: int = 16  # perturbation steps (the whole image is perturbed at the last)
     fraction: float = 1.0
-    baseline: str = "blur"  # blur | mean | noise
+    baseline: str = "blur"  # blur | mean | noise | road
     tolerance: int = 0  # pointing-game tolerance in pixels
     iou_threshold: float = 0.5
     max_items: int | None = None

@@ -18,7 +18,10 @@ model's device. Removed regions take a **baseline** suited to radiographs:
 * ``"mean"``: the image's own mean per channel;
 * ``"noise"``: uniform grey values within the normalised image range [low, high] of the
   preprocessing (``Normalization.bounds()``), the same grey on every channel, seeded
-  (Samek et al.'s choice; Quantus' "uniform" assumes [0, 1] inputs instead).
+  (Samek et al.'s choice; Quantus' "uniform" assumes [0, 1] inputs instead);
+* ``"road"``: ROAD's noisy linear imputation (Rong et al. 2022, :mod:`.road`): the removed
+  pixels of each perturbed input are imputed from the remaining ones, plus Gaussian noise
+  (σ = ``road_noise``); with every region removed, the image's mean per channel plus noise.
 
 Ties in the relevance order are broken at random (seeded), never in raster order.
 """
@@ -34,8 +37,9 @@ import torch.nn.functional as F
 
 from ..errors import InputError
 from ..models.memory_format import channels_last
+from .road import ROAD_NOISE, noisy_linear_imputation
 
-BASELINES = ("blur", "mean", "noise")
+BASELINES = ("blur", "mean", "noise", "road")
 ORDERS = ("morf", "lerf")
 
 
@@ -52,8 +56,10 @@ def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
 
 def baseline_image(x: torch.Tensor, kind: str = "blur", patch: int = 8,
                    bounds: tuple[Any, Any] | None = None,
-                   generator: torch.Generator | None = None) -> torch.Tensor:
-    """The image that removed regions take, shaped like ``x`` (N, C, H, W)."""
+                   generator: torch.Generator | None = None,
+                   road_noise: float = ROAD_NOISE) -> torch.Tensor:
+    """The image that removed regions take, shaped like ``x`` (N, C, H, W). For ``"road"``,
+    whose imputation depends on the mask, the image with every pixel removed."""
     if kind == "blur":
         return _gaussian_blur(x, float(max(patch, 1)))
     if kind == "mean":
@@ -66,6 +72,9 @@ def baseline_image(x: torch.Tensor, kind: str = "blur", patch: int = 8,
         high = torch.as_tensor(bounds[1], dtype=x.dtype).to(x.device).reshape(1, -1, 1, 1)
         u = torch.rand((x.shape[0], 1, *x.shape[2:]), generator=generator, dtype=x.dtype)
         return low + u.to(x.device) * (high - low)
+    if kind == "road":
+        return noisy_linear_imputation(x, torch.ones(x.shape[0], *x.shape[2:], dtype=torch.bool),
+                                       road_noise, generator)
     raise InputError(f"unknown perturbation baseline {kind!r}; choose one of {', '.join(BASELINES)}")
 
 
@@ -85,13 +94,17 @@ def region_perturbation(model: torch.nn.Module, x: torch.Tensor, maps: Any, targ
                         patch: int = 8, steps: int = 16, fraction: float = 1.0,
                         baseline: str = "blur", orders: Sequence[str] = ORDERS,
                         bounds: tuple[Any, Any] | None = None, batch_size: int = 64,
-                        seed: int = 0, shared: dict[int, torch.Tensor] | None = None) -> dict[str, Any]:
+                        seed: int = 0, shared: dict[int, torch.Tensor] | None = None,
+                        road_noise: float = ROAD_NOISE) -> dict[str, Any]:
     """Perturbation curves and AOPC of ``maps`` (N, H, W) for the logits ``target`` (N,).
 
     ``shared``: a dict kept by the caller across calls with the same model, images, targets,
     baseline and seed that differ only in ``maps`` (several methods): the logits of the
     unperturbed and of the fully perturbed images do not depend on the map, so they are
     computed by the first call and read by the others.
+
+    ``baseline="road"`` imputes every perturbed input from its own mask (:mod:`.road`), with
+    noise of std ``road_noise`` drawn from the seeded generator.
 
     Returns ``{"morf": {"curve": (N, steps+1) logits, "drop": (N, steps+1) f(x⁰) − f(xᵏ),
     "aopc": (N,)}, "lerf": {...}, "removed_fraction": (steps+1,), "patch", "steps",
@@ -114,7 +127,7 @@ def region_perturbation(model: torch.nn.Module, x: torch.Tensor, maps: Any, targ
     if t.numel() != x.shape[0]:
         raise InputError(f"{t.numel()} targets for {x.shape[0]} images")
     g = torch.Generator().manual_seed(int(seed))
-    base = baseline_image(x, baseline, patch, bounds, g)
+    base = baseline_image(x, baseline, patch, bounds, g, road_noise)
     rank = region_ranking(R, patch, g)  # (N, P)
     n, (h, w) = x.shape[0], x.shape[2:]
     gh, gw = math.ceil(h / patch), math.ceil(w / patch)
@@ -145,7 +158,11 @@ def region_perturbation(model: torch.nn.Module, x: torch.Tensor, maps: Any, targ
                 item, k = idx // len(inner), inner[idx % len(inner)]
                 gone = (r[item] < removed[k][:, None]).view(-1, 1, gh, gw).to(x.dtype)
                 gone = gone.repeat_interleave(patch, 2).repeat_interleave(patch, 3)[..., :h, :w]
-                xs = channels_last(x[item] * (1 - gone) + base[item] * gone)
+                if baseline == "road":
+                    xs = noisy_linear_imputation(x[item], gone[:, 0] > 0.5, road_noise, g)
+                else:
+                    xs = x[item] * (1 - gone) + base[item] * gone
+                xs = channels_last(xs)
                 curve[item, k] = model(xs).gather(1, t[item][:, None])[:, 0].double()
             result[order] = _curves(curve)
     return result
