@@ -48,6 +48,7 @@ from .cam_layer import layout_of
 from .errors import ChexplainError, InputError, UnsupportedModelError
 from .models.memory_format import channels_last
 from .targets import TargetSpec, resolve_targets
+from .validate import check_batch
 
 METHODS = ("gradcam", "gradcam++", "hirescam", "layercam")
 _INTERP = {1: "linear", 2: "bilinear", 3: "trilinear"}
@@ -73,14 +74,7 @@ def _fingerprint(model: nn.Module) -> int:
 
 
 def _check_input(x: Any, model: nn.Module) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor):
-        raise InputError(f"the input must be a torch.Tensor (N, C, H, W), got {type(x).__name__}")
-    if x.ndim < 3 or x.shape[0] == 0:
-        raise InputError(f"the input has shape {tuple(x.shape)}; Grad-CAM needs a non-empty batch (N, C, *spatial)")
-    if not x.is_floating_point():
-        raise InputError(f"the input must be a floating-point tensor, got {x.dtype}")
-    if not bool(torch.isfinite(x).all()):
-        raise InputError("the input contains NaN or infinite values")
+    x = check_batch(x, "Grad-CAM")
     ref = next((p for p in itertools.chain(model.parameters(), model.buffers()) if p.is_floating_point()), None)
     half = x.dtype in _HALF or (ref is not None and ref.dtype in _HALF)
     if ref is not None and ref.dtype != x.dtype and not half:

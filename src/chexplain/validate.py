@@ -212,3 +212,22 @@ def warn_odd_size(path: str | os.PathLike, height: int, width: int) -> None:
                    "is not seen)")
     if why:
         warnings.warn(f"{path}: {width}x{height} pixels {' and '.join(why)}", stacklevel=2)
+
+
+def check_batch(x: Any, method: str) -> Any:
+    """``x`` as a non-empty floating-point batch (N, C, *spatial) of finite values, detached;
+    one-line :class:`~chexplain.errors.InputError` naming what ``method`` needs otherwise."""
+    import torch
+
+    from .errors import InputError
+
+    if not isinstance(x, torch.Tensor):
+        raise InputError(f"the input must be a torch.Tensor (N, C, H, W), got {type(x).__name__}")
+    if x.ndim < 3 or x.shape[0] == 0:
+        raise InputError(f"the input has shape {tuple(x.shape)}; {method} needs a non-empty batch "
+                         "(N, C, *spatial)")
+    if not x.is_floating_point():
+        raise InputError(f"the input must be a floating-point tensor, got {x.dtype}")
+    if not bool(torch.isfinite(x).all()):
+        raise InputError("the input contains NaN or infinite values")
+    return x.detach()

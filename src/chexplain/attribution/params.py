@@ -50,14 +50,6 @@ def unknown(method: str, params: dict[str, Any], accepted: Sequence[str]) -> Non
 
 def check_input(x: Any) -> torch.Tensor:
     """A non-empty floating-point batch (N, C, *spatial) of finite values, detached."""
-    from ..errors import InputError
+    from ..validate import check_batch
 
-    if not isinstance(x, torch.Tensor):
-        raise InputError(f"the input must be a torch.Tensor (N, C, H, W), got {type(x).__name__}")
-    if x.ndim < 3 or x.shape[0] == 0:
-        raise InputError(f"the input has shape {tuple(x.shape)}; attribution needs a non-empty batch (N, C, *spatial)")
-    if not x.is_floating_point():
-        raise InputError(f"the input must be a floating-point tensor, got {x.dtype}")
-    if not bool(torch.isfinite(x).all()):
-        raise InputError("the input contains NaN or infinite values")
-    return x.detach()
+    return check_batch(x, "attribution")

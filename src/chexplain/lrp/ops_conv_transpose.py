@@ -9,14 +9,13 @@ taking the rule of type "conv".
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch.fx as fx
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import UnsupportedModelError
 from .ops_linear import LinearOp
+from .ops_linear_fn import as_tuple, explained_input, param_value, where
 from .registry import Context, register_function, register_module
 
 _TRANSPOSED = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
@@ -51,53 +50,30 @@ class ConvTransposeOp(LinearOp):
         return out
 
 
-def _where(ctx: Context) -> str:
-    return f"at '{ctx.path}'" if ctx.path else "in the model's top-level forward"
-
-
-def _tuple(v: Any, n: int) -> tuple:
-    return tuple(v) if isinstance(v, (tuple, list)) else (v,) * n
-
-
 @register_module(nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 def _module(ctx: Context):
     mod = ctx.module
     if mod.padding_mode != "zeros":
-        raise UnsupportedModelError(f"{type(mod).__name__} {_where(ctx)} uses padding_mode='{mod.padding_mode}'; "
+        raise UnsupportedModelError(f"{type(mod).__name__} {where(ctx)} uses padding_mode='{mod.padding_mode}'; "
                                     "only zero padding is supported")
     if len(ctx.node.args) > 1 or ctx.node.kwargs:
-        raise UnsupportedModelError(f"{type(mod).__name__} {_where(ctx)} is called with an output_size; chexplain "
+        raise UnsupportedModelError(f"{type(mod).__name__} {where(ctx)} is called with an output_size; chexplain "
                                     "needs the layer's own output_padding")
     detach = lambda t: None if t is None else t.detach().clone()  # noqa: E731
     return ConvTransposeOp(detach(mod.weight), detach(mod.bias), mod.stride, mod.padding, mod.output_padding,
                            mod.dilation, mod.groups)
 
 
-def _param(ctx: Context, value: Any, what: str):
-    if value is None:
-        return None
-    got = ctx.const(value)
-    if got is None:
-        raise UnsupportedModelError(f"{ctx.node.target.__name__} {_where(ctx)} takes its {what} from the input; "
-                                    "chexplain needs a parameter or buffer")
-    return got.detach().clone()
-
-
 @register_function(F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)
 def _function(ctx: Context):
-    x = ctx.arg(0, "input")
-    tensors = ctx.tensor_refs()
-    if len(tensors) != 1 or tensors[0] is not x:
-        raise UnsupportedModelError(
-            f"{ctx.node.target.__name__} {_where(ctx)} is applied to {len(tensors)} input-dependent tensors; "
-            "chexplain explains a layer whose weights are parameters")
+    x = explained_input(ctx)
     bound = dict(zip(_ARGS, ctx.node.args)) | dict(ctx.node.kwargs)
     if any(isinstance(bound.get(k), fx.Node) for k in ("stride", "padding", "output_padding", "groups", "dilation")):
-        raise UnsupportedModelError(f"{ctx.node.target.__name__} {_where(ctx)} takes its geometry from a traced "
+        raise UnsupportedModelError(f"{ctx.node.target.__name__} {where(ctx)} takes its geometry from a traced "
                                     "value; chexplain needs constants")
-    weight = _param(ctx, bound["weight"], "weight")
+    weight = param_value(ctx, bound["weight"], "weight")
     n = weight.ndim - 2
-    return ConvTransposeOp(weight, _param(ctx, bound.get("bias"), "bias"), _tuple(bound.get("stride", 1), n),
-                           _tuple(bound.get("padding", 0), n), _tuple(bound.get("output_padding", 0), n),
-                           _tuple(bound.get("dilation", 1), n), bound.get("groups", 1)), [x.name]
+    return ConvTransposeOp(weight, param_value(ctx, bound.get("bias"), "bias"), as_tuple(bound.get("stride", 1), n),
+                           as_tuple(bound.get("padding", 0), n), as_tuple(bound.get("output_padding", 0), n),
+                           as_tuple(bound.get("dilation", 1), n), bound.get("groups", 1)), [x]
 

@@ -19,48 +19,53 @@ from .registry import Context, register_function
 _CONV_ARGS = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
 
 
-def _where(ctx: Context) -> str:
+def where(ctx: Context) -> str:
+    """Where the node sits, for a one-line refusal."""
     return f"at '{ctx.path}'" if ctx.path else "in the model's top-level forward"
 
 
-def _param(ctx: Context, value: Any, what: str):
+def param_value(ctx: Context, value: Any, what: str):
+    """The parameter or buffer a functional layer reads (None stays None); refused when it
+    is computed from the input."""
     if value is None:
         return None
     got = ctx.const(value)
     if got is None:
         raise UnsupportedModelError(
-            f"{ctx.node.target.__name__} {_where(ctx)} takes its {what} from the input; chexplain needs a parameter "
+            f"{ctx.node.target.__name__} {where(ctx)} takes its {what} from the input; chexplain needs a parameter "
             "or buffer")
     return got.detach().clone()
 
 
-def _explained(ctx: Context) -> str:
+def explained_input(ctx: Context) -> str:
+    """The name of the one input-dependent tensor a functional layer is applied to."""
     x = ctx.arg(0, "input")
     tensors = ctx.tensor_refs()
     if len(tensors) != 1 or tensors[0] is not x:
         raise UnsupportedModelError(
-            f"{ctx.node.target.__name__} {_where(ctx)} is applied to {len(tensors)} input-dependent tensors; chexplain "
+            f"{ctx.node.target.__name__} {where(ctx)} is applied to {len(tensors)} input-dependent tensors; chexplain "
             "explains a layer whose weights are parameters")
     return x.name
 
 
 @register_function(F.linear)
 def _linear(ctx: Context):
-    x = _explained(ctx)
-    return ops.DenseOp(_param(ctx, ctx.arg(1, "weight"), "weight"), _param(ctx, ctx.arg(2, "bias"), "bias")), [x]
+    x = explained_input(ctx)
+    return ops.DenseOp(param_value(ctx, ctx.arg(1, "weight"), "weight"), param_value(ctx, ctx.arg(2, "bias"), "bias")), [x]
 
 
-def _tuple(v: Any, n: int) -> tuple:
+def as_tuple(v: Any, n: int) -> tuple:
+    """A per-dimension argument (stride, padding, ...) as an ``n``-tuple."""
     return tuple(v) if isinstance(v, (tuple, list)) else (v,) * n
 
 
 @register_function(F.conv1d, F.conv2d)
 def _conv(ctx: Context):
-    x = _explained(ctx)
+    x = explained_input(ctx)
     bound = dict(zip(_CONV_ARGS, ctx.node.args)) | dict(ctx.node.kwargs)
-    weight = _param(ctx, bound["weight"], "weight")
+    weight = param_value(ctx, bound["weight"], "weight")
     dims = weight.ndim - 2
-    stride, dilation = _tuple(bound.get("stride", 1), dims), _tuple(bound.get("dilation", 1), dims)
+    stride, dilation = as_tuple(bound.get("stride", 1), dims), as_tuple(bound.get("dilation", 1), dims)
     padding = bound.get("padding", 0)
     if isinstance(padding, str):
         if padding == "valid":
@@ -68,8 +73,8 @@ def _conv(ctx: Context):
         else:  # "same" with stride 1
             total = [d * (k - 1) for k, d in zip(weight.shape[2:], dilation)]
             if any(t % 2 for t in total):
-                raise UnsupportedModelError(f"{ctx.node.target.__name__} {_where(ctx)} uses asymmetric "
+                raise UnsupportedModelError(f"{ctx.node.target.__name__} {where(ctx)} uses asymmetric "
                                             "padding='same'; not supported")
             padding = tuple(t // 2 for t in total)
-    return ops.ConvOp(weight, _param(ctx, bound.get("bias"), "bias"), stride, _tuple(padding, dims), dilation,
+    return ops.ConvOp(weight, param_value(ctx, bound.get("bias"), "bias"), stride, as_tuple(padding, dims), dilation,
                       bound.get("groups", 1)), [x]
