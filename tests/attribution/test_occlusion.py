@@ -3,7 +3,8 @@ import torch
 from captum.attr import Occlusion
 
 import chexplain
-from chexplain.errors import ChexplainError
+
+from .conftest import assert_refused_before_running
 
 
 def _by_hand(model, x, c, window, stride, value):
@@ -53,10 +54,4 @@ def test_several_targets(cnn, images):
     ({"baseline": float("nan")}, "baseline"), ({"baseline": "zero"}, "baseline"),
 ])
 def test_bad_parameters_fail_in_one_line_before_any_work(params, name):
-    class Boom(torch.nn.Module):
-        def forward(self, x):
-            raise AssertionError("the model ran")
-
-    with pytest.raises(ChexplainError, match=name) as err:
-        chexplain.explain(Boom(), torch.rand(1, 3, 12, 12), method="occlusion", **params)
-    assert "\n" not in str(err.value)
+    assert_refused_before_running("occlusion", params, name, side=12)
