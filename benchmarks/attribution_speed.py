@@ -8,10 +8,13 @@ Random weights (no download), 14 outputs. Cases: Integrated Gradients at each of
 (chexplain's wrapper vs Captum's IntegratedGradients, same batch of interpolated images per
 pass), SmoothGrad with ``--n`` samples (chexplain vs Captum's NoiseTunnel(Saliency)), Occlusion
 (chexplain vs Captum's Occlusion), each against one forward+backward of the batch. Timing: the
-median wall time over interleaved rounds after a warm-up (benchmarks/_timing.py). Peak memory:
-one separate call per case; on CUDA the allocator's peak, on CPU the peak resident set size
-sampled every millisecond above the resident size before the call (torch's allocations are not
-seen by tracemalloc).
+median wall time over interleaved rounds (every case once per round, so that a change of load
+hits all alike), after a warm-up call unless ``--no-warm-up``. Peak memory: the largest over the
+timed calls; on CUDA the allocator's peak, on CPU the peak resident set size sampled every
+millisecond above the resident size before the call (torch's allocations are not seen by
+tracemalloc). ``IG memory / fwd+bwd`` compares Integrated Gradients' peak with one
+forward+backward of the batch: within ``--ig-batch`` / batch (8 at the defaults) means no more
+than that many forward+backward passes held at once.
 """
 
 from __future__ import annotations
@@ -28,7 +31,6 @@ import torch
 import torchvision
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import samples  # noqa: E402
 
 _PAGE = 4096
 
@@ -36,6 +38,21 @@ _PAGE = 4096
 def _rss() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * _PAGE
+
+
+def timed_peak(fn: Callable[[], object], device: torch.device) -> tuple[float, int]:
+    """(wall seconds, bytes above the starting level at the peak) of one call of ``fn``."""
+    t = [0.0]
+
+    def call() -> None:
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t[0] = time.perf_counter() - start
+
+    peak = peak_memory(call, device)
+    return t[0], peak
 
 
 def peak_memory(fn: Callable[[], object], device: torch.device) -> int:
@@ -111,6 +128,8 @@ def main() -> None:
     ap.add_argument("--sg-batch", type=int, default=8, help="noise samples of each image per pass")
     ap.add_argument("--occ-batch", type=int, default=16, help="patches of each image per pass")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--no-warm-up", dest="warm_up", action="store_false",
+                    help="time the first calls too (long cases at full size)")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     args.steps = [int(s) for s in args.steps.split(",") if s.strip()]
@@ -127,15 +146,34 @@ def main() -> None:
         fns[f"{name} | chexplain" if peer else name] = ours
         if peer is not None:
             fns[f"{name} | captum"] = peer
-    times = samples(fns, rounds=args.rounds, device=str(device), verbose=False)
-    memory = {name: peak_memory(fn, device) for name, fn in fns.items()}
-    ref = statistics.median(w for w, _ in times["forward+backward"])
+    if args.warm_up:
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    memory = dict.fromkeys(fns, 0)
+    for r in range(args.rounds):
+        for name, fn in fns.items():
+            wall, peak = timed_peak(fn, device)
+            times[name].append(wall)
+            memory[name] = max(memory[name], peak)
+            print(f"  round {r + 1}  {name}: {wall:.2f} s, {peak / 2**20:.0f} MiB", flush=True)
+    ref = statistics.median(times["forward+backward"])
     print(f"DenseNet-121, batch {args.batch}, {args.size} px, {device}, {args.threads} threads, "
           f"median of {args.rounds} rounds")
     print(f"{'case':<44} {'wall s':>9} {'x fwd+bwd':>10} {'peak MiB':>9}")
     for name in fns:
-        wall = statistics.median(w for w, _ in times[name])
+        wall = statistics.median(times[name])
         print(f"{name:<44} {wall:9.3f} {wall / ref:10.1f} {memory[name] / 2**20:9.1f}")
+    for name in fns:
+        if " | chexplain" in name:
+            peer = name.replace(" | chexplain", " | captum")
+            print(f"{name.split(' | ')[0]}: chexplain / captum time "
+                  f"{statistics.median(times[name]) / statistics.median(times[peer]):.2f}, memory "
+                  f"{memory[name] / max(memory[peer], 1):.2f}")
+    for name in fns:
+        if name.startswith("integrated-gradients") and name.endswith("chexplain"):
+            print(f"{name}: IG memory / fwd+bwd {memory[name] / max(memory['forward+backward'], 1):.1f} "
+                  f"(bound {max(args.ig_batch, args.batch) / args.batch:g})")
 
 
 if __name__ == "__main__":

@@ -31,7 +31,8 @@ import torch
 from .data.chexpert import OBSERVATIONS
 from .data.nih import NIH_TO_CHEXPERT
 from .errors import ChexplainError, DataError
-from .evaluate.baselines import Attributor, all_methods
+from .api import check_method_params
+from .evaluate.baselines import Attributor, all_methods, params_record
 from .figures import classes_figure, correct_incorrect_figure, lrp_rules_figure, \
     methods_figure, style, top_findings_figure
 from .io import write_csv, write_json
@@ -171,7 +172,8 @@ def explain_images(model: torch.nn.Module, inputs: Sequence[str | os.PathLike], 
                    labels: str | os.PathLike | None = None, threshold: float = 0.5,
                    device: str = "cpu", display_size: int = 256, figure_method: str | None = None,
                    progress: bool = True, skip_bad: bool = False, resume: bool = False,
-                   about: dict[str, Any] | None = None) -> dict[str, Any]:
+                   about: dict[str, Any] | None = None,
+                   method_params: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """Explain every image of ``inputs`` with ``methods`` for ``classes``; see module doc.
 
     Overlays and figures show the radiograph at ``display_size`` pixels (shorter side; the
@@ -182,7 +184,8 @@ def explain_images(model: torch.nn.Module, inputs: Sequence[str | os.PathLike], 
     ``normalization`` and ``image_size`` are the model's preprocessing (stored in chexplain
     checkpoints; any normalisation), ``observations`` the model's output names and ``about``
     the model's record (spec, weights' SHA-256, preprocessing; see
-    :meth:`chexplain.zoo.LoadedModel.record`), kept as ``model``. Returns the summary also written to ``out/explain.json``. Every option is
+    :meth:`chexplain.zoo.LoadedModel.record`), kept as ``model``. ``method_params`` gives
+    methods their parameters (``{method: {name: value}}``, see :func:`chexplain.explain`). Returns the summary also written to ``out/explain.json``. Every option is
     checked before the first image; an unreadable image stops the run naming the file, or with
     ``skip_bad`` is left out and listed under ``failed`` (the others are explained).
 
@@ -201,6 +204,12 @@ def explain_images(model: torch.nn.Module, inputs: Sequence[str | os.PathLike], 
     probability(threshold, "--threshold")
     positive_int(display_size, "--display-size", 16)
     select_classes(classes, np.zeros(len(names)), names)  # unknown names fail before any work
+    method_params = dict(method_params or {})
+    for m, params in method_params.items():
+        if m not in methods:
+            raise ChexplainError(f"parameters for {m!r}, which is not among --methods "
+                                 f"({', '.join(methods)})")
+        check_method_params(m, params)
     if figure_method is not None and figure_method not in methods:
         raise ChexplainError(f"--figure-method {figure_method!r} is not among --methods "
                              f"({', '.join(methods)})")
@@ -209,7 +218,7 @@ def explain_images(model: torch.nn.Module, inputs: Sequence[str | os.PathLike], 
     norm = get_normalization(normalization)
     pre = Preprocess(int(image_size), None, norm)
     model = model.to(device).eval()
-    explainers = {m: Attributor(model, m, norm) for m in methods}
+    explainers = {m: Attributor(model, m, norm, **method_params.get(m, {})) for m in methods}
     extra = {m: Attributor(model, m, norm) for m in FIG4_METHODS + ("gradcam",) if m not in explainers}
     label_map = read_labels(labels, names) if labels else None
     lrp = [m for m in methods if explainers[m].kind == "lrp"]
@@ -221,7 +230,8 @@ def explain_images(model: torch.nn.Module, inputs: Sequence[str | os.PathLike], 
 
     done = Progress(out, names)
     done.start(_fingerprint(files, names, methods, classes, labels, threshold, image_size,
-                            normalization, display_size, figure_method, about), resume)
+                            normalization, display_size, figure_method, about, method_params),
+               resume)
     for path in tqdm(files, desc="explain", unit="img", disable=not progress):
         try:
             raw = read_image(path)
@@ -313,12 +323,13 @@ def explain_images(model: torch.nn.Module, inputs: Sequence[str | os.PathLike], 
 
 
 def _fingerprint(files, names, methods, classes, labels, threshold, image_size, normalization,
-                 display_size, figure_method, about) -> dict[str, Any]:
+                 display_size, figure_method, about, method_params) -> dict[str, Any]:
     """What makes a resumed run the same run: the model, the inputs and every option that
     changes an output."""
     from .io import file_sha256
 
-    return {"model": about, "observations": list(names), "methods": list(methods),
+    extra = {"method_params": params_record(method_params)} if method_params else {}
+    return {**extra, "model": about, "observations": list(names), "methods": list(methods),
             "classes": classes if isinstance(classes, str) else list(classes),
             "labels": None if labels is None else file_sha256(labels),
             "threshold": float(threshold), "image_size": int(image_size),

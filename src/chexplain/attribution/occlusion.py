@@ -4,7 +4,9 @@ mean, over the patches covering it, of the drop in the explained logit,
 
     R_i = 1/|W_i| Σ_{w ∈ W_i} (f_c(x) − f_c(x with patch w set to the baseline)),
 
-computed by Captum's Occlusion, ``batch_size`` patches of each sample per forward pass. Patches
+computed by Captum's Occlusion, ``batch_size`` patches of each sample per forward pass, each batch
+given to the model in the channels-last layout (the values are Captum's; oneDNN convolves that
+layout fastest, see :mod:`chexplain.models.memory_format`). Patches
 start at 0, stride, 2·stride, ... and the last one is cut by the border, so that every pixel is
 covered; the stride may not exceed the window (pixels would be skipped).
 """
@@ -17,6 +19,7 @@ import torch
 from torch import nn
 
 from ..errors import ChexplainError
+from ..models.memory_format import channels_last
 from ..targets import TargetSpec
 from . import params as P
 from .common import per_target, prepare
@@ -49,7 +52,7 @@ def occlusion(model: nn.Module, x: torch.Tensor, target: TargetSpec = None,
     check(window, stride, baseline, batch_size, x)
     x = P.check_input(x)
     prep = prepare(model, x, target, classes)
-    occ = Occlusion(prep.model)
+    occ = Occlusion(lambda batch: prep.model(channels_last(batch)))  # oneDNN's fastest layout
     spatial = x.ndim - 2
     shape = (x.shape[1],) + (int(window),) * spatial
     strides = (x.shape[1],) + (int(stride),) * spatial

@@ -37,6 +37,7 @@ class AuditConfig:
     nih: str | None = None
     classes: Sequence[str] | str | None = None  #: None: the classes with positives (all without labels)
     method: str = "epsilon-plus-flat"
+    method_params: dict[str, Any] = field(default_factory=dict)  #: the method's parameters
     max_images: int | None = None
     device: str = "cpu"
     batch_size: int = 16
@@ -68,6 +69,9 @@ class AuditConfig:
         if self.method not in all_methods() or self.method == "random":
             raise ChexplainError(f"unknown --method {self.method!r}; choose from "
                                  f"{', '.join(m for m in all_methods() if m != 'random')}")
+        from ..api import check_method_params
+
+        check_method_params(self.method, dict(self.method_params))
         self.analysis.spray.check()
         self.analysis.counterfactual.check()
         out = Path(self.out)
@@ -106,12 +110,16 @@ def run_fingerprint(config: AuditConfig, source, classes: Sequence[str], model: 
     and what changes the floats of the maps: the batch size, the device type, the torch
     version and torch's intra-op thread count (a reduction split over another number of
     threads sums in another order, so the maps differ in the last bits)."""
+    from ..evaluate.baselines import params_record
+
     return {"checkpoint": model.sha256, "model": model.identity, "data": source.digest,
             "source": source.kind, "classes": list(classes), "method": config.method,
             "image_size": int(model.image_size), "normalization": model.identity["normalization"],
             "batch_size": int(config.batch_size), "full": bool(config.full),
             "max_images": config.max_images, "device": device.type,
-            "threads": int(torch.get_num_threads()), "torch": torch.__version__.split("+")[0]}
+            "threads": int(torch.get_num_threads()), "torch": torch.__version__.split("+")[0],
+            **({"method_params": params_record({config.method: config.method_params})}
+               if config.method_params else {})}
 
 
 def run_audit(config: AuditConfig, progress: bool = True, say: Callable[[str], None] = print,
@@ -148,7 +156,7 @@ def run_audit(config: AuditConfig, progress: bool = True, say: Callable[[str], N
             store.attach(fingerprint, plan)
         if env.distributed:
             torch.distributed.barrier()
-        maker = MapMaker(model, config.method, idx, norm)
+        maker = MapMaker(model, config.method, idx, norm, **config.method_params)
         done = explain_dataset(maker, source, store, plan, norm, device, config.batch_size,
                                config.workers, config.full, env.rank, env.world_size, progress,
                                on_shard)

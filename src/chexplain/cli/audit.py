@@ -6,6 +6,7 @@ import argparse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from .method_params import add_param_argument
     from .model_args import add_model_arguments
 
     p = subparsers.add_parser(
@@ -24,6 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                      "with positive labels; all without labels)")
     p.add_argument("--method", default="epsilon-plus-flat",
                    help="any method of `chexplain explain` (default epsilon-plus-flat)")
+    add_param_argument(p, single=True)
     p.add_argument("--max-images", type=int, metavar="N", help="the first N images only")
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, default=16)
@@ -59,8 +61,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     from ..audit import AnalysisConfig, AuditConfig, CounterfactualConfig, SprayConfig, run_audit
+    from .method_params import parse_params
     from .model_args import model_options
 
+    params = parse_params(args.param, [args.method]).get(args.method, {})
     analysis = AnalysisConfig(
         population=args.population, flag_share=args.flag_share, enrichment=args.enrichment,
         min_share=args.min_share, strategies=not args.no_strategies,
@@ -71,6 +75,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     config = AuditConfig(checkpoint=args.model, model_options=model_options(args), out=args.out,
                          csv=args.csv, data=args.data,
                          images=args.images, nih=args.nih, classes=args.classes, method=args.method,
+                         method_params=params,
                          max_images=args.max_images, device=args.device, batch_size=args.batch_size,
                          workers=args.workers, shard_size=args.shard_size, full=args.full,
                          lung_masks=args.lung_masks, resume=args.resume, analysis=analysis)

@@ -9,6 +9,8 @@ import argparse
 def register(subparsers: argparse._SubParsersAction) -> None:
     from ..evaluate.compare import BENCHMARK_METHODS
     from ..evaluate.faithfulness import BASELINES
+    from ..evaluate.road import ROAD_NOISE
+    from .method_params import add_param_argument
     from .model_args import add_model_arguments
 
     p = subparsers.add_parser(
@@ -29,12 +31,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      "model's observations")
     p.add_argument("--methods", default=",".join(BENCHMARK_METHODS),
                    help=f"comma-separated (default {','.join(BENCHMARK_METHODS)})")
+    add_param_argument(p)
     p.add_argument("--classes", help="the model's outputs to evaluate, comma-separated (default: "
                    "the phantom's findings)")
     p.add_argument("--patch", type=int, default=8, help="perturbed region side in pixels (8)")
     p.add_argument("--steps", type=int, default=16, help="perturbation steps (16)")
     p.add_argument("--baseline", choices=BASELINES, default="blur",
-                   help="what removed regions become (default blur)")
+                   help="what removed regions become (default blur; road: the noisy linear "
+                        "imputation of Rong et al. 2022)")
+    p.add_argument("--road-noise", type=float, default=ROAD_NOISE, metavar="SIGMA",
+                   help=f"standard deviation of ROAD's noise in model-input units ({ROAD_NOISE:g}, "
+                        "as its reference code)")
     p.add_argument("--tolerance", type=int, default=0, help="pointing-game tolerance in pixels")
     p.add_argument("--iou-threshold", type=float, default=0.5,
                    help="IoU: the map's pixels at or above this share of its maximum (0.5)")
@@ -62,9 +69,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from ..train.data import resolve_csv, resolve_root
     from ..train.loop import resolve_device
     from ..zoo.labels import check_labelled, in_output_order, resolve_classes
+    from .method_params import parse_params
     from .model_args import load_from_args
 
     methods = parse_methods(args.methods)
+    method_params = parse_params(args.param, methods)
     device = resolve_device(args.device)
     model = load_from_args(args, device)
     classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
@@ -92,7 +101,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
                         iou_threshold=args.iou_threshold, max_items=args.max_items,
                         randomisation_items=args.randomisation_items,
                         randomisation_steps=args.randomisation_steps, batch_size=args.batch_size,
-                        bootstrap=args.bootstrap, seed=args.seed)
+                        bootstrap=args.bootstrap, seed=args.seed, road_noise=args.road_noise,
+                        method_params=method_params)
     res = compare(model.module, ds, args.out, model.names, model.normalization, cfg,
                   device, progress=not args.quiet, about=model.record())
     print(summary_markdown(res), end="")

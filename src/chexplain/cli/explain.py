@@ -8,6 +8,7 @@ import argparse
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from ..explain_images import DEFAULT_METHODS
+    from .method_params import add_param_argument
     from .model_args import add_model_arguments
 
     p = subparsers.add_parser(
@@ -22,6 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--methods", default=",".join(DEFAULT_METHODS),
                    help=f"comma-separated (default {','.join(DEFAULT_METHODS)}); see "
                         "chexplain.methods(), plus gradient-x-input and random")
+    add_param_argument(p)
     p.add_argument("--classes", default="top3",
                    help='top3 (topK), all, or the model\'s output names: "Pleural Effusion,Cardiomegaly"')
     p.add_argument("--labels", metavar="CSV", help="labels for the correct/incorrect figure: a "
@@ -45,10 +47,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from ..explain_images import explain_images
+    from ..explain_images import explain_images, parse_methods
     from ..train.loop import resolve_device
+    from .method_params import parse_params
     from .model_args import load_from_args
 
+    method_params = parse_params(args.param, parse_methods(args.methods))
     device = resolve_device(args.device)
     model = load_from_args(args, device)
     _warn_phantom(args.model, args.images)
@@ -57,7 +61,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
                          args.threshold, device, display_size=args.display_size,
                          figure_method=args.figure_method,
                          progress=not args.quiet, skip_bad=args.skip_bad, resume=args.resume,
-                         about=model.record())
+                         about=model.record(), method_params=method_params)
     for rec in res["images"]:
         top = sorted(rec["probabilities"].items(), key=lambda kv: -kv[1])[:3]
         print(f"{rec['path']}: " + ", ".join(f"{n} {p:.2f}" for n, p in top))

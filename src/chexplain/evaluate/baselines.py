@@ -48,6 +48,27 @@ def all_methods() -> tuple[str, ...]:
     return tuple(methods()) + BASELINE_METHODS
 
 
+def params_record(method_params: dict[str, dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
+    """``{method: {name: value}}`` as JSON for a run's fingerprint: a tensor by its shape and
+    SHA-256, an image file given as Integrated Gradients' baseline by its path and SHA-256."""
+    import hashlib
+
+    from ..io import file_sha256
+
+    def one(method: str, name: str, value: Any) -> Any:
+        if isinstance(value, torch.Tensor):
+            data = value.detach().cpu().contiguous()
+            return {"tensor": list(data.shape), "dtype": str(data.dtype),
+                    "sha256": hashlib.sha256(data.numpy().tobytes()).hexdigest()}
+        if method == "integrated-gradients" and name == "baseline" and isinstance(value, str) \
+                and value not in ("zero", "blur"):
+            return {"file": value, "sha256": file_sha256(value)}
+        return value if isinstance(value, (bool, int, float, str)) or value is None else repr(value)
+
+    return {m: {k: one(m, k, v) for k, v in sorted(p.items())}
+            for m, p in sorted((method_params or {}).items())}
+
+
 class Attributor:
     """2-D maps of ``method`` for ``model``, traced once: ``self(x, target) -> (N, H, W)``.
 
@@ -69,6 +90,7 @@ class Attributor:
         self._calls = 0
         self._lrp = None
         self._cam = None
+        self._baseline: tuple[Any, torch.Tensor] | None = None  # an image file's, read once per size
         if method in PRESETS:
             accepted = inspect.signature(PRESETS[method]).parameters
             self._needs_bounds = "low" in accepted and "low" not in params
@@ -81,9 +103,9 @@ class Attributor:
 
             self._cam = GradCAM(model, method=method, **params)
         elif method in ATTRIBUTION_METHODS:
-            from ..attribution import check_params
+            from ..api import check_method_params
 
-            check_params(method, params)
+            check_method_params(method, params)
         self.kind = ("lrp" if method in PRESETS else "cam" if method in CAM_METHODS
                      else "attribution" if method in ATTRIBUTION_METHODS else method)
 
@@ -98,7 +120,8 @@ class Attributor:
             elif target is not None:
                 target = torch.as_tensor(target, dtype=torch.long, device=x.device)
                 target = target.expand(x.shape[0]) if target.ndim == 0 else target
-            maps = attribute(self.model, x, self.method, target=target, classes=classes, **self.params)
+            maps = attribute(self.model, x, self.method, target=target, classes=classes,
+                             **self._input_params(x))
             return maps.sum(2 if classes is not None else 1).detach()
         if classes is not None:
             if self.kind == "lrp":  # one relevance pass carries every class
@@ -117,6 +140,28 @@ class Attributor:
             self._calls += 1
             return random_map(x, self.seed * 100003 + self._calls)
         return self._lrp_map(x, t)
+
+    def _input_params(self, x: torch.Tensor) -> dict[str, Any]:
+        """The parameters, with an image file given as Integrated Gradients' baseline read
+        through the model's preprocessing at ``x``'s size."""
+        baseline = self.params.get("baseline")
+        if self.method != "integrated-gradients" or not isinstance(baseline, str) or \
+                baseline in ("zero", "blur"):
+            return self.params
+        from ..data.images import Preprocess, get_normalization, read_image
+
+        if self.normalization is None:
+            raise InputError(f"{self.method}: an image file as baseline needs the model's "
+                             "normalization")
+        norm = get_normalization(self.normalization)
+        if x.shape[-2] != x.shape[-1]:
+            raise InputError(f"{self.method}: an image file as baseline needs square inputs, "
+                             f"got {tuple(x.shape[-2:])}")
+        key = (int(x.shape[-1]), x.device, x.dtype)
+        if self._baseline is None or self._baseline[0] != key:
+            image = Preprocess(key[0], None, norm)(read_image(baseline))
+            self._baseline = (key, image[None].to(x.device, x.dtype))
+        return dict(self.params, baseline=self._baseline[1])
 
     def _lrp_map(self, x: torch.Tensor, t: torch.Tensor | None, classes: Any = None) -> torch.Tensor:
         from ..lrp.engine import LRP

@@ -15,6 +15,7 @@ interval (``bootstrap`` resamples of the items). Outputs in ``out``: ``compare.j
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -24,12 +25,14 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ..api import check_method_params
 from ..errors import ChexplainError
 from ..io import result_set, write_csv, write_json
-from .baselines import Attributor, TraceCache
-from .faithfulness import aopc_summary, region_perturbation
+from .baselines import Attributor, TraceCache, params_record
+from .faithfulness import BASELINES, aopc_summary, region_perturbation
 from .localisation import localisation_metrics
 from .randomisation import cascading_randomisation_many
+from .road import ROAD_NOISE
 
 #: The methods of the phantom benchmark: LRP presets, Grad-CAM and two baselines.
 BENCHMARK_METHODS = ("lrp-epsilon", "lrp-alpha2beta1", "epsilon-plus-flat", "epsilon-gamma-box",
@@ -63,6 +66,7 @@ class CompareConfig:
     steps: int = 16  # perturbation steps (the whole image is perturbed at the last)
     fraction: float = 1.0
     baseline: str = "blur"  # blur | mean | noise | road
+    road_noise: float = ROAD_NOISE  # σ of ROAD's noise (model-input units), with baseline="road"
     tolerance: int = 0  # pointing-game tolerance in pixels
     iou_threshold: float = 0.5
     max_items: int | None = None
@@ -180,7 +184,7 @@ def compare(model: torch.nn.Module, dataset: Any, out: str | os.PathLike,
                 else {k: np.full(len(sel), np.nan) for k in LOCALISATION}
             pert = region_perturbation(model, x, R, t, cfg.patch, cfg.steps, cfg.fraction,
                                        cfg.baseline, bounds=bounds, batch_size=max(cfg.batch_size, 32),
-                                       seed=cfg.seed, shared=ends)
+                                       seed=cfg.seed, shared=ends, road_noise=cfg.road_noise)
             faith = aopc_summary(pert)
             for order in ("morf", "lerf"):
                 curves[m][order].append(pert[order]["drop"])
@@ -207,7 +211,9 @@ def compare(model: torch.nn.Module, dataset: Any, out: str | os.PathLike,
                                torch.cat(rand_t)[:cfg.randomisation_items], cfg, normalization,
                                progress, explainers) if cfg.randomisation_items > 0 else {}
     result = {
-        "model": about, "config": asdict(cfg) | {"methods": list(cfg.methods)},
+        "model": about, "config": asdict(cfg) | {"methods": list(cfg.methods),
+                                                 "method_params": params_record(cfg.method_params)},
+        "perturbation": perturbation_text(cfg),
         "observations": names, "classes": [names[c] for c in wanted],
         "n_images": int(len(images)), "n_items": int(len(items)),
         "items_per_class": {c: int((item_classes == c).sum()) for c in dict.fromkeys(item_classes)},
@@ -247,6 +253,15 @@ def _check_config(cfg: CompareConfig, dataset: Any) -> None:
     positive_int(cfg.randomisation_items, "--randomisation-items", 0)
     positive_int(cfg.randomisation_steps, "--randomisation-steps")
     positive_int(cfg.tolerance, "--tolerance", 0)
+    if cfg.baseline not in BASELINES:
+        raise ChexplainError(f"unknown --baseline {cfg.baseline!r}; choose one of {', '.join(BASELINES)}")
+    if not (math.isfinite(cfg.road_noise) and cfg.road_noise >= 0):
+        raise ChexplainError(f"--road-noise {cfg.road_noise} must be a finite number >= 0")
+    for m, params in cfg.method_params.items():
+        if m not in cfg.methods:
+            raise ChexplainError(f"parameters for {m!r}, which is not among the methods "
+                                 f"({', '.join(cfg.methods)})")
+        check_method_params(m, params)
     if not 0.0 < cfg.iou_threshold <= 1.0:
         raise ChexplainError(f"--iou-threshold {cfg.iou_threshold} must be in (0, 1]")
     if len(dataset) == 0:
@@ -348,6 +363,15 @@ def leaders_text(result: dict[str, Any], metrics: Sequence[str] = METRICS) -> st
     return "\n".join(lines)
 
 
+def perturbation_text(cfg: CompareConfig) -> str:
+    """How the faithfulness metrics perturbed the images, in one sentence."""
+    what = {"blur": "a Gaussian blur of the image", "mean": "the image's mean per channel",
+            "noise": "uniform noise over the input range",
+            "road": f"ROAD's noisy linear imputation (Rong et al. 2022, σ = {cfg.road_noise:g})"}
+    return (f"AOPC: {cfg.patch}-pixel regions removed in {cfg.steps} steps, each replaced by "
+            f"{what.get(cfg.baseline, cfg.baseline)} (--baseline {cfg.baseline}).")
+
+
 def summary_markdown(result: dict[str, Any], metrics: Sequence[str] = METRICS) -> str:
     """Method × metric table: mean [95 % CI] (n), the metrics named in words, then which
     method leads on each metric in this run."""
@@ -355,4 +379,7 @@ def summary_markdown(result: dict[str, Any], metrics: Sequence[str] = METRICS) -
     lines = [head, "|---|" + "---:|" * len(metrics)]
     for m, d in result["summary"].items():
         lines.append(f"| {m} | " + " | ".join(summary_cell(d[k]) for k in metrics) + " |")
-    return "\n".join(lines) + "\n\nIn this run: " + leaders_text(result, metrics).replace("\n", " ") + "\n"
+    text = "\n".join(lines) + "\n\n"
+    if "perturbation" in result:
+        text += result["perturbation"] + " "
+    return text + "In this run: " + leaders_text(result, metrics).replace("\n", " ") + "\n"

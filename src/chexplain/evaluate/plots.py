@@ -42,6 +42,8 @@ def plot_aopc(path: Path, result: dict[str, Any]) -> Path:
         ax.tick_params(labelsize=7)
         ax.axhline(0, color="0.7", lw=0.8)
     ax.legend(fontsize=7, loc="best")
+    if result.get("perturbation"):
+        fig.suptitle(result["perturbation"], fontsize=8)
     return _save(fig, Path(path))
 
 

@@ -381,6 +381,11 @@ def _winner_takes_all(x: Tensor, R: Tensor, indices: Tensor) -> Tensor:
     return out.view(n, t, *x.shape[1:])
 
 
+def check_composite_params(name: str, params: dict[str, Any]) -> None:
+    """The preset ``name`` accepts ``params`` (names, types and values), or a one-line error."""
+    _composite(name, dict(params))
+
+
 def _composite(composite: str | Composite, params: dict[str, Any]) -> Composite:
     _check_params(params)
     if isinstance(composite, str) and composite in PRESETS:
