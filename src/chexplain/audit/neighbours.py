@@ -87,6 +87,7 @@ def principal_projection(x: np.ndarray, dims: int, block: int = 4096) -> np.ndar
 def approximate_knn(x: np.ndarray, k: int, opts: ApproximateKnn = ApproximateKnn()) -> np.ndarray:
     """(N, k) indices of each row's k nearest other rows (see the module doc)."""
     import faiss  # imported here: only large classes need it
+    from threadpoolctl import threadpool_limits
 
     n = len(x)
     y = np.ascontiguousarray(principal_projection(x, opts.dims, opts.block))
@@ -113,12 +114,13 @@ def approximate_knn(x: np.ndarray, k: int, opts: ApproximateKnn = ApproximateKnn
     sq = np.einsum("ij,ij->i", x32, x32)
     out = np.empty((n, k), dtype=np.int64)
     step = max(1, opts.block // 8)
-    for s in range(0, n, step):
-        r = slice(s, s + step)
-        dot = np.matmul(x32[safe[r]], x32[r][:, :, None])[:, :, 0]  # (B, m) x_j · x_i
-        dist = np.where(valid[r], sq[r, None] + sq[safe[r]] - 2.0 * dot, np.inf)
-        order = np.argsort(dist, axis=1, kind="stable")[:, :k]
-        out[r] = np.take_along_axis(cand[r], order, 1)
+    with threadpool_limits(1):  # one small product per map: BLAS threads would only wait
+        for s in range(0, n, step):
+            r = slice(s, s + step)
+            dot = np.matmul(x32[safe[r]], x32[r][:, :, None])[:, :, 0]  # (B, m) x_j · x_i
+            dist = np.where(valid[r], sq[r, None] + sq[safe[r]] - 2.0 * dot, np.inf)
+            order = np.argsort(dist, axis=1, kind="stable")[:, :k]
+            out[r] = np.take_along_axis(cand[r], order, 1)
     redo = np.flatnonzero(lost | (valid.sum(1) < k))
     if len(redo):  # these rows against every row
         from sklearn.neighbors import NearestNeighbors

@@ -145,6 +145,7 @@ def laplacian_spectrum(a: sp.csr_matrix, n: int, seed: int = 0) -> tuple[np.ndar
 
 def _component_spectrum(a: sp.csr_matrix, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     from scipy.sparse.linalg import eigsh
+    from threadpoolctl import threadpool_limits
 
     size = a.shape[0]
     deg = np.asarray(a.sum(1)).ravel()
@@ -159,7 +160,8 @@ def _component_spectrum(a: sp.csr_matrix, n: int, seed: int) -> tuple[np.ndarray
         # a large kNN graph's spectrum is dense and the smaller basis restarts many times
         # (15 s against 3 s on a component of 25,000 maps)
         ncv = None if size <= EXACT_UP_TO else min(size, 3 * n)
-        mu, vec = eigsh(m, k=n, which="LA", v0=v0, tol=1e-8, ncv=ncv)
+        with threadpool_limits(1):  # BLAS threads on vectors this small only wait (1 s against
+            mu, vec = eigsh(m, k=n, which="LA", v0=v0, tol=1e-8, ncv=ncv)  # 9-24 s on 2 busy cores)
         order = np.argsort(-mu)
         mu, vec = mu[order], vec[:, order]
     return np.clip(1.0 - mu, 0.0, 2.0), vec
