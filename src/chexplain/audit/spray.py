@@ -185,7 +185,7 @@ def eigengap(eigenvalues: np.ndarray, max_clusters: int, gap: str = "relative") 
 
 def cluster_qr(vectors: np.ndarray) -> np.ndarray:
     """Labels of the rows of an (N, k) spectral embedding by column-pivoted QR (Damle, Minden
-    & Ying 2019, Inf. Inference 8:181, Alg. 1): the pivots choose k representative rows, the
+    & Ying 2019, Information and Inference 8:181): the pivots choose k representative rows, the
     polar factor U Vᵀ of their (k, k) block rotates the embedding towards the coordinate axes,
     and each row takes the axis of its largest absolute coordinate. Invariant to a rotation of
     the embedding (e.g. another basis of a repeated eigenvalue's eigenspace)."""
