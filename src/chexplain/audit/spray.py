@@ -5,15 +5,18 @@ For the relevance maps of one class:
 1. normalise each map so that its positive relevance sums to 1 (R / Σ max(R, 0));
 2. downsize (sum pooling) to ``size`` × ``size`` and flatten;
 3. a sparse k-nearest-neighbour affinity A (Euclidean distance, connectivity 1 per
-   neighbour, symmetrised (A + Aᵀ) / 2, as CoRelAy's ``SparseKNN``);
+   neighbour, symmetrised (A + Aᵀ) / 2, as CoRelAy's ``SparseKNN``); the neighbours are
+   exact up to 5,000 maps and approximate beyond (``knn``; :mod:`chexplain.audit.neighbours`);
 4. the eigenvalues 0 = λ₁ ≤ λ₂ ≤ … of the normalised Laplacian L = I − D^-½ A D^-½
    (``scipy.sparse.linalg.eigsh`` on D^-½ A D^-½); the number of clusters k is the
    eigengap's: argmax over 2 ≤ k ≤ ``max_clusters`` of the relative gap
    (λ_{k+1} − λ_k) / λ_{k+1} (default; on unweighted kNN graphs the absolute gap
    λ_{k+1} − λ_k often peaks inside the bulk of the spectrum, after the near-zero
    eigenvalues of the clusters) or of the absolute gap (``gap="absolute"``);
-5. spectral clustering of A into k clusters (scikit-learn, ``cluster_qr`` labels: no random
-   restarts), clusters renumbered by size (0 the largest);
+5. spectral clustering into k clusters: the first k eigenvectors of step 4 divided by
+   √degree (those of the random-walk Laplacian I − D⁻¹A, Shi & Malik 2000; scikit-learn's
+   ``spectral_embedding``) labelled by :func:`cluster_qr` (no random restarts), clusters
+   renumbered by size (0 the largest);
 6. a 2-D embedding: t-SNE of the maps (``tsne``) or the spectral embedding's first two
    non-trivial eigenvectors (``spectral``; ``auto``: t-SNE up to 2,000 maps);
 7. per cluster the prototype (mean normalised map) and the most typical members (nearest to
@@ -34,6 +37,7 @@ import scipy.sparse as sp
 import torch
 
 from ..errors import ChexplainError
+from .neighbours import EXACT_UP_TO, KNN_METHODS, approximate_knn, exact_knn, knn_method
 
 EMBEDDINGS = ("auto", "tsne", "spectral")
 GAPS = ("relative", "absolute")
@@ -53,12 +57,15 @@ class SprayConfig:
     typical: int = 4  #: most typical members per cluster
     mirror: bool = False  #: fold left/right: a strategy on either side is one cluster
     seed: int = 0
+    knn: str = "auto"  #: neighbours: exact, approximate or auto (exact up to 5,000 maps)
 
     def check(self) -> None:
         if self.embedding not in EMBEDDINGS:
             raise ChexplainError(f"unknown embedding {self.embedding!r}; choose from {', '.join(EMBEDDINGS)}")
         if self.gap not in GAPS:
             raise ChexplainError(f"unknown eigengap {self.gap!r}; choose from {', '.join(GAPS)}")
+        if self.knn not in KNN_METHODS:
+            raise ChexplainError(f"unknown knn {self.knn!r}; choose from {', '.join(KNN_METHODS)}")
         if self.neighbours < 1 or self.max_clusters < 2 or self.size < 2:
             raise ChexplainError("SpRAy needs neighbours >= 1, max_clusters >= 2 and size >= 2")
         if self.n_clusters is not None and self.n_clusters < 1:
@@ -83,10 +90,13 @@ class SprayResult:
 
 def normalise_maps(maps: np.ndarray) -> np.ndarray:
     """(N, H, W) → each map divided by its sum of positive relevance (all-zero when it has none)."""
-    maps = np.asarray(maps, dtype=np.float64)
-    pos = np.clip(maps, 0, None).reshape(len(maps), -1).sum(1)
-    scale = np.where(pos > 0, 1.0 / np.where(pos > 0, pos, 1.0), 0.0)
-    return maps * scale[:, None, None]
+    out = np.array(maps, dtype=np.float64)  # a copy, scaled in place block by block
+    flat = out.reshape(len(out), -1)
+    for s in range(0, len(flat), 4096):  # no temporary of the whole set (100,000 maps: 0.8 GB)
+        block = flat[s:s + 4096]
+        pos = np.clip(block, 0, None).sum(1)
+        block *= np.where(pos > 0, 1.0 / np.where(pos > 0, pos, 1.0), 0.0)[:, None]
+    return out
 
 
 def features(maps: np.ndarray, size: int) -> np.ndarray:
@@ -99,15 +109,13 @@ def features(maps: np.ndarray, size: int) -> np.ndarray:
     return norm.reshape(len(norm), -1)
 
 
-def knn_affinity(x: np.ndarray, k: int) -> sp.csr_matrix:
-    """Symmetrised kNN connectivity (A + Aᵀ) / 2, without self-loops."""
-    from sklearn.neighbors import NearestNeighbors
-
+def knn_affinity(x: np.ndarray, k: int, method: str = "exact") -> sp.csr_matrix:
+    """Symmetrised kNN connectivity (A + Aᵀ) / 2, without self-loops; ``method`` as
+    :func:`chexplain.audit.neighbours.knn_method`."""
     k = min(k, len(x) - 1)
-    nn = NearestNeighbors(n_neighbors=k + 1, algorithm="brute").fit(x)
-    _, idx = nn.kneighbors(x)
+    find = exact_knn if knn_method(method, len(x)) == "exact" else approximate_knn
+    cols = find(x, k).ravel()
     rows = np.repeat(np.arange(len(x)), k)
-    cols = np.array([[j for j in r if j != i][:k] for i, r in enumerate(idx)]).ravel()
     a = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(x), len(x)))
     return ((a + a.T) / 2.0).tocsr()
 
@@ -137,6 +145,7 @@ def laplacian_spectrum(a: sp.csr_matrix, n: int, seed: int = 0) -> tuple[np.ndar
 
 def _component_spectrum(a: sp.csr_matrix, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     from scipy.sparse.linalg import eigsh
+    from threadpoolctl import threadpool_limits
 
     size = a.shape[0]
     deg = np.asarray(a.sum(1)).ravel()
@@ -147,7 +156,12 @@ def _component_spectrum(a: sp.csr_matrix, n: int, seed: int) -> tuple[np.ndarray
         mu, vec = mu[::-1][:n], vec[:, ::-1][:, :n]
     else:
         v0 = np.random.default_rng(seed).uniform(-1, 1, size)
-        mu, vec = eigsh(m, k=n, which="LA", v0=v0, tol=1e-8)
+        # above EXACT_UP_TO maps a Lanczos basis of 3n vectors, not ARPACK's 2n + 1: the top of
+        # a large kNN graph's spectrum is dense and the smaller basis restarts many times
+        # (15 s against 3 s on a component of 25,000 maps)
+        ncv = None if size <= EXACT_UP_TO else min(size, 3 * n)
+        with threadpool_limits(1):  # BLAS threads on vectors this small only wait (1 s against
+            mu, vec = eigsh(m, k=n, which="LA", v0=v0, tol=1e-8, ncv=ncv)  # 9-24 s on 2 busy cores)
         order = np.argsort(-mu)
         mu, vec = mu[order], vec[:, order]
     return np.clip(1.0 - mu, 0.0, 2.0), vec
@@ -169,18 +183,32 @@ def eigengap(eigenvalues: np.ndarray, max_clusters: int, gap: str = "relative") 
     return int(np.argmax(g) + 2) if len(g) else 1
 
 
+def cluster_qr(vectors: np.ndarray) -> np.ndarray:
+    """Labels of the rows of an (N, k) spectral embedding by column-pivoted QR (Damle, Minden
+    & Ying 2019, Information and Inference 8:181): the pivots choose k representative rows, the
+    polar factor U Vᵀ of their (k, k) block rotates the embedding towards the coordinate axes,
+    and each row takes the axis of its largest absolute coordinate. Invariant to a rotation of
+    the embedding (e.g. another basis of a repeated eigenvalue's eigenspace)."""
+    from scipy.linalg import qr, svd
+
+    k = vectors.shape[1]
+    _, piv = qr(vectors.T, pivoting=True, mode="r")
+    u, _, vt = svd(vectors[piv[:k]].T)
+    return np.abs(vectors @ (u @ vt)).argmax(axis=1)
+
+
 def _by_size(labels: np.ndarray) -> np.ndarray:
     """Renumber clusters by size (descending), ties by first member."""
-    ids, first, counts = np.unique(labels, return_index=True, return_counts=True)
+    ids, first, inverse, counts = np.unique(labels, return_index=True, return_inverse=True,
+                                            return_counts=True)
     order = sorted(range(len(ids)), key=lambda i: (-counts[i], first[i]))
-    remap = {ids[o]: r for r, o in enumerate(order)}
-    return np.array([remap[v] for v in labels], dtype=np.int64)
+    rank = np.empty(len(ids), dtype=np.int64)
+    rank[order] = np.arange(len(ids))
+    return rank[inverse.ravel()]
 
 
 def spray(maps: np.ndarray, config: SprayConfig | None = None) -> SprayResult:
     """SpRAy on ``maps`` (N, H, W); see the module doc."""
-    from sklearn.cluster import SpectralClustering
-
     cfg = config or SprayConfig()
     cfg.check()
     n = len(maps)
@@ -201,16 +229,14 @@ def spray(maps: np.ndarray, config: SprayConfig | None = None) -> SprayResult:
                            x[:1].reshape(1, cfg.size, cfg.size).copy(),
                            [list(range(min(cfg.typical, n)))], x, flipped,
                            note=f"the {n} maps are {what}: one cluster, nothing to separate")
-    a = knn_affinity(x, cfg.neighbours)
-    lam, vec = laplacian_spectrum(a, max(cfg.n_eigenvalues, cfg.max_clusters + 1), cfg.seed)
+    a = knn_affinity(x, cfg.neighbours, cfg.knn)
+    k = max(1, min(cfg.n_clusters or 1, n - 1))
+    lam, vec = laplacian_spectrum(a, max(cfg.n_eigenvalues, cfg.max_clusters + 1, k), cfg.seed)
     k = cfg.n_clusters or eigengap(lam, cfg.max_clusters, cfg.gap)
-    k = max(1, min(k, n - 1))
-    if k == 1:
-        labels = np.zeros(n, dtype=np.int64)
-    else:
-        sc = SpectralClustering(n_clusters=k, affinity="precomputed", assign_labels="cluster_qr",
-                                random_state=cfg.seed, eigen_solver="lobpcg")  # a block solver: finds repeated eigenvalues
-        labels = _by_size(sc.fit_predict(a))
+    k = max(1, min(k, n - 1, vec.shape[1]))
+    deg = np.asarray(a.sum(1)).ravel()
+    scaled = vec / np.sqrt(np.where(deg > 0, deg, 1.0))[:, None]  # D^-½ u (step 5)
+    labels = np.zeros(n, dtype=np.int64) if k == 1 else _by_size(cluster_qr(scaled[:, :k]))
     kind = cfg.embedding if cfg.embedding != "auto" else ("tsne" if n <= 2000 else "spectral")
     if kind == "tsne" and n >= 5 and len(np.unique(x, axis=0)) >= 3:  # t-SNE's PCA start needs a plane
         from sklearn.manifold import TSNE
@@ -221,8 +247,7 @@ def spray(maps: np.ndarray, config: SprayConfig | None = None) -> SprayResult:
                        random_state=cfg.seed).fit_transform(x.astype(np.float32))
     else:
         kind = "spectral"
-        deg = np.asarray(a.sum(1)).ravel()
-        emb = vec[:, 1:3] / np.sqrt(np.where(deg > 0, deg, 1.0))[:, None]
+        emb = scaled[:, 1:3]
     k_found = int(labels.max()) + 1
     protos = np.stack([x[labels == c].mean(0) for c in range(k_found)]).reshape(k_found, cfg.size, cfg.size)
     typical = []

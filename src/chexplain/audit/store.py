@@ -250,7 +250,7 @@ class ShardStore:
         when given), read shard by shard: the stored relevance maps through a memory map, so
         that only the chosen rows and class are ever in memory."""
         positions = np.asarray(positions, dtype=np.int64)
-        parts = []
+        out, start = None, 0  # filled shard by shard: no list of parts to concatenate
         for s in np.unique(positions // plan.shard_size):
             path = self.shard_path(int(s))
             self._check_shard(path)
@@ -258,7 +258,7 @@ class ShardStore:
             try:
                 mm = _member_memmap(path, key) if key in RAW_MEMBERS else None
                 if mm is not None:
-                    part = np.array(mm[rows] if t is None else mm[rows, t])
+                    part = np.asarray(mm[rows] if t is None else mm[rows, t])  # a gathered copy
                     del mm
                 else:
                     with np.load(path) as z:
@@ -267,10 +267,11 @@ class ShardStore:
                     del a
             except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
                 raise DataError(f"{path}: cannot read {key} ({exc}); rerun with --resume") from None
-            parts.append(part)
-        if not parts:
-            return np.zeros((0,), np.float32)
-        return np.concatenate(parts)
+            if out is None:
+                out = np.empty((len(positions),) + part.shape[1:], dtype=part.dtype)
+            out[start:start + len(part)] = part
+            start += len(part)
+        return np.zeros((0,), np.float32) if out is None else out
 
     def read(self, plan: ShardPlan, keys: Iterable[str]) -> dict[str, np.ndarray]:
         """The listed arrays of every shard, concatenated in position order."""

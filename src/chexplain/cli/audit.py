@@ -39,6 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-clusters", type=int, default=8, help="eigengap search range 2..K (default 8)")
     p.add_argument("--neighbours", type=int, default=10, help="k of the kNN affinity (default 10)")
     p.add_argument("--embedding", default="auto", help="auto, tsne or spectral")
+    p.add_argument("--knn", default="auto", help="neighbours of the affinity: auto (exact up to "
+                   "5,000 maps of a class, approximate beyond), exact or approximate")
     p.add_argument("--mirror", action="store_true", help="fold left/right before clustering: "
                    "one strategy on either side (a marker in either top corner) is one cluster")
     p.add_argument("--flag-share", type=float, default=0.3, help="share of relevance in the border, "
@@ -70,7 +72,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         min_share=args.min_share, strategies=not args.no_strategies,
         spray=SprayConfig(neighbours=args.neighbours, max_clusters=args.max_clusters,
                           n_clusters=args.clusters, embedding=args.embedding, seed=args.seed,
-                          mirror=args.mirror),
+                          mirror=args.mirror, knn=args.knn),
         counterfactual=CounterfactualConfig(seed=args.seed, min_effect_sd=args.min_effect_sd))
     config = AuditConfig(checkpoint=args.model, model_options=model_options(args), out=args.out,
                          csv=args.csv, data=args.data,
