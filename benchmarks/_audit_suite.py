@@ -10,7 +10,8 @@ and the held-out ones of ``_shortcut_drawers`` (``dim``, ``texture``, ``anywhere
 
 Layout of ``--out``: ``data/<set>/`` (phantom folders), ``model-<kind>/``, ``model-clean/``,
 ``eval/<kind>/<model>/`` (predictions on the test set), ``audit/<kind>/<model>/`` (the audit),
-``suite.json`` and ``suite.md``. Everything present is reused; ``--reaudit`` recomputes the
+``suite.json`` and ``suite.md``; a kind trained longer (``--kind-epochs texture=8``) has its
+own ``model-<kind>-e8/``, ``eval/<kind>/shortcut-e8/`` and ``audit/<kind>/shortcut-e8/``. Everything present is reused; ``--reaudit`` recomputes the
 audits' analysis (the stored explanations stay), ``--reexplain`` the explanations too.
 """
 
@@ -102,13 +103,31 @@ def strength(ckpt: Path, test_csv: Path, folder: Path, obs: str, marker: dict[st
             "prob_gap_negatives": gap(~label), "auroc": auroc}
 
 
-def _train(csv: Path, run: Path, args) -> tuple[Path, float | None]:
+def kind_epochs(args) -> dict[str, int]:
+    """``--kind-epochs texture=8,dim=5`` as {kind: epochs}."""
+    out = {}
+    for item in filter(None, (s.strip() for s in (args.kind_epochs or "").split(","))):
+        kind, _, n = item.partition("=")
+        if kind not in KINDS or not n.isdigit() or int(n) < 1:
+            raise SystemExit(f"--kind-epochs {item!r}: use KIND=EPOCHS with a kind of {', '.join(KINDS)}")
+        out[kind] = int(n)
+    return out
+
+
+def variant(kind: str, args) -> str:
+    """The shortcut model's folder suffix: ``-e<N>`` when the kind trains for other than
+    ``--epochs`` epochs."""
+    n = kind_epochs(args).get(kind, args.epochs)
+    return "" if n == args.epochs else f"-e{n}"
+
+
+def _train(csv: Path, run: Path, args, epochs: int | None = None) -> tuple[Path, float | None]:
     from chexplain.train.chexpert import ChexpertTrainConfig, train_chexpert
 
     seconds = None
     if not (run / "summary.json").is_file():
         cfg = ChexpertTrainConfig(csv=str(csv), out=str(run), arch=args.arch, weights="none",
-                                  image_size=args.size, epochs=args.epochs,
+                                  image_size=args.size, epochs=epochs or args.epochs,
                                   batch_size=args.batch_size, lr=args.lr, device="cpu",
                                   workers=0, patience=0, seed=0, checkpoint_every=20)
         t0 = time.perf_counter()
@@ -147,7 +166,9 @@ def run_kind(out: Path, kind: str, clean_ckpt: Path, args) -> dict[str, Any]:
 
     obs = observation(kind, args.observation)
     train_csv, test_csv = data_set(out, kind, False, args), data_set(out, kind, True, args)
-    ckpt, train_s = _train(train_csv, out / f"model-{kind}", args)
+    tag = variant(kind, args)
+    epochs = kind_epochs(args).get(kind, args.epochs)
+    ckpt, train_s = _train(train_csv, out / f"model-{kind}{tag}", args, epochs)
     marker = marker_images(test_csv, kind)
     audited = positives_csv(test_csv, obs) if args.positives_only else test_csv
     audited_marker = {p: marker[p] for p in pd.read_csv(audited)["Path"]}
@@ -155,13 +176,14 @@ def run_kind(out: Path, kind: str, clean_ckpt: Path, args) -> dict[str, Any]:
                            "test_marker_images": int(sum(marker.values())),
                            "audited_images": len(audited_marker),
                            "audited_marker_images": int(sum(audited_marker.values())),
-                           "train_seconds": train_s}
+                           "epochs": epochs, "train_seconds": train_s}
     for name, model in (("shortcut", ckpt), ("clean", clean_ckpt)):
-        s = strength(model, test_csv, out / "eval" / kind / name, obs, marker)
+        folder = f"{name}{tag}" if name == "shortcut" else name
+        s = strength(model, test_csv, out / "eval" / kind / folder, obs, marker)
         if args.train_only:
             rec[name] = {"strength": s}
             continue
-        audit, seconds = _audit(model, audited, out / "audit" / kind / name, obs, args)
+        audit, seconds = _audit(model, audited, out / "audit" / kind / folder, obs, args)
         rec[name] = score(audit, obs, audited_marker) | {"strength": s, "audit_seconds": seconds}
     return rec
 
@@ -201,6 +223,7 @@ def markdown(records: list[dict[str, Any]]) -> str:
             "| clean false alarms | outcome | train s | audit s (shortcut / clean) |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in records:
+        kind = r["kind"] + ("" if r.get("epochs") is None else f" ({r['epochs']} ep.)")
         v = r["verdict"]
         sc, cl = r.get("shortcut", {}), r.get("clean", {})
         s, c = sc.get("strength", {}), cl.get("strength", {})
@@ -211,7 +234,7 @@ def markdown(records: list[dict[str, Any]]) -> str:
         alarms = str(v["clean_flagged"]) + ("" if not v["clean_effects"] else
                                             " (" + ", ".join(_f(e) for e in v["clean_effects"]) + ")")
         lines.append(
-            f"| {r['kind']} | {r['observation']} | {r.get('audited_marker_images')} / {r.get('audited_images')} "
+            f"| {kind} | {r['observation']} | {r.get('audited_marker_images')} / {r.get('audited_images')} "
             f"| {_f(s.get('prob_gap'))} ({_f(s.get('auroc'))}) | {_f(c.get('prob_gap'))} "
             f"| {v['flagged']} | {group} | {eff} | {_f(None if b is None else b['p_value'], '.2g')} "
             f"| {alarms} | {v['outcome']} | {_f(r.get('train_seconds'), '.0f')} "
@@ -219,7 +242,17 @@ def markdown(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _merge(earlier: list[dict[str, Any]], new: dict[str, Any]) -> list[dict[str, Any]]:
+    """The records of ``suite.json`` with ``new`` replacing the one of its kind and epochs,
+    in :data:`KINDS` order (shorter training first)."""
+    same = (new["kind"], new.get("epochs"))
+    keep = [r for r in earlier if (r["kind"], r.get("epochs")) != same] + [new]
+    return sorted(keep, key=lambda r: (KINDS.index(r["kind"]), r.get("epochs") or 0))
+
+
 def run_suite(args) -> dict[str, Any]:
+    """Every kind of ``--kinds``; ``suite.json`` and ``suite.md`` keep the records of earlier
+    runs in the same ``--out`` (other kinds or epochs) and replace those rerun."""
     from chexplain.io import write_json, write_text
 
     out = Path(args.out)
@@ -227,17 +260,22 @@ def run_suite(args) -> dict[str, Any]:
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:
         raise SystemExit(f"unknown kind {unknown[0]!r}; choose from {', '.join(KINDS)}")
+    kind_epochs(args)  # refuse a bad --kind-epochs before any work
     t0 = time.perf_counter()
     clean_ckpt, clean_s = _train(data_set(out, None, False, args), out / "model-clean", args)
+    earlier = out / "suite.json"
     records = []
+    if earlier.is_file():
+        before = json.loads(earlier.read_text())
+        records = [{"epochs": before["config"]["epochs"]} | r for r in before["kinds"]]
     for kind in kinds:
         rec = run_kind(out, kind, clean_ckpt, args)
         rec["verdict"] = verdict(rec)
-        records.append(rec)
+        records = _merge(records, rec)
         result = {"config": {k: v for k, v in vars(args).items()}, "clean_train_seconds": clean_s,
                   "kinds": records, "seconds": round(time.perf_counter() - t0, 1)}
         write_json(out / "suite.json", result)
         write_text(out / "suite.md", markdown(records))
-        print(markdown(records[-1:]).splitlines()[-1], flush=True)
+        print(markdown([rec]).splitlines()[-1], flush=True)
     print(markdown(records))
     return result

@@ -91,6 +91,8 @@ def main() -> None:
     ap.add_argument("--kinds", default=",".join(("dim", "texture", "anywhere", "text", "laterality",
                                                  "site", "drain")),
                     help="the suite's shortcut kinds, in the order run")
+    ap.add_argument("--kind-epochs", default="",
+                    help="suite: other epochs for some kinds' shortcut models, e.g. texture=8,dim=5")
     ap.add_argument("--reaudit", action="store_true",
                     help="suite: recompute the audits' analysis (explanations, models, data reused)")
     ap.add_argument("--reexplain", action="store_true", help="suite: recompute the audits entirely")
