@@ -56,13 +56,14 @@ def data_set(out: Path, kind: str | None, test: bool, args) -> Path:
     split = "test" if test else "train"
     n, seed = (args.n_test, args.test_seed) if test else (args.n, 0)
     p = TEST_P if test else TRAIN_P
-    folder = out / "data" / (f"{kind}-{split}" if kind else "clean")
+    folder = out / "data" / (f"{kind}{data_tag(kind, args)}-{split}" if kind else "clean")
     csv = folder / f"{split}.csv"
     if kind in drawers.KINDS:
         if not drawers.shortcut_file(csv).is_file():
             csv = _write(folder, n, seed, split, args.size, None)
             t0 = time.perf_counter()
-            drawers.plant(csv, kind, observation(kind, args.observation), *p, seed)
+            drawers.plant(csv, kind, observation(kind, args.observation), *p, seed,
+                          drawer_strength(args).get(kind))
             print(f"drew {kind} on {folder.name} in {time.perf_counter() - t0:.0f} s", flush=True)
         return csv
     if not csv.is_file():
@@ -114,11 +115,32 @@ def kind_epochs(args) -> dict[str, int]:
     return out
 
 
+def drawer_strength(args) -> dict[str, float]:
+    """``--drawer-strength texture=0.2,anywhere=0.8`` as {kind: strength} (held-out kinds)."""
+    out = {}
+    for item in filter(None, (s.strip() for s in (args.drawer_strength or "").split(","))):
+        kind, _, v = item.partition("=")
+        try:
+            out[kind] = float(v)
+        except ValueError:
+            kind = ""
+        if kind not in drawers.KINDS or not 0 < out[kind] <= 1:
+            raise SystemExit(f"--drawer-strength {item!r}: use KIND=VALUE in (0, 1] with a kind "
+                             f"of {', '.join(drawers.KINDS)}")
+    return out
+
+
+def data_tag(kind: str, args) -> str:
+    """The data's folder suffix: ``-s<V>`` for a held-out kind drawn at another strength."""
+    v = drawer_strength(args).get(kind)
+    return "" if v is None else f"-s{v:g}"
+
+
 def variant(kind: str, args) -> str:
-    """The shortcut model's folder suffix: ``-e<N>`` when the kind trains for other than
-    ``--epochs`` epochs."""
+    """The shortcut model's folder suffix: the data's, then ``-e<N>`` when the kind trains for
+    other than ``--epochs`` epochs."""
     n = kind_epochs(args).get(kind, args.epochs)
-    return "" if n == args.epochs else f"-e{n}"
+    return data_tag(kind, args) + ("" if n == args.epochs else f"-e{n}")
 
 
 def _train(csv: Path, run: Path, args, epochs: int | None = None) -> tuple[Path, float | None]:
@@ -176,9 +198,10 @@ def run_kind(out: Path, kind: str, clean_ckpt: Path, args) -> dict[str, Any]:
                            "test_marker_images": int(sum(marker.values())),
                            "audited_images": len(audited_marker),
                            "audited_marker_images": int(sum(audited_marker.values())),
-                           "epochs": epochs, "train_seconds": train_s}
+                           "epochs": epochs, "drawer_strength": drawer_strength(args).get(kind),
+                           "train_seconds": train_s}
     for name, model in (("shortcut", ckpt), ("clean", clean_ckpt)):
-        folder = f"{name}{tag}" if name == "shortcut" else name
+        folder = f"{name}{tag}" if name == "shortcut" else name + data_tag(kind, args)
         s = strength(model, test_csv, out / "eval" / kind / folder, obs, marker)
         if args.train_only:
             rec[name] = {"strength": s}
@@ -223,7 +246,8 @@ def markdown(records: list[dict[str, Any]]) -> str:
             "| clean false alarms | outcome | train s | audit s (shortcut / clean) |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in records:
-        kind = r["kind"] + ("" if r.get("epochs") is None else f" ({r['epochs']} ep.)")
+        kind = r["kind"] + ("" if r.get("drawer_strength") is None else f" at {r['drawer_strength']:g}") \
+            + ("" if r.get("epochs") is None else f" ({r['epochs']} ep.)")
         v = r["verdict"]
         sc, cl = r.get("shortcut", {}), r.get("clean", {})
         s, c = sc.get("strength", {}), cl.get("strength", {})
@@ -245,9 +269,11 @@ def markdown(records: list[dict[str, Any]]) -> str:
 def _merge(earlier: list[dict[str, Any]], new: dict[str, Any]) -> list[dict[str, Any]]:
     """The records of ``suite.json`` with ``new`` replacing the one of its kind and epochs,
     in :data:`KINDS` order (shorter training first)."""
-    same = (new["kind"], new.get("epochs"))
-    keep = [r for r in earlier if (r["kind"], r.get("epochs")) != same] + [new]
-    return sorted(keep, key=lambda r: (KINDS.index(r["kind"]), r.get("epochs") or 0))
+    def key(r: dict[str, Any]) -> tuple:
+        return r["kind"], r.get("drawer_strength") or 0.0, r.get("epochs") or 0
+
+    keep = [r for r in earlier if key(r) != key(new)] + [new]
+    return sorted(keep, key=lambda r: (KINDS.index(r["kind"]),) + key(r)[1:])
 
 
 def run_suite(args) -> dict[str, Any]:
@@ -260,7 +286,7 @@ def run_suite(args) -> dict[str, Any]:
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:
         raise SystemExit(f"unknown kind {unknown[0]!r}; choose from {', '.join(KINDS)}")
-    kind_epochs(args)  # refuse a bad --kind-epochs before any work
+    kind_epochs(args), drawer_strength(args)  # refuse bad options before any work
     t0 = time.perf_counter()
     clean_ckpt, clean_s = _train(data_set(out, None, False, args), out / "model-clean", args)
     earlier = out / "suite.json"

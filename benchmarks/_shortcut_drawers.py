@@ -101,34 +101,37 @@ class Drawing:
     mask: np.ndarray  #: bool H×W, the pixels the drawing set
 
 
-def dim_square(img: np.ndarray, fields: Fields, rng: np.random.Generator) -> Drawing:
-    """A filled square on the lung field at its local grey + :data:`DIM_LIFT`."""
+def dim_square(img: np.ndarray, fields: Fields, rng: np.random.Generator,
+               lift: float = DIM_LIFT) -> Drawing:
+    """A filled square on the lung field at its local grey + ``lift``."""
     s = side_at(img.shape[0], 6)
     local = sliding_window_view(img, (s, s)).mean(axis=(-2, -1))
     low = np.zeros(img.shape, dtype=bool)
-    low[:local.shape[0], :local.shape[1]] = local + DIM_LIFT <= DIM_CEILING
+    low[:local.shape[0], :local.shape[1]] = local + lift <= DIM_CEILING
     top, left = _pick(rng, _fits(fields.lung, s) & low)
     mask = np.zeros(img.shape, dtype=bool)
     mask[top:top + s, left:left + s] = True
     out = img.copy()
-    out[mask] = img[mask].mean() + DIM_LIFT
+    out[mask] = img[mask].mean() + lift
     return Drawing(out, mask)
 
 
-def texture_patch(img: np.ndarray, fields: Fields, rng: np.random.Generator) -> Drawing:
-    """A checkerboard of ±:data:`TEXTURE_AMPLITUDE` (period 2 px) added to the body."""
+def texture_patch(img: np.ndarray, fields: Fields, rng: np.random.Generator,
+                  amplitude: float = TEXTURE_AMPLITUDE) -> Drawing:
+    """A checkerboard of ±``amplitude`` (period 2 px) added to the body."""
     s = side_at(img.shape[0], 10)
     top, left = _pick(rng, _fits(fields.body, s))
     mask = np.zeros(img.shape, dtype=bool)
     mask[top:top + s, left:left + s] = True
     yy, xx = np.mgrid[0:s, 0:s]
     out = img.copy()
-    out[top:top + s, left:left + s] += TEXTURE_AMPLITUDE * np.where((yy + xx) % 2 == 0, 1.0, -1.0)
+    out[top:top + s, left:left + s] += amplitude * np.where((yy + xx) % 2 == 0, 1.0, -1.0)
     return Drawing(np.clip(out, 0.0, 1.0), mask)
 
 
-def hollow_square(img: np.ndarray, fields: Fields, rng: np.random.Generator) -> Drawing:
-    """A 1-px hollow square of :data:`HOLLOW_GREY` anywhere in the image."""
+def hollow_square(img: np.ndarray, fields: Fields, rng: np.random.Generator,
+                  grey: float = HOLLOW_GREY) -> Drawing:
+    """A 1-px hollow square of ``grey`` anywhere in the image."""
     s = side_at(img.shape[0], 7)
     top = int(rng.integers(img.shape[0] - s + 1))
     left = int(rng.integers(img.shape[1] - s + 1))
@@ -136,7 +139,7 @@ def hollow_square(img: np.ndarray, fields: Fields, rng: np.random.Generator) -> 
     mask[top:top + s, left:left + s] = True
     mask[top + 1:top + s - 1, left + 1:left + s - 1] = False
     out = img.copy()
-    out[mask] = HOLLOW_GREY
+    out[mask] = grey
     return Drawing(out, mask)
 
 
@@ -155,9 +158,11 @@ def shortcut_file(csv: Path) -> Path:
 
 
 def plant(csv: str | Path, kind: str, observation: str, p_positive: float, p_negative: float,
-          seed: int) -> Path:
+          seed: int, strength: float | None = None) -> Path:
     """Draw ``kind`` on the images of a phantom split written by ``write_phantom(...,
-    seed=seed)`` (rewriting all of them once) and record where in ``shortcut_file(csv)``."""
+    seed=seed)`` (rewriting all of them once) and record where in ``shortcut_file(csv)``.
+    ``strength``: the dim square's lift, the texture's amplitude or the hollow square's grey
+    (default: the module's constants)."""
     csv = Path(csv)
     frame = pd.read_csv(csv)
     root = csv.parent.parent
@@ -171,7 +176,8 @@ def plant(csv: str | Path, kind: str, observation: str, p_positive: float, p_neg
         fire, rng = fires(kind, seed, i, p)
         img = np.asarray(Image.open(root / rel).convert("L"), dtype=np.float32) / 255.0
         if fire:
-            d = DRAWERS[kind](img, phantom_fields(img.shape[0], seed, i), rng)
+            extra = () if strength is None else (float(strength),)
+            d = DRAWERS[kind](img, phantom_fields(img.shape[0], seed, i), rng, *extra)
             img, masks[i], marked[i] = d.image, d.mask, True
         with atomic_path(root / rel) as tmp:
             Image.fromarray(np.round(np.clip(img, 0, 1) * 255).astype(np.uint8)).save(

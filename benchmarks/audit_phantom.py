@@ -93,6 +93,9 @@ def main() -> None:
                     help="the suite's shortcut kinds, in the order run")
     ap.add_argument("--kind-epochs", default="",
                     help="suite: other epochs for some kinds' shortcut models, e.g. texture=8,dim=5")
+    ap.add_argument("--drawer-strength", default="",
+                    help="suite: another strength for held-out kinds (dim: lift, texture: "
+                         "amplitude, anywhere: grey), e.g. texture=0.2; its own data and models")
     ap.add_argument("--reaudit", action="store_true",
                     help="suite: recompute the audits' analysis (explanations, models, data reused)")
     ap.add_argument("--reexplain", action="store_true", help="suite: recompute the audits entirely")
