@@ -143,6 +143,12 @@ def variant(kind: str, args) -> str:
     return data_tag(kind, args) + ("" if n == args.epochs else f"-e{n}")
 
 
+def clean_tag(args) -> str:
+    """The clean model's folder suffix: ``-e<N>`` when it trains for other than ``--epochs``."""
+    n = args.clean_epochs or args.epochs
+    return "" if n == args.epochs else f"-e{n}"
+
+
 def _train(csv: Path, run: Path, args, epochs: int | None = None) -> tuple[Path, float | None]:
     from chexplain.train.chexpert import ChexpertTrainConfig, train_chexpert
 
@@ -198,10 +204,11 @@ def run_kind(out: Path, kind: str, clean_ckpt: Path, args) -> dict[str, Any]:
                            "test_marker_images": int(sum(marker.values())),
                            "audited_images": len(audited_marker),
                            "audited_marker_images": int(sum(audited_marker.values())),
-                           "epochs": epochs, "drawer_strength": drawer_strength(args).get(kind),
+                           "epochs": epochs, "clean_epochs": args.clean_epochs or args.epochs,
+                           "drawer_strength": drawer_strength(args).get(kind),
                            "train_seconds": train_s}
     for name, model in (("shortcut", ckpt), ("clean", clean_ckpt)):
-        folder = f"{name}{tag}" if name == "shortcut" else name + data_tag(kind, args)
+        folder = f"{name}{tag}" if name == "shortcut" else name + data_tag(kind, args) + clean_tag(args)
         s = strength(model, test_csv, out / "eval" / kind / folder, obs, marker)
         if args.train_only:
             rec[name] = {"strength": s}
@@ -243,11 +250,14 @@ def _f(v: Any, spec: str = ".2f") -> str:
 def markdown(records: list[dict[str, Any]]) -> str:
     head = ("| kind | observation | marked / audited | shortcut strength: Δ prob (AUROC) | clean Δ prob "
             "| flagged groups | best group: size, purity, recall | effect [95 % CI] vs floor | p "
-            "| clean false alarms | outcome | train s | audit s (shortcut / clean) |")
+            "| clean false alarms | best SpRAy cluster: size, purity, recall, suspect "
+            "| outcome | train s | audit s (shortcut / clean) |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in records:
         kind = r["kind"] + ("" if r.get("drawer_strength") is None else f" at {r['drawer_strength']:g}") \
-            + ("" if r.get("epochs") is None else f" ({r['epochs']} ep.)")
+            + ("" if r.get("epochs") is None else f" ({r['epochs']} ep.")
+        kind += "" if r.get("clean_epochs") in (None, r.get("epochs")) else f", clean {r['clean_epochs']}"
+        kind += "" if r.get("epochs") is None else ")"
         v = r["verdict"]
         sc, cl = r.get("shortcut", {}), r.get("clean", {})
         s, c = sc.get("strength", {}), cl.get("strength", {})
@@ -255,13 +265,17 @@ def markdown(records: list[dict[str, Any]]) -> str:
         group = "–" if b is None else f"{b['size']}, {b['purity']:.2f}, {_f(b['recall'])}"
         eff = "–" if b is None or b["effect"] is None else (
             f"{b['effect']:.2f} [{_f(b['ci'][0])}, {_f(b['ci'][1])}] vs {_f(b['floor'])}")
+        clusters = sc.get("clusters") or []
+        c0 = max(clusters, key=lambda c: (c["recall"] or 0) * c["purity"], default=None)
+        cluster = "–" if c0 is None else (f"{c0['size']}, {c0['purity']:.2f}, {_f(c0['recall'])}, "
+                                          f"{c0.get('kind') or 'no' if c0.get('suspect') else 'no'}")
         alarms = str(v["clean_flagged"]) + ("" if not v["clean_effects"] else
                                             " (" + ", ".join(_f(e) for e in v["clean_effects"]) + ")")
         lines.append(
             f"| {kind} | {r['observation']} | {r.get('audited_marker_images')} / {r.get('audited_images')} "
             f"| {_f(s.get('prob_gap'))} ({_f(s.get('auroc'))}) | {_f(c.get('prob_gap'))} "
             f"| {v['flagged']} | {group} | {eff} | {_f(None if b is None else b['p_value'], '.2g')} "
-            f"| {alarms} | {v['outcome']} | {_f(r.get('train_seconds'), '.0f')} "
+            f"| {alarms} | {cluster} | {v['outcome']} | {_f(r.get('train_seconds'), '.0f')} "
             f"| {_f(sc.get('audit_seconds'), '.0f')} / {_f(cl.get('audit_seconds'), '.0f')} |")
     return "\n".join(lines) + "\n"
 
@@ -270,7 +284,8 @@ def _merge(earlier: list[dict[str, Any]], new: dict[str, Any]) -> list[dict[str,
     """The records of ``suite.json`` with ``new`` replacing the one of its kind and epochs,
     in :data:`KINDS` order (shorter training first)."""
     def key(r: dict[str, Any]) -> tuple:
-        return r["kind"], r.get("drawer_strength") or 0.0, r.get("epochs") or 0
+        return (r["kind"], r.get("drawer_strength") or 0.0, r.get("epochs") or 0,
+                r.get("clean_epochs") or r.get("epochs") or 0)
 
     keep = [r for r in earlier if key(r) != key(new)] + [new]
     return sorted(keep, key=lambda r: (KINDS.index(r["kind"]),) + key(r)[1:])
@@ -288,12 +303,14 @@ def run_suite(args) -> dict[str, Any]:
         raise SystemExit(f"unknown kind {unknown[0]!r}; choose from {', '.join(KINDS)}")
     kind_epochs(args), drawer_strength(args)  # refuse bad options before any work
     t0 = time.perf_counter()
-    clean_ckpt, clean_s = _train(data_set(out, None, False, args), out / "model-clean", args)
+    clean_ckpt, clean_s = _train(data_set(out, None, False, args), out / f"model-clean{clean_tag(args)}",
+                                 args, args.clean_epochs or args.epochs)
     earlier = out / "suite.json"
     records = []
     if earlier.is_file():
         before = json.loads(earlier.read_text())
-        records = [{"epochs": before["config"]["epochs"]} | r for r in before["kinds"]]
+        records = [{"epochs": before["config"]["epochs"],
+                    "clean_epochs": before["config"]["epochs"]} | r for r in before["kinds"]]
     for kind in kinds:
         rec = run_kind(out, kind, clean_ckpt, args)
         rec["verdict"] = verdict(rec)

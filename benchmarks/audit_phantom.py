@@ -93,6 +93,8 @@ def main() -> None:
                     help="the suite's shortcut kinds, in the order run")
     ap.add_argument("--kind-epochs", default="",
                     help="suite: other epochs for some kinds' shortcut models, e.g. texture=8,dim=5")
+    ap.add_argument("--clean-epochs", type=int, default=0,
+                    help="suite: the clean model's epochs (default --epochs); its own folders")
     ap.add_argument("--drawer-strength", default="",
                     help="suite: another strength for held-out kinds (dim: lift, texture: "
                          "amplitude, anywhere: grey), e.g. texture=0.2; its own data and models")
