@@ -22,6 +22,12 @@ both audited on each kind's test set; ``suite.json`` and ``suite.md`` under ``--
 
     OMP_NUM_THREADS=1 nice -n 10 python benchmarks/audit_phantom.py --suite --positives-only \
         --threads 1 --out /tmp/chexplain-audit-suite        # --reaudit after a detector change
+
+Variants land in their own folders and rows of the same ``suite.md``: ``--kind-epochs
+texture=10`` (a shortcut model trained longer), ``--clean-epochs 10`` (the clean model),
+``--drawer-strength texture=0.25,anywhere=0.85`` (a held-out kind drawn stronger). The
+shortcut's strength (mean predicted probability with minus without it on the test set, where it
+is independent of the label) tells a kind the model did not learn from a miss of the audit.
 """
 
 from __future__ import annotations
