@@ -22,10 +22,23 @@ def shortcut_images(test_csv: Path, kind: str) -> dict[str, bool]:
     return {p: mask_file(root / p, SHORTCUT_MASKS[kind]).is_file() for p in frame["Path"]}
 
 
+#: verdicts of a report that names them (instead of, or beside, ``flagged``) that flag a group
+FLAGGING_VERDICTS = ("flagged", "shortcut", "clever hans", "confirmed")
+
+
+def is_flagged(group: dict[str, Any]) -> bool:
+    """Whether the audit flags a cluster or strategy: its ``flagged``, else its ``verdict``."""
+    if "flagged" in group:
+        return bool(group["flagged"])
+    verdict = group.get("verdict")
+    return isinstance(verdict, str) and verdict.strip().lower() in FLAGGING_VERDICTS
+
+
 def _score(group: dict[str, Any], marker: dict[str, bool], n_marker: int) -> dict[str, Any]:
     hit = sum(marker[m] for m in group["members"])
-    cf = group["counterfactual"] or {}
-    return {"id": group["id"], "size": group["size"], "flagged": group["flagged"],
+    cf = group.get("counterfactual") or {}
+    return {"id": group["id"], "size": group["size"], "flagged": is_flagged(group),
+            "verdict": group.get("verdict"),
             "purity": hit / group["size"], "recall": hit / n_marker if n_marker else None,
             "effect": cf.get("effect"), "ci": [cf.get("ci_low"), cf.get("ci_high")],
             "drop_hot": cf.get("logit_drop_hot"), "drop_random": cf.get("logit_drop_random"),
@@ -39,9 +52,9 @@ def score(audit: dict[str, Any], observation: str, marker: dict[str, bool]) -> d
     clusters = []
     for c in rec["clusters"]:
         clusters.append(_score(c, marker, n_marker) | {
-            "suspect": c["suspect"], "strategy": c["strategy"], "kind": c["kind"],
-            "shortcut_share": c["regions"]["shortcut area"]})
-    strategies = [_score(s, marker, n_marker) | {"clusters": s["clusters"], "kind": s["kind"]}
+            "suspect": c.get("suspect"), "strategy": c.get("strategy"), "kind": c.get("kind"),
+            "shortcut_share": (c.get("regions") or {}).get("shortcut area")})
+    strategies = [_score(s, marker, n_marker) | {"clusters": s["clusters"], "kind": s.get("kind")}
                   for s in rec.get("strategies", [])]
     return {"population": rec["population"], "images": len(members), "marker_images": n_marker,
             "n_clusters": rec.get("n_clusters"), "logit_sd": rec.get("logit_sd"),
