@@ -138,8 +138,21 @@ def region_shares(maps64: np.ndarray, masks: dict[str, np.ndarray],
     return out
 
 
+def finding_masks(folder: str | os.PathLike, name: str, keys: Sequence[str], side: int = 64) -> np.ndarray:
+    """The user's finding masks of class ``name``: ``<folder>/<class>/`` when that folder
+    exists (the class's name, or its slug), else ``folder`` itself, read like
+    :func:`read_mask_folder` (rows without a file: all False)."""
+    from ..explain_images import slug
+
+    folder = Path(folder)
+    for sub in (folder / name, folder / slug(name)):
+        if sub.is_dir():
+            return read_mask_folder(sub, keys, side)
+    return read_mask_folder(folder, keys, side)
+
+
 def read_mask_folder(folder: str | os.PathLike, keys: Sequence[str], side: int = 64) -> np.ndarray:
-    """Lung-field masks from ``folder``: for each image key, ``<folder>/<key>.png`` (the key's
+    """Masks (lung fields, findings) from ``folder``: for each image key, ``<folder>/<key>.png`` (the key's
     suffix replaced) or else ``<folder>/<file stem>.png`` (white = inside), max-pooled to
     ``side`` (all False where no file exists)."""
     from ..data.images import read_image
@@ -147,7 +160,7 @@ def read_mask_folder(folder: str | os.PathLike, keys: Sequence[str], side: int =
 
     folder = Path(folder)
     if not folder.is_dir():
-        raise DataError(f"{folder}: lung-mask folder not found")
+        raise DataError(f"{folder}: mask folder not found")
     out = np.zeros((len(keys), side, side), dtype=bool)
     for i, key in enumerate(keys):
         p = folder / Path(key).with_suffix(".png")
