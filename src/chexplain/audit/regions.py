@@ -11,7 +11,8 @@ Regions, on the 64 × 64 grid of the stored maps:
   side, where markers and text live;
 - ``corners``: the union of the four corners;
 - ``outside body``: pixels darker than ``body_threshold`` connected to the image edge (air
-  around the patient; dark lungs enclosed by the body are not outside);
+  around the patient; dark lungs enclosed by the body are not outside), and what they cut
+  off from the body (a marker in the air);
 - ``bright``: per image, near-white pixels (grey ≥ ``bright_threshold``) in connected pieces
   of at most ``bright_max_area`` of the image, grown by ``bright_grow`` pixels: burned-in
   text, laterality tags, markers and radiopaque device stripes, wherever they sit (a word
@@ -68,7 +69,9 @@ def fixed_masks(side: int, config: RegionConfig = RegionConfig()) -> dict[str, n
 
 
 def outside_body(images: np.ndarray, threshold: float) -> np.ndarray:
-    """(N, H, W) grey images in [0, 1] → pixels darker than ``threshold`` connected to the edge."""
+    """(N, H, W) grey images in [0, 1] → pixels darker than ``threshold`` connected to the edge,
+    and the pieces of the rest cut off from the largest one (a marker or text in the air
+    around the patient lies outside the body, though it is not dark)."""
     from scipy import ndimage
 
     out = np.zeros(images.shape, dtype=bool)
@@ -76,7 +79,12 @@ def outside_body(images: np.ndarray, threshold: float) -> np.ndarray:
         dark = ndimage.uniform_filter(img.astype(np.float64), 3, mode="nearest") < threshold
         lab, _ = ndimage.label(dark)
         edge = np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))
-        out[i] = np.isin(lab, edge[edge > 0])
+        outside = np.isin(lab, edge[edge > 0])
+        rest, n = ndimage.label(~outside)
+        if n > 1:
+            body = np.argmax(np.bincount(rest.ravel())[1:]) + 1
+            outside = rest != body
+        out[i] = outside
     return out
 
 

@@ -25,11 +25,10 @@ def verdict(cf: dict[str, Any] | None, overlap: float | None, evidence_overlap: 
     if not cf:
         return NOT, "too few members with positive relevance to test its distinctive region"
     if not cf["used"]:
-        if cf["p_value"] >= alpha:
-            return NOT, (f"no significant effect of removing its distinctive region (effect "
-                         f"{cf['effect']:.2f}, p = {cf['p_value']:.2g} ≥ {alpha:g})")
-        return NOT, (f"no significant effect of removing its distinctive region (effect "
-                     f"{cf['effect']:.2f} ≤ floor {cf['floor']:.2f})")
+        e, f, p = cf["effect"], cf["floor"], cf["p_value"]
+        return NOT, (f"no significant effect of removing its distinctive region (effect {e:.2f} "
+                     f"{'≤' if e <= f else '>'} floor {f:.2f}, p = {p:.2g}"
+                     f"{f' ≥ {alpha:g}' if p >= alpha else ''})")
     if overlap is None:
         return DISTINCT, ("removing its distinctive region changes the logit significantly; no "
                           "finding mask is known, so whether it is the finding or a shortcut is "
