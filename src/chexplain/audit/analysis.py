@@ -297,8 +297,12 @@ def _strategies(audit: ClassAudit, ctx: _Context, stats, diffs: dict[int, np.nda
             words = "; ".join(dict.fromkeys(audit.clusters[c]["distinctive_region"]["words"] for c in ids))
             region = _describe(union, diff, members, ctx) | {
                 "words": words, "evidence_overlap": overlap, "share": _mean(own), "share_others": None}
-        share = stats.share[members, res.labels[members]]
-        best = members[np.argsort(-np.nan_to_num(share, nan=-1.0), kind="stable")[:EXAMPLES]]
+        share = np.nan_to_num(stats.share[members, res.labels[members]], nan=-1.0)
+        rank = np.zeros(len(members))  # the clusters in turn, each's most relevant first
+        for c in ids:
+            sel = np.flatnonzero(res.labels[members] == c)
+            rank[sel[np.argsort(-share[sel], kind="stable")]] = np.arange(len(sel))
+        best = members[np.lexsort((-share, rank))[:EXAMPLES]]
         audit.examples[s_id] = sorted(int(i) for i in best)
         st = {"id": s_id, "kind": region["kind"], "clusters": ids, "size": int(len(members)),
               "fraction": len(members) / len(positions),
