@@ -127,7 +127,7 @@ def _test(members: np.ndarray, ctx: "_Context", seed: int) -> dict[str, Any] | N
         chosen = np.sort(rng.choice(chosen, cfg.max_images, replace=False))
     if len(chosen) < 2:
         return None
-    maps = ctx.arrays.rows("maps64", ctx.positions[chosen], ctx.t)
+    maps = _rows(ctx.arrays, "maps64", ctx.positions[chosen], ctx.t)
     per = []
     for q, i in enumerate(chosen):
         f = bool(ctx.flipped[i])
@@ -317,10 +317,15 @@ def _strategies(audit: ClassAudit, ctx: _Context, stats, diffs: dict[int, np.nda
     wanted = sorted({i for e in audit.examples.values() for i in e} - set(audit.thumbs))
     if wanted:
         pos = positions[np.array(wanted)]
-        img = ctx.arrays.rows("image64", pos)
-        maps = ctx.arrays.rows("maps64", pos, ctx.t)
+        img = _rows(ctx.arrays, "image64", pos)
+        maps = _rows(ctx.arrays, "maps64", pos, ctx.t)
         for w, i in enumerate(wanted):
             audit.thumbs[i] = (np.array(img[w]), np.array(maps[w]))
+
+
+def _rows(arrays: ClassArrays, key: str, positions: np.ndarray, t: int | None = None) -> np.ndarray:
+    """``key`` at sorted ``positions``, read a block (one shard) at a time."""
+    return np.concatenate([np.asarray(arrays.rows(key, blk, t)) for blk in arrays.blocks(positions)])
 
 
 def _mean_regions(sh: dict[str, np.ndarray], members: np.ndarray) -> dict[str, float | None]:
