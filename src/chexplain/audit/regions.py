@@ -19,11 +19,11 @@ Regions, on the 64 × 64 grid of the stored maps:
   across the top of a 64-px image lies mostly outside the corner squares and the border
   band, and on the body, so the fixed regions miss it);
 - ``shortcut area``: the union of the border, the corners, the outside of the body and the
-  bright pieces — where no finding lives (suspects: :mod:`chexplain.audit.analysis`).
+  bright pieces — where no finding lives.
 
-The shortcut **kinds** (:data:`KINDS`: corners, border, outside body, bright) are the parts
-of the shortcut area a strategy is attributed to; the four corners form one kind, so that a
-marker in any corner (text left or right, a laterality tag in any of the four) is one kind.
+The shortcut **kinds** (:data:`KINDS`: corners, border, outside body, bright) describe where
+a cluster's distinctive region lies (:mod:`chexplain.audit.distinctive`); they do not decide
+what is tested: a region is found wherever it is.
 """
 
 from __future__ import annotations
