@@ -52,7 +52,7 @@ def cf_text(cf: dict[str, Any] | None) -> str:
 
 def _where(region: dict[str, Any] | None) -> str:
     if not region:
-        return "no distinctive region (its prototype nowhere exceeds the other clusters')"
+        return "no distinctive region"
     s = f"distinctive evidence in the {region['words']}"
     if region.get("share") is not None:
         s += f" ({region['share']:.0%} of its members' positive relevance there"
