@@ -136,3 +136,19 @@ def test_report_figures_carry_colour_bars_and_information_only(tmp_path):
     assert "Flagged strategies" in html and st["distinctive_region"]["words"] in html
     assert any(p.name.endswith(f"strategy{st['id']}.png") for p in (tmp_path / "figures").iterdir())
     assert html.count("data:image/png;base64,") == 3 + len(a.strategies)
+
+
+def test_the_distinctive_region_keeps_every_strong_part():
+    from chexplain.audit.distinctive import distinctive_cells
+
+    d = np.zeros((64, 64))
+    d[0:8, 0:8] = 1.0  # a tag on the left: cells (0-1, 0-1) of the 16-grid, D 16 each
+    d[0:8, 56:64] = 0.8  # … and on the right: 80 % of it
+    d[32:36, 32:36] = 0.4  # above 0.3 × max, but 10 % of the top part's sum: dropped
+    d[48:52, 8:12] = 0.1  # below 0.3 × max
+    r = distinctive_cells(d, 16, 0.3, 0.15)
+    want = np.zeros((16, 16), bool)
+    want[0:2, 0:2] = want[0:2, 14:16] = True
+    assert np.array_equal(r, want)
+    assert distinctive_cells(d, 16, 0.3, 4 / 256).sum() == 4 and distinctive_cells(d, 16, 0.3, 4 / 256)[0:2, 0:2].all()
+    assert distinctive_cells(-d, 16, 0.3, 0.15) is None

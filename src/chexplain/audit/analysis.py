@@ -39,7 +39,7 @@ import pandas as pd
 from .arrays import ClassArrays, as_arrays
 from .counterfactual import CounterfactualConfig, counterfactual
 from .distinctive import (DistinctConfig, bbox, contrast, distinctive_cells, member_cells,
-                          name_region, tight_mask, unite, upsample)
+                          name_region, parts, tight_mask, unite, upsample)
 from .passes import Streamed, _fold, distinct_pass, prototypes_pass, regions_pass, unpack
 from .regions import CORNERS, RegionConfig, fixed_masks
 from .sentences import DISTINCT, FLAGGED, NOT, cluster_sentence, strategy_sentence, verdict
@@ -165,20 +165,28 @@ def _describe(cells: np.ndarray, diff: np.ndarray, members: np.ndarray, ctx: _Co
     box = bbox(tight_mask(diff, cells, ctx.config.distinct.threshold))
     sample = members[:512]
     fl = ctx.flipped[sample]
-    frac = {k: float(((_fold(unpack(ctx.streamed.packed[k][sample], side), fl) & px)
-                      .reshape(len(sample), -1).sum(1) / px.sum()).mean())
-            for k in ("outside body", "bright")}
+    masks = {k: _fold(unpack(ctx.streamed.packed[k][sample], side), fl) for k in ("outside body", "bright")}
+
+    def frac(k: str, m: np.ndarray) -> float:
+        return float(((masks[k] & m).reshape(len(sample), -1).sum(1) / m.sum()).mean())
+
+    named = []  # each part of the region in words, largest first
+    for part in parts(cells)[:4]:
+        m = upsample(part, side)
+        named.append(name_region(bbox(tight_mask(diff, part, ctx.config.distinct.threshold)), side,
+                                 1.0 - frac("outside body", m), frac("bright", m)))
+    whole = {k: frac(k, px) for k in ("outside body", "bright")}
     fixed = fixed_masks(side, ctx.config.regions)
     corners = np.logical_or.reduce([fixed[c] for c in CORNERS])
     kinds = {"corners": float((px & corners).sum() / px.sum()),
-             "border": float((px & fixed["border"]).sum() / px.sum()), **frac}
+             "border": float((px & fixed["border"]).sum() / px.sum()), **whole}
     top = max(kinds, key=kinds.get)
-    words = name_region(box, side, 1.0 - frac["outside body"], frac["bright"])
+    words = "; ".join(named)
     if ctx.flipped.any():
         words += " (maps folded left/right: or its mirror image)"
     return {"bbox": box, "side": side, "grid": int(cells.shape[0]),
             "cells": [[int(r), int(c)] for r, c in zip(*np.nonzero(cells))],
-            "area": float(px.mean()), "words": words, "inside_body": 1.0 - frac["outside body"],
+            "area": float(px.mean()), "words": words, "inside_body": 1.0 - whole["outside body"],
             "kinds": kinds, "kind": top if kinds[top] >= 0.5 else "inside the body"}
 
 
@@ -223,12 +231,10 @@ def audit_class(name: str, t: int, data: ClassArrays | dict[str, np.ndarray], la
     sizes = np.bincount(res.labels, minlength=k)
     diffs = {c: contrast(valid, sizes, c) for c in valid}
     for c, d in diffs.items():
-        r = distinctive_cells(d, cfc.grid, dc.threshold, cfc.max_cells)
+        r = distinctive_cells(d, cfc.grid, dc.threshold, cfc.max_cells, dc.min_part)
         if r is not None:
             audit.cells[c] = r
-    stats = distinct_pass(arrays, positions, t, res, evidence, mass,
-                          {c: upsample(r, 64) for c, r in audit.cells.items()}, findings,
-                          dc.evidence_margin)
+    split = _split_parts(audit, arrays, positions, t, res, evidence, mass, findings, dc)
     ctx = _Context(arrays, positions, t, res, flipped, evidence, streamed, audit.cells, config,
                    load_images, model, cls, sd)
     lab = labels[positions, t]
@@ -238,14 +244,23 @@ def audit_class(name: str, t: int, data: ClassArrays | dict[str, np.ndarray], la
         region, cf = None, None
         if ev[c] < 0.5:
             v, why = NOT, "most members carry no positive relevance for the class"
-        elif c not in audit.cells:
+        elif c not in split.whole:
             v, why = NOT, "its prototype nowhere exceeds the other clusters'"
+        elif c not in audit.cells:  # every part of it on the finding's evidence
+            region = _describe(split.whole[c], diffs[c], members, ctx) | {
+                "evidence_overlap": split.overlap[c], "share": None, "share_others": None,
+                "on_finding_cells": int(split.whole[c].sum())}
+            v, why = verdict({"used": True}, split.overlap[c], dc.evidence_overlap, cfc.alpha)
         else:
             region = _describe(audit.cells[c], diffs[c], members, ctx) | {
-                "evidence_overlap": stats.overlap[c], "share": _mean(stats.share[members, c]),
-                "share_others": _mean(stats.share[res.labels != c, c]) if k > 1 else None}
+                "evidence_overlap": split.overlap[c], "share": _mean(split.share[members, c]),
+                "share_others": _mean(split.share[res.labels != c, c]) if k > 1 else None,
+                "on_finding_cells": int(split.whole[c].sum() - audit.cells[c].sum())}
             cf = _test(members, ctx, c)
-            v, why = verdict(cf, stats.overlap[c], dc.evidence_overlap, cfc.alpha)
+            v, why = verdict(cf, split.overlap[c], dc.evidence_overlap, cfc.alpha)
+            if region["on_finding_cells"] and v != NOT:
+                why += (f" (its {region['on_finding_cells']} cell(s) on the finding's evidence "
+                        "were set aside)")
         audit.clusters.append({
             "id": c, "size": int(len(members)), "fraction": len(members) / len(positions),
             "members": [keys[int(positions[i])] for i in members],
@@ -257,7 +272,7 @@ def audit_class(name: str, t: int, data: ClassArrays | dict[str, np.ndarray], la
             "kind": None if region is None else region["kind"], "strategy": None,
             "counterfactual": cf, "flagged": v == FLAGGED, "verdict": v, "why": why,
             "distinctive_region": region})
-    _strategies(audit, ctx, stats, diffs, keys)
+    _strategies(audit, ctx, split, diffs, keys)
     for rec in audit.clusters:
         rec["sentence"] = cluster_sentence(rec, len(positions))
     sub = meta.iloc[positions].reset_index(drop=True) if len(meta.columns) else pd.DataFrame()
@@ -271,7 +286,48 @@ def audit_class(name: str, t: int, data: ClassArrays | dict[str, np.ndarray], la
     return audit
 
 
-def _strategies(audit: ClassAudit, ctx: _Context, stats, diffs: dict[int, np.ndarray],
+@dataclass
+class _Split:
+    """The clusters' distinctive regions split into what is tested and what lies on the
+    finding's evidence."""
+
+    whole: dict[int, np.ndarray]  #: per cluster, every part of its region (grid cells)
+    share: np.ndarray  #: (P, k) the share of each image's relevance in each cluster's tested region
+    overlap: dict[int, float | None]  #: per cluster, its tested region's (all parts' when none is) share on the finding masks
+
+
+def _split_parts(audit: ClassAudit, arrays: ClassArrays, positions: np.ndarray, t: int,
+                 res: SprayResult, evidence: np.ndarray, mass: np.ndarray,
+                 findings: np.ndarray | None, dc: DistinctConfig) -> _Split:
+    """Each part of a cluster's region with at least ``evidence_overlap`` of it on the
+    members' finding masks is the finding's evidence and set aside; ``audit.cells`` keeps the
+    rest (a cluster whose parts all lie on the finding keeps none)."""
+    whole = dict(audit.cells)
+    cells, owners = [], []
+    for c, r in whole.items():
+        for p in parts(r):
+            cells.append(p)
+            owners.append(c)
+    stats = distinct_pass(arrays, positions, t, res, evidence, mass, [upsample(p, 64) for p in cells],
+                          owners, findings, dc.evidence_margin)
+    share = np.full((len(positions), res.n_clusters), np.nan)
+    overlap: dict[int, float | None] = {}
+    audit.cells.clear()
+    for c in whole:
+        mine = [q for q in range(len(cells)) if owners[q] == c]
+        kept = [q for q in mine if stats.overlap[q] is None or stats.overlap[q] < dc.evidence_overlap]
+        use = kept or mine
+        known = [q for q in use if stats.overlap[q] is not None]
+        area = {q: float(cells[q].sum()) for q in use}
+        overlap[c] = (sum(stats.overlap[q] * area[q] for q in known) / sum(area[q] for q in known)
+                      if known else None)
+        if kept:
+            audit.cells[c] = np.logical_or.reduce([cells[q] for q in kept])
+            share[:, c] = stats.share[:, kept].sum(1)
+    return _Split(whole, share, overlap)
+
+
+def _strategies(audit: ClassAudit, ctx: _Context, stats: "_Split", diffs: dict[int, np.ndarray],
                 keys: list[str]) -> None:
     """Unite the flagged (and the distinct) clusters whose regions coincide, test each union
     of several clusters on all its members, and pick the members the report shows."""

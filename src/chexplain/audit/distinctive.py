@@ -28,7 +28,8 @@ import torch
 
 @dataclass(frozen=True)
 class DistinctConfig:
-    threshold: float = 0.3  #: cells with D_c ≥ this × max D_c (8-connected to the max) form the region
+    threshold: float = 0.3  #: cells with D_c ≥ this × max D_c form the region's parts …
+    min_part: float = 0.25  #: … each holding at least this share of the top part's sum of D_c
     evidence_overlap: float = 0.5  #: a region with at least this share of its cells on the finding is the finding's
     evidence_margin: int = 2  #: pixels (64-px grid) the finding masks are grown by (relevance spreads past an outline)
     merge_margin: int = 1  #: grid cells regions are grown by before two of them coincide
@@ -52,24 +53,40 @@ def pool(m: np.ndarray, grid: int) -> np.ndarray:
     return sum_pool(torch.from_numpy(np.ascontiguousarray(m, dtype=np.float64)), grid).double().numpy()
 
 
-def distinctive_cells(diff: np.ndarray, grid: int, threshold: float, max_cells: float) -> np.ndarray | None:
+def distinctive_cells(diff: np.ndarray, grid: int, threshold: float, max_cells: float,
+                      min_part: float = 0.25) -> np.ndarray | None:
     """(grid, grid) bool: the distinctive region of the module doc for D_c ``diff`` (None
-    when D_c is nowhere positive: the cluster uses nothing the rest of its class does not)."""
+    when D_c is nowhere positive: the cluster uses nothing the rest of its class does not).
+    The cells with D_c ≥ ``threshold`` × max D_c fall into 8-connected parts; the part of the
+    largest D_c and every part holding at least ``min_part`` of its sum of D_c are kept (a
+    tag in either corner is two parts of one cluster's region)."""
     from scipy import ndimage
 
     d = pool(diff, grid)
     top = float(d.max())
     if not top > 0:
         return None
-    lab, _ = ndimage.label(d >= threshold * top, structure=np.ones((3, 3)))
-    region = lab == lab.flat[int(np.argmax(d))]
+    lab, n = ndimage.label(d >= threshold * top, structure=np.ones((3, 3)))
+    sums = ndimage.sum(d, lab, index=np.arange(1, n + 1))
+    first = int(lab.flat[int(np.argmax(d))])
+    keep = [k for k in range(1, n + 1) if k == first or sums[k - 1] >= min_part * sums[first - 1]]
+    region = np.isin(lab, keep)
     cap = max(1, int(max_cells * grid * grid))
     if region.sum() > cap:
-        keep = np.argsort(-np.where(region, d, -np.inf).ravel(), kind="stable")[:cap]
+        order = np.argsort(-np.where(region, d, -np.inf).ravel(), kind="stable")[:cap]
         region = np.zeros(grid * grid, dtype=bool)
-        region[keep] = True
+        region[order] = True
         region = region.reshape(grid, grid)
     return region
+
+
+def parts(mask: np.ndarray) -> list[np.ndarray]:
+    """The 8-connected parts of a bool mask, largest first."""
+    from scipy import ndimage
+
+    lab, n = ndimage.label(mask, structure=np.ones((3, 3)))
+    sizes = np.bincount(lab.ravel())[1:]
+    return [lab == k + 1 for k in np.argsort(-sizes, kind="stable")]
 
 
 def member_cells(map64: np.ndarray, region: np.ndarray, hot_share: float) -> np.ndarray:

@@ -95,34 +95,35 @@ def prototypes_pass(arrays: ClassArrays, positions: np.ndarray, t: int, res: Spr
 
 @dataclass
 class RegionStats:
-    """Per image and cluster region: the share of the image's positive relevance inside it;
-    per cluster: the mean share of its region on the members' finding masks (None: none known)."""
+    """Per image and region part: the share of the image's positive relevance inside it; per
+    part: the mean share of it on its cluster's members' finding masks (None: none known)."""
 
-    share: np.ndarray  #: (P, k)
-    overlap: dict[int, float | None]
+    share: np.ndarray  #: (P, parts)
+    overlap: list[float | None]
 
 
 def distinct_pass(arrays: ClassArrays, positions: np.ndarray, t: int, res: SprayResult,
-                  evidence: np.ndarray, mass: np.ndarray, regions_px: dict[int, np.ndarray],
-                  findings: np.ndarray | None, margin: int) -> RegionStats:
-    """:class:`RegionStats` of the clusters' regions (64 px, folded frame) ``regions_px``.
-    The finding masks are the stored ones (the phantom's, NIH's boxes) or, where given,
-    ``findings`` (N, 64, 64) of the whole data set (rows without a mask: all False), each
-    grown by ``margin`` pixels."""
+                  evidence: np.ndarray, mass: np.ndarray, regions_px: list[np.ndarray],
+                  owners: list[int], findings: np.ndarray | None, margin: int) -> RegionStats:
+    """:class:`RegionStats` of the region parts ``regions_px`` (64 px, folded frame) of the
+    clusters ``owners``. The finding masks are the stored ones (the phantom's, NIH's boxes)
+    or, where given, ``findings`` (N, 64, 64) of the whole data set (rows without a mask: all
+    False), each grown by ``margin`` pixels."""
     from scipy import ndimage
 
     flipped = res.flipped if res.flipped is not None else np.zeros(len(res.labels), bool)
-    ids = sorted(regions_px)
-    stack = np.stack([regions_px[c] for c in ids]) if ids else np.zeros((0, 64, 64), bool)
-    share = np.full((len(positions), res.n_clusters), np.nan)
-    sums = {c: 0.0 for c in ids}
-    known = {c: 0 for c in ids}
+    k = len(regions_px)
+    stack = np.stack(regions_px) if k else np.zeros((0, 64, 64), bool)
+    area = stack.reshape(k, -1).sum(1)
+    share = np.full((len(positions), k), np.nan)
+    sums, known = np.zeros(k), np.zeros(k, dtype=np.int64)
+    owners_a = np.asarray(owners, dtype=np.int64)
     i = 0
     for blk in arrays.blocks(positions):
         j = i + len(blk)
         pos = _fold(normalised(arrays.rows("maps64", blk, t), evidence[i:j], mass[i:j]), flipped[i:j])
-        if ids:
-            share[i:j, ids] = np.einsum("bhw,khw->bk", pos, stack.astype(np.float64))
+        if k:
+            share[i:j] = np.einsum("bhw,khw->bk", pos, stack.astype(np.float64))
         share[i:j][~evidence[i:j]] = np.nan
         found = np.asarray(arrays.rows("finding64", blk, t), dtype=bool)
         has = np.asarray(arrays.rows("has_finding", blk, t), dtype=bool)
@@ -131,17 +132,14 @@ def distinct_pass(arrays: ClassArrays, positions: np.ndarray, t: int, res: Spray
             mine = user.reshape(len(blk), -1).any(1)
             found = np.where(mine[:, None, None], user, found)
             has = has | mine
-        if has.any() and ids:
+        if has.any() and k:
             f = found[has]
             if margin > 0:
                 f = ndimage.binary_dilation(f, structure=np.ones((1, 3, 3), bool), iterations=margin)
-            f = _fold(f, flipped[i:j][has])
-            lab = res.labels[i:j][has]
-            for k, c in enumerate(ids):
-                sel = lab == c
-                if sel.any():
-                    on = (f[sel] & stack[k]).reshape(int(sel.sum()), -1).sum(1) / stack[k].sum()
-                    sums[c] += float(on.sum())
-                    known[c] += int(sel.sum())
+            f = _fold(f, flipped[i:j][has]).reshape(len(f), -1).astype(np.float64)
+            on = f @ stack.reshape(k, -1).T.astype(np.float64) / area  # (members, parts)
+            mine = res.labels[i:j][has][:, None] == owners_a[None, :]
+            sums += (on * mine).sum(0)
+            known += mine.sum(0)
         i = j
-    return RegionStats(share, {c: (sums[c] / known[c] if known[c] else None) for c in ids})
+    return RegionStats(share, [float(sums[q] / known[q]) if known[q] else None for q in range(k)])
