@@ -152,3 +152,13 @@ def test_the_distinctive_region_keeps_every_strong_part():
     assert np.array_equal(r, want)
     assert distinctive_cells(d, 16, 0.3, 4 / 256).sum() == 4 and distinctive_cells(d, 16, 0.3, 4 / 256)[0:2, 0:2].all()
     assert distinctive_cells(-d, 16, 0.3, 0.15) is None
+
+
+def test_users_of_a_region_are_the_upper_group_of_shares():
+    from chexplain.audit.distinctive import users
+
+    mixed = np.array([0.01, 0.02, 0.0, 0.015, 0.3, 0.12, 0.5, 0.25, np.nan])
+    assert users(mixed, 5.0).tolist() == [False] * 4 + [True] * 4 + [False]
+    spread = np.array([0.12, 0.2, 0.3, 0.45, 0.6, 0.9])  # everyone uses it, some more
+    assert users(spread, 5.0).all()
+    assert users(np.array([0.0, 0.5, np.nan]), 5.0).tolist() == [True, True, False]  # too few to split

@@ -20,8 +20,11 @@ and looks for a shortcut wherever it sits:
    distinctive regions coincide (overlap once grown by ``merge_margin`` cells, or overlap
    each other's mirror image): SpRAy splits one marker seen at different places (or a tag on
    either side) into several clusters, because their maps differ
-   (``strategies=False``: one strategy per cluster). A strategy of several clusters is tested
-   again on all its members; its clusters are flagged with it.
+   (``strategies=False``: one strategy per cluster). A strategy's members are the images of
+   its clusters that put their relevance in the region (:func:`~chexplain.audit.
+   distinctive.users`: a SpRAy cluster may mix images with and without a marker); a strategy
+   of several clusters or of part of one is tested again on its members; its clusters are
+   flagged with it.
 
 The region kinds of :mod:`chexplain.audit.regions` (border, corners, outside the body,
 bright) only describe where a region lies. Only the relevance, the images, the labels and
@@ -39,7 +42,7 @@ import pandas as pd
 from .arrays import ClassArrays, as_arrays
 from .counterfactual import CounterfactualConfig, counterfactual
 from .distinctive import (DistinctConfig, bbox, contrast, distinctive_cells, member_cells,
-                          name_region, parts, tight_mask, unite, upsample)
+                          name_region, parts, tight_mask, unite, upsample, users)
 from .passes import Streamed, _fold, distinct_pass, prototypes_pass, regions_pass, unpack
 from .regions import CORNERS, RegionConfig, fixed_masks
 from .sentences import DISTINCT, FLAGGED, NOT, cluster_sentence, strategy_sentence, verdict
@@ -337,15 +340,16 @@ def _strategies(audit: ClassAudit, ctx: _Context, stats: "_Split", diffs: dict[i
         ids = {c["id"]: audit.cells[c["id"]] for c in audit.clusters if c["verdict"] == v}
         groups += unite(ids, config.distinct.merge_margin, config.distinct.merge_mirrored) if config.strategies else [[c] for c in sorted(ids)]
     for s_id, ids in enumerate(sorted(groups, key=lambda g: g[0])):
-        members = np.flatnonzero(np.isin(res.labels, ids))
-        if len(ids) == 1:
+        everyone = np.flatnonzero(np.isin(res.labels, ids))
+        members = everyone[users(stats.share[everyone, res.labels[everyone]], config.distinct.users_ratio)]
+        sizes = {c: audit.clusters[c]["size"] for c in ids}
+        on = [(stats.overlap[c], sizes[c]) for c in ids if stats.overlap[c] is not None]
+        overlap = sum(o * n for o, n in on) / sum(n for _, n in on) if on else None
+        if len(ids) == 1 and len(members) == len(everyone):
             c = audit.clusters[ids[0]]
             cf, v, why, region = c["counterfactual"], c["verdict"], c["why"], c["distinctive_region"]
         else:
             cf = _test(members, ctx, 100 + s_id)
-            sizes = {c: audit.clusters[c]["size"] for c in ids}
-            on = [(stats.overlap[c], sizes[c]) for c in ids if stats.overlap[c] is not None]
-            overlap = sum(o * n for o, n in on) / sum(n for _, n in on) if on else None
             v, why = verdict(cf, overlap, config.distinct.evidence_overlap, config.counterfactual.alpha)
             union = np.logical_or.reduce([audit.cells[c] for c in ids])
             diff = sum(sizes[c] * diffs[c] for c in ids) / sum(sizes.values())
@@ -353,6 +357,9 @@ def _strategies(audit: ClassAudit, ctx: _Context, stats: "_Split", diffs: dict[i
             words = "; ".join(dict.fromkeys(audit.clusters[c]["distinctive_region"]["words"] for c in ids))
             region = _describe(union, diff, members, ctx) | {
                 "words": words, "evidence_overlap": overlap, "share": _mean(own), "share_others": None}
+            if len(members) < len(everyone):
+                why += (f"; its members are the {len(members)} of the clusters' {len(everyone)} "
+                        "images that put their relevance in the region")
         share = np.nan_to_num(stats.share[members, res.labels[members]], nan=-1.0)
         rank = np.zeros(len(members))  # the clusters in turn, each's most relevant first
         for c in ids:
