@@ -58,6 +58,7 @@ class AnalysisConfig:
     min_images: int = 10
     min_evidence: float = 0.01  #: positive relevance below this × the class median: no shares
     strategies: bool = True  #: unite the clusters whose distinctive regions coincide
+    evidence_only: bool = True  #: SpRAy clusters the maps with evidence; the others form one cluster
     distinct: DistinctConfig = DistinctConfig()
     spray: SprayConfig = SprayConfig()
     regions: RegionConfig = RegionConfig()
@@ -81,6 +82,7 @@ class ClassAudit:
     protos: dict[int, np.ndarray] = field(default_factory=dict)  #: share prototype per cluster (64 px, folded)
     cells: dict[int, np.ndarray] = field(default_factory=dict)  #: distinctive region per cluster (grid cells, folded)
     examples: dict[int, list[int]] = field(default_factory=dict)  #: per strategy, population indices shown
+    apart: int | None = None  #: the cluster of the maps without evidence, kept apart from SpRAy's
 
 
 def select_population(labels: np.ndarray, prob: np.ndarray, config: AnalysisConfig) -> tuple[np.ndarray, str]:
@@ -117,6 +119,34 @@ def association(clusters: np.ndarray, values: pd.Series) -> dict[str, Any] | Non
             "cramers_v": float(cramer(table.to_numpy(), method="cramer")),
             "levels": [str(c) for c in table.columns],
             "counts": {str(r): [int(x) for x in table.loc[r]] for r in table.index}}
+
+
+def _cluster(maps32: np.ndarray, evidence: np.ndarray, config: AnalysisConfig) -> SprayResult:
+    """SpRAy of the population's maps. With ``evidence_only`` (when at least 3 maps, and at
+    least ``neighbours`` + 1, have evidence and some have none) SpRAy clusters the maps with
+    evidence only, and the others form one last cluster (zero prototype, no embedding: NaN):
+    maps without positive relevance would otherwise take a cluster of the eigengap's few and
+    leave images with and without a shortcut together."""
+    n_ev = int(evidence.sum())
+    if not config.evidence_only or evidence.all() or n_ev < max(3, config.spray.neighbours + 1):
+        return spray(maps32, config.spray)
+    ev = np.flatnonzero(evidence)
+    rest = np.flatnonzero(~evidence)
+    r = spray(maps32[ev], config.spray)
+    k = r.n_clusters
+    labels = np.full(len(evidence), k, dtype=r.labels.dtype)
+    labels[ev] = r.labels
+    embedding = np.full((len(evidence), 2), np.nan)
+    embedding[ev] = r.embedding
+    flipped = np.zeros(len(evidence), bool)
+    if r.flipped is not None:
+        flipped[ev] = r.flipped
+    typical = [[int(ev[i]) for i in t] for t in r.typical] + [[int(i) for i in rest[:config.spray.typical]]]
+    note = (f"{len(rest)} map(s) without positive relevance for the class form cluster {k}, "
+            f"apart from SpRAy's clusters of the other {n_ev}" + (f"; {r.note}" if r.note else ""))
+    return SprayResult(labels, r.eigenvalues, k + 1, embedding, r.embedding_kind,
+                       np.concatenate([r.prototypes, np.zeros((1, *r.prototypes.shape[1:]))]),
+                       typical, None, flipped if r.flipped is not None else None, note)
 
 
 def _test(members: np.ndarray, ctx: "_Context", seed: int) -> dict[str, Any] | None:
@@ -215,10 +245,10 @@ def audit_class(name: str, t: int, data: ClassArrays | dict[str, np.ndarray], la
     if len(positions) < max(3, config.min_images):
         return ClassAudit(name, text, positions, None, {}, note=f"only {len(positions)} images "
                           f"({text}); at least {max(3, config.min_images)} are needed")
-    res = spray(arrays.rows("maps32", positions, t), config.spray)
     streamed = regions_pass(arrays, positions, t, config.regions, lungs)
     mass = streamed.mass
     evidence = mass > config.min_evidence * float(np.median(mass))
+    res = _cluster(arrays.rows("maps32", positions, t), evidence, config)
     protos, thumbs = prototypes_pass(arrays, positions, t, res, evidence, mass)
     sh = {r: np.where(evidence, v, np.nan) for r, v in streamed.shares.items()}
     baseline = {r: float(np.nanmedian(v)) if np.isfinite(v).any() else 0.0 for r, v in sh.items()}
@@ -226,7 +256,8 @@ def audit_class(name: str, t: int, data: ClassArrays | dict[str, np.ndarray], la
     note = res.note or ("" if evidence.any() else
                         "no map has positive relevance for the class: no region shares")
     audit = ClassAudit(name, text, positions, res, sh, baseline=baseline, logit_sd=sd, note=note,
-                       thumbs=thumbs, protos=protos)
+                       thumbs=thumbs, protos=protos,
+                       apart=res.n_clusters - 1 if np.isnan(res.embedding).any() else None)
     k, dc, cfc = res.n_clusters, config.distinct, config.counterfactual
     flipped = res.flipped if res.flipped is not None else np.zeros(len(res.labels), bool)
     ev = np.array([evidence[res.labels == c].mean() for c in range(k)])

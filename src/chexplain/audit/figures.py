@@ -67,7 +67,7 @@ def spectrum_figure(audit: ClassAudit):
     lam = audit.spray.eigenvalues
     fig, ax = plt.subplots(figsize=(4.2, 3))
     ax.plot(np.arange(1, len(lam) + 1), lam, "o-", ms=4)
-    k = audit.spray.n_clusters
+    k = audit.spray.n_clusters - (audit.apart is not None)  # SpRAy's; the maps without evidence apart
     ax.axvline(k + 0.5, color="tab:red", ls="--", lw=1, label=f"eigengap: k = {k}")
     ax.set_xlabel("k")
     ax.set_ylabel("eigenvalue λ_k\n(normalised Laplacian)", fontsize=9)
