@@ -162,3 +162,23 @@ def test_users_of_a_region_are_the_upper_group_of_shares():
     spread = np.array([0.12, 0.2, 0.3, 0.45, 0.6, 0.9])  # everyone uses it, some more
     assert users(spread, 5.0).all()
     assert users(np.array([0.0, 0.5, np.nan]), 5.0).tolist() == [True, True, False]  # too few to split
+
+
+def test_maps_without_evidence_are_kept_apart_from_spray():
+    from chexplain.audit.analysis import _cluster
+    from chexplain.audit.spray import spray
+
+    from .synthetic import planted_maps
+
+    maps, truth = planted_maps((30, 20), seed=1)
+    zeros = np.zeros((12, 32, 32))
+    allm = np.concatenate([maps, zeros])
+    evidence = np.arange(len(allm)) < len(maps)
+    r = _cluster(allm, evidence, AnalysisConfig(spray=SprayConfig(embedding="spectral")))
+    alone = spray(maps, SprayConfig(embedding="spectral"))
+    assert r.n_clusters == alone.n_clusters + 1 and np.array_equal(r.labels[:len(maps)], alone.labels)
+    assert (r.labels[len(maps):] == alone.n_clusters).all() and np.isnan(r.embedding[len(maps):]).all()
+    assert np.array_equal(r.eigenvalues, alone.eigenvalues) and not r.prototypes[-1].any()
+    assert r.typical[-1] == list(range(len(maps), len(maps) + 4)) and "12 map(s) without" in r.note
+    off = _cluster(allm, evidence, AnalysisConfig(evidence_only=False, spray=SprayConfig(embedding="spectral")))
+    assert len(off.labels) == len(allm) and not np.isnan(off.embedding).any()
