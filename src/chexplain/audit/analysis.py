@@ -43,7 +43,7 @@ from .arrays import ClassArrays, as_arrays
 from .counterfactual import CounterfactualConfig, counterfactual
 from .distinctive import (DistinctConfig, bbox, contrast, distinctive_cells, member_cells,
                           name_region, parts, tight_mask, unite, upsample, users)
-from .passes import Streamed, _fold, distinct_pass, prototypes_pass, regions_pass, unpack
+from .passes import Split, Streamed, _fold, prototypes_pass, regions_pass, split_regions, unpack
 from .regions import CORNERS, RegionConfig, fixed_masks
 from .sentences import DISTINCT, FLAGGED, NOT, cluster_sentence, strategy_sentence, verdict
 from .spray import SprayConfig, SprayResult, spray
@@ -268,7 +268,8 @@ def audit_class(name: str, t: int, data: ClassArrays | dict[str, np.ndarray], la
         r = distinctive_cells(d, cfc.grid, dc.threshold, cfc.max_cells, dc.min_part)
         if r is not None:
             audit.cells[c] = r
-    split = _split_parts(audit, arrays, positions, t, res, evidence, mass, findings, dc)
+    split = split_regions(audit.cells, arrays, positions, t, res, evidence, mass, findings, dc)
+    audit.cells = split.tested
     ctx = _Context(arrays, positions, t, res, flipped, evidence, streamed, audit.cells, config,
                    load_images, model, cls, sd)
     lab = labels[positions, t]
@@ -320,48 +321,7 @@ def audit_class(name: str, t: int, data: ClassArrays | dict[str, np.ndarray], la
     return audit
 
 
-@dataclass
-class _Split:
-    """The clusters' distinctive regions split into what is tested and what lies on the
-    finding's evidence."""
-
-    whole: dict[int, np.ndarray]  #: per cluster, every part of its region (grid cells)
-    share: np.ndarray  #: (P, k) the share of each image's relevance in each cluster's tested region
-    overlap: dict[int, float | None]  #: per cluster, its tested region's (all parts' when none is) share on the finding masks
-
-
-def _split_parts(audit: ClassAudit, arrays: ClassArrays, positions: np.ndarray, t: int,
-                 res: SprayResult, evidence: np.ndarray, mass: np.ndarray,
-                 findings: np.ndarray | None, dc: DistinctConfig) -> _Split:
-    """Each part of a cluster's region with at least ``evidence_overlap`` of it on the
-    members' finding masks is the finding's evidence and set aside; ``audit.cells`` keeps the
-    rest (a cluster whose parts all lie on the finding keeps none)."""
-    whole = dict(audit.cells)
-    cells, owners = [], []
-    for c, r in whole.items():
-        for p in parts(r):
-            cells.append(p)
-            owners.append(c)
-    stats = distinct_pass(arrays, positions, t, res, evidence, mass, [upsample(p, 64) for p in cells],
-                          owners, findings, dc.evidence_margin)
-    share = np.full((len(positions), res.n_clusters), np.nan)
-    overlap: dict[int, float | None] = {}
-    audit.cells.clear()
-    for c in whole:
-        mine = [q for q in range(len(cells)) if owners[q] == c]
-        kept = [q for q in mine if stats.overlap[q] is None or stats.overlap[q] < dc.evidence_overlap]
-        use = kept or mine
-        known = [q for q in use if stats.overlap[q] is not None]
-        area = {q: float(cells[q].sum()) for q in use}
-        overlap[c] = (sum(stats.overlap[q] * area[q] for q in known) / sum(area[q] for q in known)
-                      if known else None)
-        if kept:
-            audit.cells[c] = np.logical_or.reduce([cells[q] for q in kept])
-            share[:, c] = stats.share[:, kept].sum(1)
-    return _Split(whole, share, overlap)
-
-
-def _strategies(audit: ClassAudit, ctx: _Context, stats: "_Split", diffs: dict[int, np.ndarray],
+def _strategies(audit: ClassAudit, ctx: _Context, stats: Split, diffs: dict[int, np.ndarray],
                 keys: list[str]) -> None:
     """Unite the flagged (and the distinct) clusters whose regions coincide, test each union
     of several clusters on all its members, and pick the members the report shows."""

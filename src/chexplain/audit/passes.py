@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .arrays import ClassArrays
+from .distinctive import DistinctConfig, parts, upsample
 from .regions import KINDS, RegionConfig, region_masks, region_shares
 from .spray import SprayResult
 
@@ -114,10 +115,9 @@ def distinct_pass(arrays: ClassArrays, positions: np.ndarray, t: int, res: Spray
     flipped = res.flipped if res.flipped is not None else np.zeros(len(res.labels), bool)
     k = len(regions_px)
     stack = np.stack(regions_px) if k else np.zeros((0, 64, 64), bool)
-    area = stack.reshape(k, -1).sum(1)
+    area = stack.reshape(k, 64 * 64).sum(1)
     share = np.full((len(positions), k), np.nan)
-    sums, known = np.zeros(k), np.zeros(k, dtype=np.int64)
-    owners_a = np.asarray(owners, dtype=np.int64)
+    on_finding = np.full((len(positions), k), np.nan)  # per image and part (known masks only)
     i = 0
     for blk in arrays.blocks(positions):
         j = i + len(blk)
@@ -137,9 +137,50 @@ def distinct_pass(arrays: ClassArrays, positions: np.ndarray, t: int, res: Spray
             if margin > 0:
                 f = ndimage.binary_dilation(f, structure=np.ones((1, 3, 3), bool), iterations=margin)
             f = _fold(f, flipped[i:j][has]).reshape(len(f), -1).astype(np.float64)
-            on = f @ stack.reshape(k, -1).T.astype(np.float64) / area  # (members, parts)
-            mine = res.labels[i:j][has][:, None] == owners_a[None, :]
-            sums += (on * mine).sum(0)
-            known += mine.sum(0)
+            on_finding[i + np.flatnonzero(has)] = f @ stack.reshape(k, -1).T.astype(np.float64) / area
         i = j
-    return RegionStats(share, [float(sums[q] / known[q]) if known[q] else None for q in range(k)])
+    overlap: list[float | None] = []
+    for q, c in enumerate(owners):  # summed over the whole population: the same for any blocks
+        v = on_finding[(res.labels == c) & np.isfinite(on_finding[:, q]), q]
+        overlap.append(float(v.mean()) if len(v) else None)
+    return RegionStats(share, overlap)
+
+
+@dataclass
+class Split:
+    """The clusters' distinctive regions split into what is tested and what lies on the
+    finding's evidence."""
+
+    whole: dict[int, np.ndarray]  #: per cluster, every part of its region (grid cells)
+    tested: dict[int, np.ndarray]  #: per cluster, the parts off the finding's evidence (none: absent)
+    share: np.ndarray  #: (P, k) the share of each image's relevance in each cluster's tested region
+    overlap: dict[int, float | None]  #: per cluster, its tested region's (all parts' when none is) share on the finding masks
+
+
+def split_regions(cells: dict[int, np.ndarray], arrays: ClassArrays, positions: np.ndarray, t: int,
+                  res: SprayResult, evidence: np.ndarray, mass: np.ndarray,
+                  findings: np.ndarray | None, config: DistinctConfig) -> Split:
+    """Each part of a cluster's region ``cells`` with at least ``evidence_overlap`` of it on
+    the members' finding masks is the finding's evidence and set aside; the rest is tested."""
+    pieces, owners = [], []
+    for c, r in cells.items():
+        for p in parts(r):
+            pieces.append(p)
+            owners.append(c)
+    stats = distinct_pass(arrays, positions, t, res, evidence, mass, [upsample(p, 64) for p in pieces],
+                          owners, findings, config.evidence_margin)
+    share = np.full((len(positions), res.n_clusters), np.nan)
+    overlap: dict[int, float | None] = {}
+    tested: dict[int, np.ndarray] = {}
+    for c in cells:
+        mine = [q for q in range(len(pieces)) if owners[q] == c]
+        kept = [q for q in mine if stats.overlap[q] is None or stats.overlap[q] < config.evidence_overlap]
+        use = kept or mine
+        known = [q for q in use if stats.overlap[q] is not None]
+        area = {q: float(pieces[q].sum()) for q in use}
+        overlap[c] = (sum(stats.overlap[q] * area[q] for q in known) / sum(area[q] for q in known)
+                      if known else None)
+        if kept:
+            tested[c] = np.logical_or.reduce([pieces[q] for q in kept])
+            share[:, c] = stats.share[:, kept].sum(1)
+    return Split(dict(cells), tested, share, overlap)
