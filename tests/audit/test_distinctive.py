@@ -182,3 +182,15 @@ def test_maps_without_evidence_are_kept_apart_from_spray():
     assert r.typical[-1] == list(range(len(maps), len(maps) + 4)) and "12 map(s) without" in r.note
     off = _cluster(allm, evidence, AnalysisConfig(evidence_only=False, spray=SprayConfig(embedding="spectral")))
     assert len(off.labels) == len(allm) and not np.isnan(off.embedding).any()
+
+
+def test_regions_in_any_corner_coincide_as_mirror_images():
+    from chexplain.audit.distinctive import coincide
+
+    a = np.zeros((8, 8), bool)
+    a[0, 0] = True
+    for b in (a[::-1].copy(), a[:, ::-1].copy(), a[::-1, ::-1].copy()):
+        assert coincide(a, b, 0, mirrored=True) and not coincide(a, b, 1)
+    middle = np.zeros((8, 8), bool)
+    middle[4, 4] = True
+    assert not coincide(a, middle, 1, mirrored=True)

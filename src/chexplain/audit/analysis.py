@@ -18,7 +18,7 @@ and looks for a shortcut wherever it sits:
    :mod:`chexplain.audit.sentences`.
 3. A **strategy** is the union of the clusters of one verdict (flagged or distinct) whose
    distinctive regions coincide (overlap once grown by ``merge_margin`` cells, or overlap
-   each other's mirror image): SpRAy splits one marker seen at different places (or a tag on
+   a left-right or up-down mirror image of each other): SpRAy splits one marker seen at different places (or a tag on
    either side) into several clusters, because their maps differ
    (``strategies=False``: one strategy per cluster). A strategy's members are the images of
    its clusters that put their relevance in the region (:func:`~chexplain.audit.

@@ -33,7 +33,7 @@ class DistinctConfig:
     evidence_overlap: float = 0.5  #: a region with at least this share of its cells on the finding is the finding's
     evidence_margin: int = 2  #: pixels (64-px grid) the finding masks are grown by (relevance spreads past an outline)
     merge_margin: int = 1  #: grid cells regions are grown by before two of them coincide
-    merge_mirrored: bool = True  #: a region also coincides with the other's left-right mirror image
+    merge_mirrored: bool = True  #: a region also coincides with the other's mirror images (left-right, up-down)
     users_ratio: float = 5.0  #: a strategy keeps the upper of two groups of shares when its mean is this × the lower's
 
 
@@ -113,12 +113,13 @@ def upsample(cells: np.ndarray, side: int) -> np.ndarray:
 
 def coincide(a: np.ndarray, b: np.ndarray, margin: int, mirrored: bool = False) -> bool:
     """Two regions (grid cells) overlap once one is grown by ``margin`` cells (``mirrored``:
-    or once the other is mirrored left-right too: a tag placed on either side of the patient)."""
+    or once the other is mirrored left-right, up-down or both: a tag placed in any corner)."""
     from scipy import ndimage
 
     if margin > 0:
         a = ndimage.binary_dilation(a, iterations=margin)
-    return bool((a & b).any() or (mirrored and (a & b[:, ::-1]).any()))
+    flips = (b, b[:, ::-1], b[::-1], b[::-1, ::-1]) if mirrored else (b,)
+    return any(bool((a & f).any()) for f in flips)
 
 
 def unite(regions: dict[int, np.ndarray], margin: int, mirrored: bool = False) -> list[list[int]]:
