@@ -261,9 +261,8 @@ def audit_class(name: str, t: int, data: ClassArrays | dict[str, np.ndarray], la
     k, dc, cfc = res.n_clusters, config.distinct, config.counterfactual
     flipped = res.flipped if res.flipped is not None else np.zeros(len(res.labels), bool)
     ev = np.array([evidence[res.labels == c].mean() for c in range(k)])
-    valid = {c: protos[c] for c in range(k) if ev[c] >= 0.5}
-    sizes = np.bincount(res.labels, minlength=k)
-    diffs = {c: contrast(valid, sizes, c) for c in valid}
+    sizes = np.bincount(res.labels, minlength=k)  # the rest of the class: every other image
+    diffs = {c: contrast(protos, sizes, c) for c in range(k) if ev[c] >= 0.5}
     for c, d in diffs.items():
         r = distinctive_cells(d, cfc.grid, dc.threshold, cfc.max_cells, dc.min_part)
         if r is not None:
