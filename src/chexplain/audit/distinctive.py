@@ -38,7 +38,9 @@ class DistinctConfig:
 
 
 def contrast(protos: dict[int, np.ndarray], sizes: np.ndarray, c: int) -> np.ndarray:
-    """D_c of the module doc (64 × 64); the prototype itself when the class has one cluster."""
+    """D_c of the module doc (64 × 64); the prototype itself when the class has one cluster.
+    Every other cluster counts, that of the maps without evidence too (a zero prototype): a
+    shortcut shared by two clusters stays in each one's contrast with the whole rest."""
     others = [j for j in protos if j != c and sizes[j] > 0]
     if not others:
         return protos[c]
