@@ -16,15 +16,14 @@ and looks for a shortcut wherever it sits:
    :mod:`chexplain.audit.counterfactual`) and compared with the members' finding masks where
    known; the verdict (flagged, distinct strategy, not a suspect) and its reason:
    :mod:`chexplain.audit.sentences`.
-3. A **strategy** is the union of the clusters of one verdict (flagged or distinct) whose
-   distinctive regions coincide (overlap once grown by ``merge_margin`` cells, or overlap
-   a left-right or up-down mirror image of each other): SpRAy splits one marker seen at different places (or a tag on
-   either side) into several clusters, because their maps differ
-   (``strategies=False``: one strategy per cluster). A strategy's members are the images of
-   its clusters that put their relevance in the region (:func:`~chexplain.audit.
-   distinctive.users`: a SpRAy cluster may mix images with and without a marker); a strategy
-   of several clusters or of part of one is tested again on its members; its clusters are
-   flagged with it.
+3. A **strategy** is the union of the clusters whose distinctive regions coincide (overlap
+   once grown by ``merge_margin`` cells, or overlap a left-right or up-down mirror image of
+   each other): SpRAy splits one marker seen at different places (or a tag in different
+   corners) into several clusters, because their maps differ (``strategies=False``: one
+   strategy per used cluster). A strategy's members are the images of its clusters that put
+   their relevance in the region (:func:`~chexplain.audit.distinctive.users`: a SpRAy cluster
+   may mix images with and without a marker); a strategy of several clusters or of part of
+   one is tested again on its members; its clusters are flagged with it.
 
 The region kinds of :mod:`chexplain.audit.regions` (border, corners, outside the body,
 bright) only describe where a region lies. Only the relevance, the images, the labels and
@@ -322,14 +321,18 @@ def audit_class(name: str, t: int, data: ClassArrays | dict[str, np.ndarray], la
 
 def _strategies(audit: ClassAudit, ctx: _Context, stats: Split, diffs: dict[int, np.ndarray],
                 keys: list[str]) -> None:
-    """Unite the flagged (and the distinct) clusters whose regions coincide, test each union
-    of several clusters on all its members, and pick the members the report shows."""
+    """Unite the clusters whose tested regions coincide, test each union of several clusters
+    on its members (a union the test rejects leaves its used clusters standing alone), keep the
+    used ones (flagged or distinct) as strategies and pick the members the report shows."""
     config, res, positions = ctx.config, ctx.res, ctx.positions
-    groups: list[list[int]] = []
-    for v in (FLAGGED, DISTINCT):
-        ids = {c["id"]: audit.cells[c["id"]] for c in audit.clusters if c["verdict"] == v}
-        groups += unite(ids, config.distinct.merge_margin, config.distinct.merge_mirrored) if config.strategies else [[c] for c in sorted(ids)]
-    for s_id, ids in enumerate(sorted(groups, key=lambda g: g[0])):
+    used = [c["id"] for c in audit.clusters if c["verdict"] in (FLAGGED, DISTINCT)]
+    if config.strategies:  # coinciding regions, whatever each cluster's own test said
+        groups = [g for g in unite(dict(audit.cells), config.distinct.merge_margin,
+                                   config.distinct.merge_mirrored) if len(g) > 1 or g[0] in used]
+    else:
+        groups = [[c] for c in used]
+    s_id = 0
+    for ids in groups:
         everyone = np.flatnonzero(np.isin(res.labels, ids))
         members = everyone[users(stats.share[everyone, res.labels[everyone]], config.distinct.users_ratio)]
         sizes = {c: audit.clusters[c]["size"] for c in ids}
@@ -350,6 +353,9 @@ def _strategies(audit: ClassAudit, ctx: _Context, stats: Split, diffs: dict[int,
             if len(members) < len(everyone):
                 why += (f"; its members are the {len(members)} of the clusters' {len(everyone)} "
                         "images that put their relevance in the region")
+        if v == NOT:  # the union is not used: its clusters the test found used stand alone
+            groups += [[c] for c in ids if c in used and len(ids) > 1]
+            continue
         share = np.nan_to_num(stats.share[members, res.labels[members]], nan=-1.0)
         rank = np.zeros(len(members))  # the clusters in turn, each's most relevant first
         for c in ids:
@@ -366,7 +372,8 @@ def _strategies(audit: ClassAudit, ctx: _Context, stats: Split, diffs: dict[int,
         st["sentence"] = strategy_sentence(st, len(positions))
         audit.strategies.append(st)
         for c in ids:
-            audit.clusters[c].update(strategy=s_id, flagged=st["flagged"])
+            audit.clusters[c].update(strategy=s_id, flagged=st["flagged"], suspect=True)
+        s_id += 1
     wanted = sorted({i for e in audit.examples.values() for i in e} - set(audit.thumbs))
     if wanted:
         pos = positions[np.array(wanted)]
