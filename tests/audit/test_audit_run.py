@@ -67,11 +67,18 @@ def test_outputs(reference_audit, audit_phantom):
             share = c["regions"]["shortcut area"]
             assert (share is None and c["evidence"] < 1) or 0 <= share <= 1
             assert c["sentence"].startswith(f"cluster {c['id']}") and 0 <= c["evidence"] <= 1
+            assert c["verdict"] in ("flagged", "distinct strategy", "not a suspect") and c["why"]
+            assert c["suspect"] == (c["verdict"] != "not a suspect") and c["why"] in c["sentence"] \
+                or c["strategy"] is not None
+            r = c["distinctive_region"]
+            assert r is None or (r["words"].endswith(" px at 64 px") and len(r["bbox"]) == 4)
             if c["strategy"] is not None:
                 st = rec["strategies"][c["strategy"]]
                 assert c["id"] in st["clusters"] and st["flagged"] == c["flagged"]
     html = (out / "audit.html").read_text()
-    assert html.count("data:image/png;base64,") == 6 and "<script" not in html
+    strategies = sum(len(r["strategies"]) for r in audit["classes"].values())
+    assert 4 + strategies <= html.count("data:image/png;base64,") <= 6 + strategies  # an embedding
+    assert "<script" not in html  # panel whose colour variable is constant is left out
     clusters = pd.read_csv(out / "clusters.csv")
     assert len(clusters) == sum(len(r["clusters"]) for r in audit["classes"].values())
     assert len(pd.read_csv(out / "members.csv")) == 80

@@ -34,6 +34,9 @@ def test_outside_body_is_edge_connected_darkness():
     out = outside_body(img, 0.1)[0]
     assert out[0, 0] and not out[30, 24] and not out[32, 32]
     assert not (out & body).any() and out.mean() > (~body).mean() - 0.05  # a 1-px ring smoothed away
+    img[0, 1:7, 1:7] = 0.32  # a dim marker in the air is cut off from the body: outside
+    out = outside_body(img, 0.1)[0]
+    assert out[1:7, 1:7].all() and not (out & body).any()
     finding = np.zeros((1, 64, 64), bool)
     finding[0, 30:34, 30:34] = True
     masks = region_masks(img, finding, np.array([True]))
@@ -103,3 +106,21 @@ def test_bright_pieces_are_small_near_white_overlays():
     assert bright_pieces(img, 0.9, 0.05, grow=0)[0].sum() == 80
     masks = region_masks(img[:1], None, None)
     assert (masks["shortcut area"][0] >= masks["bright"][0]).all() and masks["bright"][0, 12, 30]
+
+
+def test_finding_masks_per_class_folder_or_shared(tmp_path):
+    from PIL import Image
+
+    from chexplain.audit.regions import finding_masks
+
+    m = np.zeros((128, 128), np.uint8)
+    m[:32, 64:] = 255  # the top right quarter
+    (tmp_path / "Pleural Effusion").mkdir()
+    Image.fromarray(m).save(tmp_path / "Pleural Effusion" / "a.png")
+    Image.fromarray(m.T.copy()).save(tmp_path / "a.png")
+    keys = ["patient1/a.jpg", "patient2/b.jpg"]
+    own = finding_masks(tmp_path, "Pleural Effusion", keys)
+    shared = finding_masks(tmp_path, "Edema", keys)
+    assert own.shape == (2, 64, 64) and own[0].sum() == 16 * 32 and own[0, :16, 32:].all()
+    assert shared[0, 32:, :16].all() and shared[0].sum() == 16 * 32
+    assert not own[1].any() and not shared[1].any()  # no file: no mask

@@ -12,6 +12,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from chexplain.audit.analysis import AnalysisConfig, audit_class
 from chexplain.audit.store import ShardPlan, ShardStore
@@ -114,6 +115,17 @@ def test_reading_one_class_column_equals_the_whole_store(reference_audit):
     assert np.array_equal(store.column(plan, "image64", pos), whole["image64"][pos])
 
 
+class _Constant(torch.nn.Module):
+    """A logit that no pixel moves: every counterfactual test finds no effect."""
+
+    def forward(self, x):
+        return torch.zeros(len(x), 1)
+
+
+def _images(pos):
+    return torch.zeros(len(pos), 1, 64, 64)
+
+
 def _class_data(maps64):
     from chexplain.audit.explain import sum_pool
     import torch
@@ -130,10 +142,14 @@ def test_a_class_of_zero_or_constant_maps_gets_a_result_with_a_reason(fill):
     n = 20
     data = _class_data(np.full((n, 64, 64), fill, np.float32))
     a = audit_class("Effusion", 0, data, np.ones((n, 1)), pd.DataFrame(index=range(n)),
-                    [f"i{i}" for i in range(n)], AnalysisConfig(population="all", flag_share=1.0, min_share=1.0),
-                    lambda pos: None, None, 0)
+                    [f"i{i}" for i in range(n)], AnalysisConfig(population="all"),
+                    _images, _Constant(), 0)
     assert a.spray.n_clusters == 1 and len(a.clusters) == 1 and a.clusters[0]["size"] == n
     assert "one cluster" in a.note and not a.strategies
+    c = a.clusters[0]
+    assert c["verdict"] == "not a suspect" and c["why"] == (
+        "most members carry no positive relevance for the class" if fill == 0 else
+        "no significant effect of removing its distinctive region (effect 0.00 ≤ floor 0.10, p = 1 ≥ 0.01)")
 
 
 @pytest.mark.parametrize("n", [3, 4, 12])
@@ -197,12 +213,14 @@ def test_blockwise_analysis_equals_the_whole_population_at_once():
     data["image64"] = rng.uniform(0.2, 1.0, (n, 64, 64)).astype(np.float32)
     data["finding64"][::3, 0, 20:40, 20:40] = True
     data["has_finding"][::3, 0] = True
-    config = AnalysisConfig(population="all", flag_share=1.0, min_share=1.0)
+    config = AnalysisConfig(population="all")
     keys = [f"i{i}" for i in range(n)]
     runs = [audit_class("E", 0, MemoryArrays(data, block), np.ones((n, 1)), pd.DataFrame(index=range(n)),
-                        keys, config, lambda pos: None, None, 0) for block in (7, 1000)]
+                        keys, config, _images, _Constant(), 0) for block in (7, 1000)]
     a, b = runs
     assert a.clusters == b.clusters and a.baseline == b.baseline
     assert all(np.array_equal(a.shares[r], b.shares[r], equal_nan=True) for r in b.shares)
+    assert a.strategies == b.strategies and all(c["why"] for c in a.clusters)
+    assert {k: v.tolist() for k, v in a.cells.items()} == {k: v.tolist() for k, v in b.cells.items()}
     assert sorted(a.thumbs) == sorted(b.thumbs) and all(
         np.array_equal(a.thumbs[i][1], b.thumbs[i][1]) for i in a.thumbs)

@@ -1,23 +1,25 @@
 """``chexplain.audit``: explain a whole data set and find the model's Clever-Hans strategies.
 
 Spectral Relevance Analysis (SpRAy; Lapuschkin et al. 2019) of each class's relevance maps,
-region statistics and a counterfactual test of suspect clusters::
+each cluster's distinctive evidence and a counterfactual test of it::
 
     from chexplain.audit import AuditConfig, run_audit
     run_audit(AuditConfig(checkpoint="best.pt", csv="test.csv", out="runs/audit"))
 
 Modules: :mod:`.store` (NPY shards + index), :mod:`.sources`, :mod:`.explain`
-(:func:`explain_dataset`), :mod:`.spray`, :mod:`.regions`, :mod:`.counterfactual`,
-:mod:`.analysis`, :mod:`.report`, :mod:`.run`.
+(:func:`explain_dataset`), :mod:`.spray`, :mod:`.regions`, :mod:`.distinctive`,
+:mod:`.counterfactual`, :mod:`.passes`, :mod:`.sentences`, :mod:`.analysis`, :mod:`.figures`,
+:mod:`.report`, :mod:`.run`.
 """
 
 from .analysis import AnalysisConfig, audit_class
 from .counterfactual import CounterfactualConfig, counterfactual
+from .distinctive import DistinctConfig
 from .explain import MapMaker, explain_dataset
 from .regions import RegionConfig, region_shares
 from .run import AuditConfig, run_audit
 from .spray import SprayConfig, SprayResult, spray
 
 __all__ = ["AuditConfig", "run_audit", "AnalysisConfig", "SprayConfig", "SprayResult", "spray",
-           "RegionConfig", "region_shares", "CounterfactualConfig", "counterfactual", "MapMaker",
+           "RegionConfig", "region_shares", "DistinctConfig", "CounterfactualConfig", "counterfactual", "MapMaker",
            "explain_dataset", "audit_class"]

@@ -1,32 +1,33 @@
-"""One class of an audit: its population, SpRAy, region shares, associations, suspects,
-strategies and their counterfactual test, and the sentences that explain them.
+"""One class of an audit: its population, SpRAy, region shares, associations, each cluster's
+distinctive evidence and its counterfactual test, strategies, verdicts and sentences.
 
-SpRAy's clusters are the paper's (:mod:`chexplain.audit.spray`); the flagging stage is ours:
+SpRAy's clusters are the paper's (:mod:`chexplain.audit.spray`); the flagging stage is ours
+and looks for a shortcut wherever it sits:
 
 0. Maps whose positive relevance is below ``min_evidence`` × the class's median (no evidence
-   for the class: an image the model calls negative) have no region shares; a cluster most
-   of whose members have none is no suspect (its normalised maps are noise or zero).
-1. A cluster is a **suspect** when its members put on average at least ``flag_share`` of
-   their positive relevance into the shortcut area (border, corners, outside the body), or
-   at least ``min_share`` and ``enrichment`` × the median share of the class's audited images
-   (relative: a cluster that leans on the shortcut area much more than the class's typical
-   image does is a suspect even when the absolute share is modest; the median, not the mean,
-   so that a shortcut on a minority of the images does not raise its own reference).
-2. Each suspect is attributed to the shortcut **kind** (:data:`~chexplain.audit.regions.
-   KINDS`: corners, border, outside body, bright) where its relevance is densest (share per
-   area, among the kinds holding a quarter of its shortcut-area share). A **strategy** is the
-   union of the suspects of one kind (``strategies=True``): SpRAy separates one marker seen
-   in different corners into different clusters, because their maps differ; the strategy "a
-   marker in a corner" is one (``strategies=False``: one strategy per suspect).
-3. A strategy is **flagged** when the counterfactual test on its members shows the model
-   uses it, beyond a floor relative to the spread of the class's logits
-   (:mod:`chexplain.audit.counterfactual`); its clusters are flagged with it. Each member's
-   hot region is the hottest part of its own cluster's prototype *inside that image's
-   shortcut area* (the outside of the body is per image): what the strategy is suspected of,
-   not the finding a marker cluster may also look at.
+   for the class: an image the model calls negative) carry no shares; a cluster most of
+   whose members have none is not a suspect (its normalised maps are noise or zero).
+1. Every other cluster is compared with the rest of its class: its **distinctive region** is
+   where its share prototype exceeds the size-weighted mean of the other clusters'
+   (:mod:`chexplain.audit.distinctive`), wherever that is.
+2. The region is tested counterfactually on the cluster's members (each member's test cells:
+   the part of the region holding most of its own relevance there; blur vs as many random
+   cells, effect, CI, p, the floor relative to the logits' spread:
+   :mod:`chexplain.audit.counterfactual`) and compared with the members' finding masks where
+   known; the verdict (flagged, distinct strategy, not a suspect) and its reason:
+   :mod:`chexplain.audit.sentences`.
+3. A **strategy** is the union of the clusters whose distinctive regions coincide (overlap
+   once grown by ``merge_margin`` cells, or overlap a left-right or up-down mirror image of
+   each other): SpRAy splits one marker seen at different places (or a tag in different
+   corners) into several clusters, because their maps differ (``strategies=False``: one
+   strategy per used cluster). A strategy's members are the images of its clusters that put
+   their relevance in the region (:func:`~chexplain.audit.distinctive.users`: a SpRAy cluster
+   may mix images with and without a marker); a strategy of several clusters or of part of
+   one is tested again on its members; its clusters are flagged with it.
 
-Only the relevance, the images and the labels are read: nothing about where a shortcut was
-planted.
+The region kinds of :mod:`chexplain.audit.regions` (border, corners, outside the body,
+bright) only describe where a region lies. Only the relevance, the images, the labels and
+the finding masks are read: nothing about where a shortcut was planted.
 """
 
 from __future__ import annotations
@@ -38,24 +39,26 @@ import numpy as np
 import pandas as pd
 
 from .arrays import ClassArrays, as_arrays
-from .counterfactual import CounterfactualConfig, counterfactual, hot_cells
-from .regions import CORNERS, KINDS, RegionConfig, region_masks, region_shares
+from .counterfactual import CounterfactualConfig, counterfactual
+from .distinctive import (DistinctConfig, bbox, contrast, distinctive_cells, member_cells,
+                          name_region, parts, tight_mask, unite, upsample, users)
+from .passes import Split, Streamed, _fold, prototypes_pass, regions_pass, split_regions, unpack
+from .regions import CORNERS, RegionConfig, fixed_masks
+from .sentences import DISTINCT, FLAGGED, NOT, cluster_sentence, strategy_sentence, verdict
 from .spray import SprayConfig, SprayResult, spray
 
 POPULATIONS = ("auto", "positive", "predicted", "all")
-_NAMED = ("border",) + CORNERS + ("outside body", "bright")
+EXAMPLES = 8  #: members shown per strategy in the report
 
 
 @dataclass(frozen=True)
 class AnalysisConfig:
     population: str = "auto"  #: auto: labelled positives if ≥ min_images, else predicted, else all
     min_images: int = 10
-    flag_share: float = 0.3  #: absolute: this share in the shortcut area makes a suspect
-    enrichment: float = 1.5  #: relative: this multiple of the class's median share makes one too …
-    min_share: float = 0.15  #: … when the share is at least this
     min_evidence: float = 0.01  #: positive relevance below this × the class median: no shares
-    strategies: bool = True  #: union the suspects of one shortcut kind before the test
-    counterfactual_on: str = "suspects"  #: suspects | all
+    strategies: bool = True  #: unite the clusters whose distinctive regions coincide
+    evidence_only: bool = True  #: SpRAy clusters the maps with evidence; the others form one cluster
+    distinct: DistinctConfig = DistinctConfig()
     spray: SprayConfig = SprayConfig()
     regions: RegionConfig = RegionConfig()
     counterfactual: CounterfactualConfig = CounterfactualConfig()
@@ -74,7 +77,11 @@ class ClassAudit:
     baseline: dict[str, float] = field(default_factory=dict)  #: class median share per region
     logit_sd: float | None = None
     note: str = ""
-    thumbs: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  #: typical members' (image64, maps64)
+    thumbs: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  #: (image64, maps64) per population index shown
+    protos: dict[int, np.ndarray] = field(default_factory=dict)  #: share prototype per cluster (64 px, folded)
+    cells: dict[int, np.ndarray] = field(default_factory=dict)  #: distinctive region per cluster (grid cells, folded)
+    examples: dict[int, list[int]] = field(default_factory=dict)  #: per strategy, population indices shown
+    apart: int | None = None  #: the cluster of the maps without evidence, kept apart from SpRAy's
 
 
 def select_population(labels: np.ndarray, prob: np.ndarray, config: AnalysisConfig) -> tuple[np.ndarray, str]:
@@ -113,167 +120,123 @@ def association(clusters: np.ndarray, values: pd.Series) -> dict[str, Any] | Non
             "counts": {str(r): [int(x) for x in table.loc[r]] for r in table.index}}
 
 
-def is_suspect(share: float | None, baseline: float, config: AnalysisConfig) -> bool:
-    """The suspect rule of the module doc for a cluster's mean shortcut-area share."""
-    share = share or 0.0
-    return bool(share >= config.flag_share or
-                (share >= config.min_share and share >= config.enrichment * baseline))
+def _cluster(maps32: np.ndarray, evidence: np.ndarray, config: AnalysisConfig) -> SprayResult:
+    """SpRAy of the population's maps. With ``evidence_only`` (when at least 3 maps, and at
+    least ``neighbours`` + 1, have evidence and some have none) SpRAy clusters the maps with
+    evidence only, and the others form one last cluster (zero prototype, no embedding: NaN):
+    maps without positive relevance would otherwise take a cluster of the eigengap's few and
+    leave images with and without a shortcut together."""
+    n_ev = int(evidence.sum())
+    if not config.evidence_only or evidence.all() or n_ev < max(3, config.spray.neighbours + 1):
+        return spray(maps32, config.spray)
+    ev = np.flatnonzero(evidence)
+    rest = np.flatnonzero(~evidence)
+    r = spray(maps32[ev], config.spray)
+    k = r.n_clusters
+    labels = np.full(len(evidence), k, dtype=r.labels.dtype)
+    labels[ev] = r.labels
+    embedding = np.full((len(evidence), 2), np.nan)
+    embedding[ev] = r.embedding
+    flipped = np.zeros(len(evidence), bool)
+    if r.flipped is not None:
+        flipped[ev] = r.flipped
+    typical = [[int(ev[i]) for i in t] for t in r.typical] + [[int(i) for i in rest[:config.spray.typical]]]
+    note = (f"{len(rest)} map(s) without positive relevance for the class form cluster {k}, "
+            f"apart from SpRAy's clusters of the other {n_ev}" + (f"; {r.note}" if r.note else ""))
+    return SprayResult(labels, r.eigenvalues, k + 1, embedding, r.embedding_kind,
+                       np.concatenate([r.prototypes, np.zeros((1, *r.prototypes.shape[1:]))]),
+                       typical, None, flipped if r.flipped is not None else None, note)
 
 
-def shortcut_kind(regions: dict[str, float | None], areas: dict[str, float]) -> str:
-    """The kind where the relevance is densest (share / the kind's mean fraction of the
-    members' images: a wide border band holds a large share of any map, a word's strokes a
-    large share of a marker cluster's in little area), among the kinds holding at least a
-    quarter of the cluster's shortcut-area share (a few stray bright pixels are not a kind)."""
-    total = regions.get("shortcut area") or 0.0
-    big = [k for k in KINDS if (regions.get(k) or 0.0) >= 0.25 * total] or list(KINDS)
-    return max(big, key=lambda k: (regions.get(k) or 0.0) / max(areas.get(k, 0.0), 1e-6))
-
-
-def _cf_text(cf: dict[str, Any] | None) -> str:
-    if not cf:
-        return ""
-    return (f"; masking it lowers the logit by {cf['logit_drop_hot']:.2f} vs "
-            f"{cf['logit_drop_random']:.2f} for random regions of the same size (effect "
-            f"{cf['effect']:.2f} [{cf['ci_low']:.2f}, {cf['ci_high']:.2f}], p = {cf['p_value']:.2g}, "
-            f"floor {cf.get('floor', 0.0):.2f})")
-
-
-def _sentence(c: dict[str, Any], n_total: int) -> str:
-    def share(r: str) -> float:
-        return c["regions"].get(r) or 0.0  # None: no member has positive relevance
-
-    top = max(_NAMED, key=share)
-    s = (f"cluster {c['id']} ({c['size']} images, {c['size'] / n_total:.0%}): "
-         f"{share('shortcut area'):.0%} of the relevance in the border, corners and "
-         f"outside the body (most in the {top}: {share(top):.0%})")
-    if c.get("strategy") is not None:
-        return s + f"; part of strategy {c['strategy']}"
-    return s + _cf_text(c.get("counterfactual"))
-
-
-def _strategy_sentence(st: dict[str, Any], n_total: int, baseline: dict[str, float]) -> str:
-    k = st["kind"]
-    ids = ", ".join(str(i) for i in st["clusters"])
-    s = (f"strategy {st['id']} (cluster{'s' if len(st['clusters']) > 1 else ''} {ids}; "
-         f"{st['size']} images, {st['size'] / n_total:.0%}): {st['regions'].get(k) or 0.0:.0%} of "
-         f"the relevance in the {k} (class median {baseline.get(k, 0.0):.0%})")
-    return s + _cf_text(st.get("counterfactual"))
-
-
-def _test(members: np.ndarray, res: SprayResult, positions: np.ndarray, config: AnalysisConfig,
-          load_images: Callable[[np.ndarray], Any], model: Any, cls: int, seed: int,
-          logit_sd: float, protos: dict[int, np.ndarray], area: np.ndarray | None = None
-          ) -> dict[str, Any] | None:
-    """The counterfactual test of ``members`` (indices into the population). Each image's hot
-    region comes from its own cluster's **share prototype**: the mean of the members' positive
-    relevance, each normalised to 1 (``protos``, per cluster; folded like SpRAy's maps,
-    unfolded per image), which is where the cluster's evidence lies (SpRAy's signed prototype can be
-    all negative when members carry little positive relevance). With ``area`` (the shortcut
-    area per population image, bits packed per row) only the prototype inside the image's area counts: a
-    strategy's test removes what it is suspected of."""
-    cfg = config.counterfactual
-    chosen = members
-    if len(members) > cfg.max_images:
+def _test(members: np.ndarray, ctx: "_Context", seed: int) -> dict[str, Any] | None:
+    """The counterfactual test of ``members`` (indices into the population, with evidence):
+    each member's test cells are the part of its own cluster's distinctive region holding
+    ``hot_share`` of its positive relevance there (folded like SpRAy's maps, unfolded per image)."""
+    cfg = ctx.config.counterfactual
+    chosen = members[ctx.evidence[members]]
+    if len(chosen) > cfg.max_images:
         rng = np.random.default_rng(cfg.seed + seed)
-        chosen = np.sort(rng.choice(members, cfg.max_images, replace=False))
+        chosen = np.sort(rng.choice(chosen, cfg.max_images, replace=False))
     if len(chosen) < 2:
         return None
-    flipped = res.flipped if res.flipped is not None else np.zeros(len(res.labels), bool)
+    maps = _rows(ctx.arrays, "maps64", ctx.positions[chosen], ctx.t)
     per = []
-    for i in chosen:
-        proto = protos[int(res.labels[i])]
-        proto = proto[:, ::-1] if flipped[i] else proto
-        if area is not None:
-            inside = proto * np.unpackbits(area[i])[:proto.size].reshape(proto.shape)
-            proto = inside if (inside > 0).any() else proto
-        if not (proto > 0).any():
-            return None
-        per.append(hot_cells(proto, cfg.grid, cfg.hot_share, cfg.max_cells))
-    return counterfactual(model, load_images(positions[chosen]), cls, np.stack(per), cfg,
-                          logit_sd).to_dict()
-
-
-def _mean_regions(sh: dict[str, np.ndarray], members: np.ndarray) -> dict[str, float | None]:
-    with np.errstate(all="ignore"):
-        return {r: (None if np.all(np.isnan(v[members])) else float(np.nanmean(v[members])))
-                for r, v in sh.items()}
+    for q, i in enumerate(chosen):
+        f = bool(ctx.flipped[i])
+        m = np.asarray(maps[q], dtype=np.float64)
+        cells = member_cells(m[:, ::-1] if f else m, ctx.cells[int(ctx.res.labels[i])], cfg.hot_share)
+        per.append(cells[:, ::-1] if f else cells)
+    return counterfactual(ctx.model, ctx.load_images(ctx.positions[chosen]), ctx.cls, np.stack(per),
+                          cfg, ctx.sd).to_dict()
 
 
 @dataclass
-class _Streamed:
-    """Per-image results of the pass over the population's 64-px arrays, block by block."""
+class _Context:
+    """What the tests and descriptions of one class share."""
 
-    shares: dict[str, np.ndarray]
-    mass: np.ndarray  #: positive relevance per image
-    kind_area: dict[str, np.ndarray]  #: per image, the fraction of it each kind covers
-    area: np.ndarray  #: (P, 512) the shortcut area per image, bits packed
-
-
-def _regions_pass(arrays: ClassArrays, positions: np.ndarray, t: int, config: AnalysisConfig,
-                  lungs: np.ndarray | None) -> _Streamed:
-    n = len(positions)
-    shares: dict[str, np.ndarray] = {}
-    mass, area = np.zeros(n), None
-    kind_area = {k: np.zeros(n) for k in KINDS}
-    i = 0
-    for blk in arrays.blocks(positions):
-        j = i + len(blk)
-        has = arrays.rows("has_finding", blk, t)
-        masks = region_masks(arrays.rows("image64", blk), arrays.rows("finding64", blk, t), has,
-                             None if lungs is None else lungs[blk], config.regions)
-        maps64 = arrays.rows("maps64", blk, t)
-        for r, v in region_shares(maps64, masks, has).items():
-            shares.setdefault(r, np.full(n, np.nan))[i:j] = v
-        mass[i:j] = np.clip(maps64.astype(np.float64), 0, None).reshape(len(blk), -1).sum(1)
-        for k in KINDS:
-            kind_area[k][i:j] = np.asarray(masks[k], dtype=np.float64).reshape(len(blk), -1).mean(1)
-        packed = np.packbits(np.asarray(masks["shortcut area"]).reshape(len(blk), -1), axis=1)
-        if area is None:
-            area = np.zeros((n, packed.shape[1]), np.uint8)
-        area[i:j] = packed
-        i = j
-    return _Streamed(shares, mass, kind_area, area)
+    arrays: ClassArrays
+    positions: np.ndarray
+    t: int
+    res: SprayResult
+    flipped: np.ndarray
+    evidence: np.ndarray
+    streamed: Streamed
+    cells: dict[int, np.ndarray]
+    config: AnalysisConfig
+    load_images: Callable[[np.ndarray], Any]
+    model: Any
+    cls: int
+    sd: float
 
 
-def _prototypes_pass(arrays: ClassArrays, positions: np.ndarray, t: int, res: SprayResult,
-                     evidence: np.ndarray, mass: np.ndarray
-                     ) -> tuple[dict[int, np.ndarray], dict[int, tuple[np.ndarray, np.ndarray]]]:
-    """Per cluster the mean of its members' positive relevance, each normalised to 1 (no
-    evidence: zero), folded like SpRAy's maps; and (image64, maps64) of the typical members."""
-    flipped = res.flipped if res.flipped is not None else np.zeros(len(res.labels), bool)
-    typical = {int(i) for c in res.typical for i in c}
-    sums: dict[int, np.ndarray] = {}
-    thumbs: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    i = 0
-    for blk in arrays.blocks(positions):
-        j = i + len(blk)
-        maps64 = arrays.rows("maps64", blk, t)
-        pos = np.clip(maps64.astype(np.float64), 0, None) / np.where(evidence[i:j], mass[i:j], 1.0)[:, None, None]
-        pos[~evidence[i:j]] = 0.0
-        pos = np.where(flipped[i:j, None, None], pos[:, :, ::-1], pos)
-        for c in np.unique(res.labels[i:j]):
-            part = pos[res.labels[i:j] == c].sum(0)
-            sums[int(c)] = sums[int(c)] + part if int(c) in sums else part
-        wanted = [q for q in range(i, j) if q in typical]
-        if wanted:
-            img = arrays.rows("image64", blk[np.array(wanted) - i])
-            for w, q in enumerate(wanted):
-                thumbs[q] = (img[w], np.array(maps64[q - i]))
-        i = j
-    counts = np.bincount(res.labels, minlength=res.n_clusters)
-    return {c: v / counts[c] for c, v in sums.items()}, thumbs
+def _describe(cells: np.ndarray, diff: np.ndarray, members: np.ndarray, ctx: _Context) -> dict[str, Any]:
+    """The region's bbox (64 px, folded frame), cells, words and where it lies (the share of
+    its pixels in each region kind, per member)."""
+    side = diff.shape[-1]
+    px = upsample(cells, side)
+    box = bbox(tight_mask(diff, cells, ctx.config.distinct.threshold))
+    sample = members[:512]
+    fl = ctx.flipped[sample]
+    masks = {k: _fold(unpack(ctx.streamed.packed[k][sample], side), fl) for k in ("outside body", "bright")}
+
+    def frac(k: str, m: np.ndarray) -> float:
+        return float(((masks[k] & m).reshape(len(sample), -1).sum(1) / m.sum()).mean())
+
+    named = []  # each part of the region in words, largest first
+    for part in parts(cells)[:4]:
+        m = upsample(part, side)
+        named.append(name_region(bbox(tight_mask(diff, part, ctx.config.distinct.threshold)), side,
+                                 1.0 - frac("outside body", m), frac("bright", m)))
+    whole = {k: frac(k, px) for k in ("outside body", "bright")}
+    fixed = fixed_masks(side, ctx.config.regions)
+    corners = np.logical_or.reduce([fixed[c] for c in CORNERS])
+    kinds = {"corners": float((px & corners).sum() / px.sum()),
+             "border": float((px & fixed["border"]).sum() / px.sum()), **whole}
+    top = max(kinds, key=kinds.get)
+    words = "; ".join(named)
+    if ctx.flipped.any():
+        words += " (maps folded left/right: or its mirror image)"
+    return {"bbox": box, "side": side, "grid": int(cells.shape[0]),
+            "cells": [[int(r), int(c)] for r, c in zip(*np.nonzero(cells))],
+            "area": float(px.mean()), "words": words, "inside_body": 1.0 - whole["outside body"],
+            "kinds": kinds, "kind": top if kinds[top] >= 0.5 else "inside the body"}
+
+
+def _mean(v: np.ndarray) -> float | None:
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if len(v) else None
 
 
 def audit_class(name: str, t: int, data: ClassArrays | dict[str, np.ndarray], labels: np.ndarray,
                 meta: pd.DataFrame, keys: list[str], config: AnalysisConfig,
                 load_images: Callable[[np.ndarray], Any], model: Any, cls: int,
-                lungs: np.ndarray | None = None) -> ClassAudit:
+                lungs: np.ndarray | None = None, findings: np.ndarray | None = None) -> ClassAudit:
     """Audit class ``name`` (column ``t`` of the store, output ``cls`` of the model).
 
     ``data`` gives the stored arrays (:mod:`chexplain.audit.arrays`; a dict of arrays in
     memory too): SpRAy's 32-px maps of the population are read at once, the 64-px maps,
-    images and finding masks a block at a time."""
+    images and finding masks a block at a time. ``findings``: finding masks (N, 64, 64) of
+    the whole data set that replace the stored ones where they have pixels."""
     arrays = as_arrays(data)
     logits = arrays.rows("logits", np.arange(arrays.n_images), t).astype(np.float64)
     prob = 1.0 / (1.0 + np.exp(-logits))
@@ -281,56 +244,70 @@ def audit_class(name: str, t: int, data: ClassArrays | dict[str, np.ndarray], la
     if len(positions) < max(3, config.min_images):
         return ClassAudit(name, text, positions, None, {}, note=f"only {len(positions)} images "
                           f"({text}); at least {max(3, config.min_images)} are needed")
-    res = spray(arrays.rows("maps32", positions, t), config.spray)
-    streamed = _regions_pass(arrays, positions, t, config, lungs)
+    streamed = regions_pass(arrays, positions, t, config.regions, lungs)
     mass = streamed.mass
     evidence = mass > config.min_evidence * float(np.median(mass))
-    protos, thumbs = _prototypes_pass(arrays, positions, t, res, evidence, mass)
+    res = _cluster(arrays.rows("maps32", positions, t), evidence, config)
+    protos, thumbs = prototypes_pass(arrays, positions, t, res, evidence, mass)
     sh = {r: np.where(evidence, v, np.nan) for r, v in streamed.shares.items()}
     baseline = {r: float(np.nanmedian(v)) if np.isfinite(v).any() else 0.0 for r, v in sh.items()}
     sd = float(np.std(logits, ddof=1)) if len(logits) > 1 else 0.0
     note = res.note or ("" if evidence.any() else
                         "no map has positive relevance for the class: no region shares")
     audit = ClassAudit(name, text, positions, res, sh, baseline=baseline, logit_sd=sd, note=note,
-                       thumbs=thumbs)
+                       thumbs=thumbs, protos=protos,
+                       apart=res.n_clusters - 1 if np.isnan(res.embedding).any() else None)
+    k, dc, cfc = res.n_clusters, config.distinct, config.counterfactual
+    flipped = res.flipped if res.flipped is not None else np.zeros(len(res.labels), bool)
+    ev = np.array([evidence[res.labels == c].mean() for c in range(k)])
+    sizes = np.bincount(res.labels, minlength=k)  # the rest of the class: every other image
+    diffs = {c: contrast(protos, sizes, c) for c in range(k) if ev[c] >= 0.5}
+    for c, d in diffs.items():
+        r = distinctive_cells(d, cfc.grid, dc.threshold, cfc.max_cells, dc.min_part)
+        if r is not None:
+            audit.cells[c] = r
+    split = split_regions(audit.cells, arrays, positions, t, res, evidence, mass, findings, dc)
+    audit.cells = split.tested
+    ctx = _Context(arrays, positions, t, res, flipped, evidence, streamed, audit.cells, config,
+                   load_images, model, cls, sd)
     lab = labels[positions, t]
-    groups: dict[str, list[int]] = {}
-    for c in range(res.n_clusters):
+    for c in range(k):
         members = np.flatnonzero(res.labels == c)
-        regions = _mean_regions(sh, members)
         known = lab[members][~np.isnan(lab[members])]
-        suspect = bool(evidence[members].mean() >= 0.5) and \
-            is_suspect(regions["shortcut area"], baseline["shortcut area"], config)
-        rec = {"id": c, "size": int(len(members)), "fraction": len(members) / len(positions),
-               "members": [keys[int(positions[i])] for i in members],
-               "typical": [keys[int(positions[i])] for i in res.typical[c]],
-               "regions": regions, "positive_rate": float(known.mean()) if len(known) else None,
-               "mean_probability": float(prob[positions[members]].mean()),
-               "evidence": float(evidence[members].mean()),
-               "suspect": suspect, "kind": None if not suspect else shortcut_kind(
-                   regions, {k: float(np.mean(streamed.kind_area[k][members])) for k in KINDS}),
-               "strategy": None, "counterfactual": None, "flagged": False}
-        if suspect:
-            groups.setdefault(rec["kind"] if config.strategies else f"{rec['kind']}#{c}", []).append(c)
-        elif config.counterfactual_on == "all":
-            rec["counterfactual"] = _test(members, res, positions, config, load_images, model,
-                                          cls, c, sd, protos)
-        audit.clusters.append(rec)
-    for s_id, (key, ids) in enumerate(sorted(groups.items(), key=lambda kv: kv[1][0])):
-        members = np.flatnonzero(np.isin(res.labels, ids))
-        cf = _test(members, res, positions, config, load_images, model, cls, 100 + s_id, sd,
-                   protos, streamed.area)
-        st = {"id": s_id, "kind": key.split("#")[0], "clusters": ids, "size": int(len(members)),
-              "fraction": len(members) / len(positions),
-              "members": [keys[int(positions[i])] for i in members],
-              "regions": _mean_regions(sh, members), "counterfactual": cf,
-              "flagged": bool(cf and cf["used"])}
-        st["sentence"] = _strategy_sentence(st, len(positions), baseline)
-        audit.strategies.append(st)
-        for c in ids:
-            audit.clusters[c].update(strategy=s_id, counterfactual=cf, flagged=st["flagged"])
+        region, cf = None, None
+        if ev[c] < 0.5:
+            v, why = NOT, "most members carry no positive relevance for the class"
+        elif c not in split.whole:
+            v, why = NOT, "its prototype nowhere exceeds the other clusters'"
+        elif c not in audit.cells:  # every part of it on the finding's evidence
+            region = _describe(split.whole[c], diffs[c], members, ctx) | {
+                "evidence_overlap": split.overlap[c], "share": None, "share_others": None,
+                "on_finding_cells": int(split.whole[c].sum())}
+            v, why = verdict({"used": True}, split.overlap[c], dc.evidence_overlap, cfc.alpha)
+        else:
+            region = _describe(audit.cells[c], diffs[c], members, ctx) | {
+                "evidence_overlap": split.overlap[c], "share": _mean(split.share[members, c]),
+                "share_others": _mean(split.share[res.labels != c, c]) if k > 1 else None,
+                "on_finding_cells": int(split.whole[c].sum() - audit.cells[c].sum())}
+            cf = _test(members, ctx, c)
+            v, why = verdict(cf, split.overlap[c], dc.evidence_overlap, cfc.alpha)
+            if region["on_finding_cells"] and v != NOT:
+                why += (f" (its {region['on_finding_cells']} cell(s) on the finding's evidence "
+                        "were set aside)")
+        audit.clusters.append({
+            "id": c, "size": int(len(members)), "fraction": len(members) / len(positions),
+            "members": [keys[int(positions[i])] for i in members],
+            "typical": [keys[int(positions[i])] for i in res.typical[c]],
+            "regions": _mean_regions(sh, members),
+            "positive_rate": float(known.mean()) if len(known) else None,
+            "mean_probability": float(prob[positions[members]].mean()),
+            "evidence": float(ev[c]), "suspect": v != NOT,
+            "kind": None if region is None else region["kind"], "strategy": None,
+            "counterfactual": cf, "flagged": v == FLAGGED, "verdict": v, "why": why,
+            "distinctive_region": region})
+    _strategies(audit, ctx, split, diffs, keys)
     for rec in audit.clusters:
-        rec["sentence"] = _sentence(rec, len(positions))
+        rec["sentence"] = cluster_sentence(rec, len(positions))
     sub = meta.iloc[positions].reset_index(drop=True) if len(meta.columns) else pd.DataFrame()
     factors = {"label": pd.Series(lab).map({1.0: "positive", 0.0: "negative"})}
     for col in sub.columns:
@@ -340,3 +317,78 @@ def audit_class(name: str, t: int, data: ClassArrays | dict[str, np.ndarray], la
         if a is not None:
             audit.association[fname] = a
     return audit
+
+
+def _strategies(audit: ClassAudit, ctx: _Context, stats: Split, diffs: dict[int, np.ndarray],
+                keys: list[str]) -> None:
+    """Unite the clusters whose tested regions coincide, test each union of several clusters
+    on its members (a union the test rejects leaves its used clusters standing alone), keep the
+    used ones (flagged or distinct) as strategies and pick the members the report shows."""
+    config, res, positions = ctx.config, ctx.res, ctx.positions
+    used = [c["id"] for c in audit.clusters if c["verdict"] in (FLAGGED, DISTINCT)]
+    if config.strategies:  # coinciding regions, whatever each cluster's own test said
+        groups = [g for g in unite(dict(audit.cells), config.distinct.merge_margin,
+                                   config.distinct.merge_mirrored) if len(g) > 1 or g[0] in used]
+    else:
+        groups = [[c] for c in used]
+    s_id = 0
+    for ids in groups:
+        everyone = np.flatnonzero(np.isin(res.labels, ids))
+        members = everyone[users(stats.share[everyone, res.labels[everyone]], config.distinct.users_ratio)]
+        sizes = {c: audit.clusters[c]["size"] for c in ids}
+        on = [(stats.overlap[c], sizes[c]) for c in ids if stats.overlap[c] is not None]
+        overlap = sum(o * n for o, n in on) / sum(n for _, n in on) if on else None
+        if len(ids) == 1 and len(members) == len(everyone):
+            c = audit.clusters[ids[0]]
+            cf, v, why, region = c["counterfactual"], c["verdict"], c["why"], c["distinctive_region"]
+        else:
+            cf = _test(members, ctx, 100 + s_id)
+            v, why = verdict(cf, overlap, config.distinct.evidence_overlap, config.counterfactual.alpha)
+            union = np.logical_or.reduce([audit.cells[c] for c in ids])
+            diff = sum(sizes[c] * diffs[c] for c in ids) / sum(sizes.values())
+            own = stats.share[members, res.labels[members]]
+            words = "; ".join(dict.fromkeys(audit.clusters[c]["distinctive_region"]["words"] for c in ids))
+            region = _describe(union, diff, members, ctx) | {
+                "words": words, "evidence_overlap": overlap, "share": _mean(own), "share_others": None}
+            if len(members) < len(everyone):
+                why += (f"; its members are the {len(members)} of the clusters' {len(everyone)} "
+                        "images that put their relevance in the region")
+        if v == NOT:  # the union is not used: its clusters the test found used stand alone
+            groups += [[c] for c in ids if c in used and len(ids) > 1]
+            continue
+        share = np.nan_to_num(stats.share[members, res.labels[members]], nan=-1.0)
+        rank = np.zeros(len(members))  # the clusters in turn, each's most relevant first
+        for c in ids:
+            sel = np.flatnonzero(res.labels[members] == c)
+            rank[sel[np.argsort(-share[sel], kind="stable")]] = np.arange(len(sel))
+        best = members[np.lexsort((-share, rank))[:EXAMPLES]]
+        audit.examples[s_id] = sorted(int(i) for i in best)
+        st = {"id": s_id, "kind": region["kind"], "clusters": ids, "size": int(len(members)),
+              "fraction": len(members) / len(positions),
+              "members": [keys[int(positions[i])] for i in members],
+              "examples": [keys[int(positions[i])] for i in audit.examples[s_id]],
+              "regions": _mean_regions(audit.shares, members), "counterfactual": cf,
+              "flagged": v == FLAGGED, "verdict": v, "why": why, "distinctive_region": region}
+        st["sentence"] = strategy_sentence(st, len(positions))
+        audit.strategies.append(st)
+        for c in ids:
+            audit.clusters[c].update(strategy=s_id, flagged=st["flagged"], suspect=True)
+        s_id += 1
+    wanted = sorted({i for e in audit.examples.values() for i in e} - set(audit.thumbs))
+    if wanted:
+        pos = positions[np.array(wanted)]
+        img = _rows(ctx.arrays, "image64", pos)
+        maps = _rows(ctx.arrays, "maps64", pos, ctx.t)
+        for w, i in enumerate(wanted):
+            audit.thumbs[i] = (np.array(img[w]), np.array(maps[w]))
+
+
+def _rows(arrays: ClassArrays, key: str, positions: np.ndarray, t: int | None = None) -> np.ndarray:
+    """``key`` at sorted ``positions``, read a block (one shard) at a time."""
+    return np.concatenate([np.asarray(arrays.rows(key, blk, t)) for blk in arrays.blocks(positions)])
+
+
+def _mean_regions(sh: dict[str, np.ndarray], members: np.ndarray) -> dict[str, float | None]:
+    with np.errstate(all="ignore"):
+        return {r: (None if np.all(np.isnan(v[members])) else float(np.nanmean(v[members])))
+                for r, v in sh.items()}

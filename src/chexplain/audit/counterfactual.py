@@ -3,7 +3,9 @@ more than removing random regions of the same size?
 
 The input is split into ``grid`` × ``grid`` cells. The cluster's **hot region** is the
 fewest cells of its prototype (mean normalised map) holding ``hot_share`` of the prototype's
-positive relevance (at most ``max_cells`` of the cells). For each member image, the hot cells
+positive relevance (at most ``max_cells`` of the cells; the audit gives each member its own
+cells: the part of its cluster's distinctive region holding most of its relevance there,
+:mod:`chexplain.audit.distinctive`). For each member image, the hot cells
 and, ``n_random`` times, the same number of cells drawn at random take the blur baseline
 (:func:`chexplain.evaluate.faithfulness.baseline_image`), and the class logit's drops are
 

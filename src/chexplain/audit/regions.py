@@ -11,18 +11,19 @@ Regions, on the 64 × 64 grid of the stored maps:
   side, where markers and text live;
 - ``corners``: the union of the four corners;
 - ``outside body``: pixels darker than ``body_threshold`` connected to the image edge (air
-  around the patient; dark lungs enclosed by the body are not outside);
+  around the patient; dark lungs enclosed by the body are not outside), and what they cut
+  off from the body (a marker in the air);
 - ``bright``: per image, near-white pixels (grey ≥ ``bright_threshold``) in connected pieces
   of at most ``bright_max_area`` of the image, grown by ``bright_grow`` pixels: burned-in
   text, laterality tags, markers and radiopaque device stripes, wherever they sit (a word
   across the top of a 64-px image lies mostly outside the corner squares and the border
   band, and on the body, so the fixed regions miss it);
 - ``shortcut area``: the union of the border, the corners, the outside of the body and the
-  bright pieces — where no finding lives (suspects: :mod:`chexplain.audit.analysis`).
+  bright pieces — where no finding lives.
 
-The shortcut **kinds** (:data:`KINDS`: corners, border, outside body, bright) are the parts
-of the shortcut area a strategy is attributed to; the four corners form one kind, so that a
-marker in any corner (text left or right, a laterality tag in any of the four) is one kind.
+The shortcut **kinds** (:data:`KINDS`: corners, border, outside body, bright) describe where
+a cluster's distinctive region lies (:mod:`chexplain.audit.distinctive`); they do not decide
+what is tested: a region is found wherever it is.
 """
 
 from __future__ import annotations
@@ -68,7 +69,9 @@ def fixed_masks(side: int, config: RegionConfig = RegionConfig()) -> dict[str, n
 
 
 def outside_body(images: np.ndarray, threshold: float) -> np.ndarray:
-    """(N, H, W) grey images in [0, 1] → pixels darker than ``threshold`` connected to the edge."""
+    """(N, H, W) grey images in [0, 1] → pixels darker than ``threshold`` connected to the edge,
+    and the pieces of the rest cut off from the largest one (a marker or text in the air
+    around the patient lies outside the body, though it is not dark)."""
     from scipy import ndimage
 
     out = np.zeros(images.shape, dtype=bool)
@@ -76,7 +79,12 @@ def outside_body(images: np.ndarray, threshold: float) -> np.ndarray:
         dark = ndimage.uniform_filter(img.astype(np.float64), 3, mode="nearest") < threshold
         lab, _ = ndimage.label(dark)
         edge = np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))
-        out[i] = np.isin(lab, edge[edge > 0])
+        outside = np.isin(lab, edge[edge > 0])
+        rest, n = ndimage.label(~outside)
+        if n > 1:
+            body = np.argmax(np.bincount(rest.ravel())[1:]) + 1
+            outside = rest != body
+        out[i] = outside
     return out
 
 
@@ -138,8 +146,21 @@ def region_shares(maps64: np.ndarray, masks: dict[str, np.ndarray],
     return out
 
 
+def finding_masks(folder: str | os.PathLike, name: str, keys: Sequence[str], side: int = 64) -> np.ndarray:
+    """The user's finding masks of class ``name``: ``<folder>/<class>/`` when that folder
+    exists (the class's name, or its slug), else ``folder`` itself, read like
+    :func:`read_mask_folder` (rows without a file: all False)."""
+    from ..explain_images import slug
+
+    folder = Path(folder)
+    for sub in (folder / name, folder / slug(name)):
+        if sub.is_dir():
+            return read_mask_folder(sub, keys, side)
+    return read_mask_folder(folder, keys, side)
+
+
 def read_mask_folder(folder: str | os.PathLike, keys: Sequence[str], side: int = 64) -> np.ndarray:
-    """Lung-field masks from ``folder``: for each image key, ``<folder>/<key>.png`` (the key's
+    """Masks (lung fields, findings) from ``folder``: for each image key, ``<folder>/<key>.png`` (the key's
     suffix replaced) or else ``<folder>/<file stem>.png`` (white = inside), max-pooled to
     ``side`` (all False where no file exists)."""
     from ..data.images import read_image
@@ -147,7 +168,7 @@ def read_mask_folder(folder: str | os.PathLike, keys: Sequence[str], side: int =
 
     folder = Path(folder)
     if not folder.is_dir():
-        raise DataError(f"{folder}: lung-mask folder not found")
+        raise DataError(f"{folder}: mask folder not found")
     out = np.zeros((len(keys), side, side), dtype=bool)
     for i, key in enumerate(keys):
         p = folder / Path(key).with_suffix(".png")

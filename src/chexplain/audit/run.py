@@ -46,6 +46,7 @@ class AuditConfig:
     full: bool = False  #: keep the input-resolution maps (float16) too
     resume: bool = False  #: continue the store in ``out`` (same fingerprint only)
     lung_masks: str | None = None
+    finding_masks: str | None = None  #: <DIR>/<image>.png, or <DIR>/<class>/<image>.png per class
     model_options: dict[str, Any] = field(default_factory=dict)  #: load_model's other arguments
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
 
@@ -55,12 +56,12 @@ class AuditConfig:
                 raise ChexplainError(f"--{name.replace('_', '-')} must be at least 1")
         if self.workers < 0:
             raise ChexplainError("--workers must be >= 0")
-        a = self.analysis
-        for name in ("flag_share", "min_share"):
-            if not 0 <= float(getattr(a, name)) <= 1:
-                raise ChexplainError(f"--{name.replace('_', '-')} {getattr(a, name)} must lie in [0, 1]")
-        if a.enrichment <= 0:
-            raise ChexplainError(f"--enrichment {a.enrichment} must be positive")
+        d = self.analysis.distinct
+        for name in ("threshold", "evidence_overlap"):
+            if not 0 < float(getattr(d, name)) <= 1:
+                raise ChexplainError(f"--{name.replace('_', '-')} {getattr(d, name)} must lie in (0, 1]")
+        if d.evidence_margin < 0 or d.merge_margin < 0:
+            raise ChexplainError("the evidence and merge margins must be >= 0")
         if self.analysis.population not in POPULATIONS:
             raise ChexplainError(f"unknown --population {self.analysis.population!r}; choose "
                                  f"from {', '.join(POPULATIONS)}")
@@ -186,7 +187,7 @@ def _analyse(config, model, source, store, plan, classes, idx, fingerprint, say,
 
     from .analysis import age_bins
     from .arrays import StoreArrays
-    from .regions import read_mask_folder
+    from .regions import finding_masks, read_mask_folder
     from .report import write_outputs
 
     data = StoreArrays(store, plan)  # read per class and block, never the whole store
@@ -199,15 +200,18 @@ def _analyse(config, model, source, store, plan, classes, idx, fingerprint, say,
 
     audits = []
     for t, (name, cls) in enumerate(zip(classes, idx)):
+        findings = finding_masks(config.finding_masks, name, source.keys) \
+            if config.finding_masks else None
         a = audit_class(name, t, data, source.labels, source.meta, source.keys, config.analysis,
-                        load_images, model, cls, lungs)
+                        load_images, model, cls, lungs, findings)
         audits.append(a)
         flagged = [s for s in a.strategies if s["flagged"]]
+        distinct = [s for s in a.strategies if s["verdict"] == "distinct strategy"]
         k = a.spray.n_clusters if a.spray is not None else 0
         say(f"{name}: {len(a.positions)} images ({a.population}), {k} cluster(s), "
-            f"{len(a.strategies)} suspect strateg{'y' if len(a.strategies) == 1 else 'ies'}, "
-            f"{len(flagged)} flagged" + (f"; {a.note}" if a.note else ""))
-        for s in flagged:
+            f"{len(flagged)} flagged strateg{'y' if len(flagged) == 1 else 'ies'}, "
+            f"{len(distinct)} distinct (no finding mask to judge by)" + (f"; {a.note}" if a.note else ""))
+        for s in flagged + distinct:
             say(f"  {s['sentence']}")
     factors = {}
     for col in source.meta.columns:
@@ -221,11 +225,13 @@ def _analyse(config, model, source, store, plan, classes, idx, fingerprint, say,
                                 f"normalisation {record['normalization']}",
                "spray": str(asdict(config.analysis.spray)),
                "counterfactual": str(asdict(config.analysis.counterfactual)),
-               "suspect rule": f"shortcut-area share ≥ {config.analysis.flag_share:.0%}, or "
-                               f"≥ {config.analysis.min_share:.0%} and ≥ "
-                               f"{config.analysis.enrichment:g}× the class median",
-               "strategies": "suspects united by shortcut kind" if config.analysis.strategies
-               else "one per suspect cluster"}
+               "suspect rule": "every cluster's distinctive region (where its prototype exceeds "
+                               "the other clusters') is tested; flagged: used and < "
+                               f"{config.analysis.distinct.evidence_overlap:.0%} of it on the "
+                               "finding masks; distinct strategy: used, no finding mask known",
+               "distinctive region": str(asdict(config.analysis.distinct)),
+               "strategies": "flagged (distinct) clusters united where their regions coincide"
+               if config.analysis.strategies else "one per cluster"}
     out = Path(config.out)
     analysed = time.perf_counter()
     result = write_outputs(out, audits, {c: t for t, c in enumerate(classes)}, source.keys,

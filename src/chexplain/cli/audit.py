@@ -12,9 +12,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "audit", help="explain a data set and find shortcut strategies (SpRAy)",
         description="Explain every image for the chosen classes into a resumable store, cluster "
-                    "each class's relevance maps (Spectral Relevance Analysis), measure where the "
-                    "relevance lies (finding, border, corners, outside the body) and test suspect "
-                    "clusters counterfactually. Writes OUT/audit.html, audit.json and CSVs.")
+                    "each class's relevance maps (Spectral Relevance Analysis), find where each "
+                    "cluster's relevance differs from the rest of its class and test that region "
+                    "counterfactually. Writes OUT/audit.html, audit.json and CSVs.")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--csv", help="a CheXpert-format CSV (Paths relative to --data)")
     src.add_argument("--images", metavar="DIR", help="a folder of PNG, JPEG or DICOM images")
@@ -43,17 +43,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "5,000 maps of a class, approximate beyond), exact or approximate")
     p.add_argument("--mirror", action="store_true", help="fold left/right before clustering: "
                    "one strategy on either side (a marker in either top corner) is one cluster")
-    p.add_argument("--flag-share", type=float, default=0.3, help="share of relevance in the border, "
-                   "corners and outside the body that makes a cluster a suspect (default 0.3)")
-    p.add_argument("--enrichment", type=float, default=1.5, help="… or this multiple of the "
-                   "class's median share there (default 1.5), if at least --min-share")
-    p.add_argument("--min-share", type=float, default=0.15, help="see --enrichment (default 0.15)")
-    p.add_argument("--no-strategies", action="store_true", help="test each suspect cluster on its "
-                   "own (default: unite the suspects of one shortcut kind into one strategy)")
+    p.add_argument("--evidence-overlap", type=float, default=0.5, help="a cluster's distinctive "
+                   "region with at least this share on the finding masks is the finding's "
+                   "evidence, not a shortcut (default 0.5)")
+    p.add_argument("--no-strategies", action="store_true", help="report each cluster on its own "
+                   "(default: unite the clusters whose distinctive regions coincide)")
     p.add_argument("--min-effect-sd", type=float, default=0.5, help="a strategy is used only if "
                    "removing it lowers the logit by this many standard deviations of the "
                    "class's logits more than random regions (default 0.5)")
     p.add_argument("--lung-masks", metavar="DIR", help="lung-field masks: <DIR>/<image>.png")
+    p.add_argument("--finding-masks", metavar="DIR", help="finding masks: <DIR>/<image>.png, or "
+                   "<DIR>/<class>/<image>.png per class (white = the finding); they replace the "
+                   "data's own (the phantom's masks, NIH's boxes) where given")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--resume", action="store_true", help="continue the store in --out")
@@ -63,13 +64,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     from ..audit import AnalysisConfig, AuditConfig, CounterfactualConfig, SprayConfig, run_audit
+    from ..audit.distinctive import DistinctConfig
     from .method_params import parse_params
     from .model_args import model_options
 
     params = parse_params(args.param, [args.method]).get(args.method, {})
     analysis = AnalysisConfig(
-        population=args.population, flag_share=args.flag_share, enrichment=args.enrichment,
-        min_share=args.min_share, strategies=not args.no_strategies,
+        population=args.population, strategies=not args.no_strategies,
+        distinct=DistinctConfig(evidence_overlap=args.evidence_overlap),
         spray=SprayConfig(neighbours=args.neighbours, max_clusters=args.max_clusters,
                           n_clusters=args.clusters, embedding=args.embedding, seed=args.seed,
                           mirror=args.mirror, knn=args.knn),
@@ -80,6 +82,6 @@ def cmd_audit(args: argparse.Namespace) -> int:
                          method_params=params,
                          max_images=args.max_images, device=args.device, batch_size=args.batch_size,
                          workers=args.workers, shard_size=args.shard_size, full=args.full,
-                         lung_masks=args.lung_masks, resume=args.resume, analysis=analysis)
+                         lung_masks=args.lung_masks, finding_masks=args.finding_masks, resume=args.resume, analysis=analysis)
     run_audit(config, progress=not args.quiet)
     return 0
