@@ -23,7 +23,7 @@ def shortcut_images(test_csv: Path, kind: str) -> dict[str, bool]:
 
 
 #: verdicts of a report that names them (instead of, or beside, ``flagged``) that flag a group
-FLAGGING_VERDICTS = ("flagged", "shortcut", "clever hans", "confirmed")
+FLAGGING_VERDICTS = ("flagged",)
 
 
 def is_flagged(group: dict[str, Any]) -> bool:
