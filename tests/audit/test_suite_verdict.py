@@ -42,8 +42,8 @@ def _audit(groups):
 
 @pytest.mark.parametrize("group, flagged", [
     ({"flagged": True}, True), ({"flagged": False, "verdict": "shortcut"}, False),
-    ({"verdict": "Flagged"}, True), ({"verdict": "shortcut"}, True),
-    ({"verdict": "not used"}, False), ({}, False)])
+    ({"verdict": "Flagged"}, True), ({"verdict": "distinct strategy"}, False),
+    ({"verdict": "not a suspect"}, False), ({}, False)])
 def test_flagged_from_either_key(group, flagged):
     assert acceptance.is_flagged(group) is flagged
 
