@@ -185,8 +185,9 @@ def explain_images(model: torch.nn.Module, inputs: Sequence[str | os.PathLike], 
     checkpoints; any normalisation), ``observations`` the model's output names and ``about``
     the model's record (spec, weights' SHA-256, preprocessing; see
     :meth:`chexplain.zoo.LoadedModel.record`), kept as ``model``. ``method_params`` gives
-    methods their parameters (``{method: {name: value}}``, see :func:`chexplain.explain`). Returns the summary also written to ``out/explain.json``. Every option is
-    checked before the first image; an unreadable image stops the run naming the file, or with
+    methods their parameters (``{method: {name: value}}``, see :func:`chexplain.explain`).
+    Returns the summary also written to ``out/explain.json``. Every option is checked before
+    the first image; an unreadable image stops the run naming the file, or with
     ``skip_bad`` is left out and listed under ``failed`` (the others are explained).
 
     Each finished image is appended to ``predictions.csv`` and ``progress.jsonl`` at once;
