@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import random
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -87,3 +88,26 @@ def figure_audit(monkeypatch) -> FigureAudit:
 
     monkeypatch.setattr(Figure, "savefig", savefig)
     return seen
+
+
+@dataclass(frozen=True)
+class TinyPhantom:
+    """Four 32-px phantom radiographs and a random tiny DenseNet checkpoint for them."""
+
+    csv: Path
+    checkpoint: Path
+
+
+@pytest.fixture
+def tiny_phantom(tmp_path) -> TinyPhantom:
+    from chexplain.data.chexpert import OBSERVATIONS
+    from chexplain.data.phantom import write_phantom
+    from chexplain.models.densenet import chexpert_densenet, model_meta
+    from chexplain.train.checkpoint import save_checkpoint
+
+    csv = write_phantom(tmp_path / "phantom", 4, size=32, seed=3, progress=False)
+    torch.manual_seed(0)
+    model, init = chexpert_densenet("tiny", 14, None)
+    meta = model_meta("tiny", 14, 3, OBSERVATIONS, "imagenet", 32, init)
+    return TinyPhantom(csv, save_checkpoint(tmp_path / "best.pt", model, meta=meta, epoch=1,
+                                            mean_auroc=0.5))

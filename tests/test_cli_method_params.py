@@ -83,28 +83,12 @@ def test_an_image_file_is_integrated_gradients_baseline(tmp_path):
     assert len(record["integrated-gradients"]["baseline"]["sha256"]) == 64
 
 
-@pytest.fixture
-def tiny_phantom(tmp_path):
-    from chexplain.data.chexpert import OBSERVATIONS
-    from chexplain.data.phantom import write_phantom
-    from chexplain.models.densenet import chexpert_densenet, model_meta
-    from chexplain.train.checkpoint import save_checkpoint
-
-    csv = write_phantom(tmp_path / "phantom", 4, size=32, seed=3, progress=False)
-    torch.manual_seed(0)
-    model, init = chexpert_densenet("tiny", 14, None)
-    ckpt = save_checkpoint(tmp_path / "best.pt", model, meta=model_meta("tiny", 14, 3, OBSERVATIONS,
-                                                                         "imagenet", 32, init),
-                           epoch=1, mean_auroc=0.5)
-    return csv, ckpt
-
-
 def test_explain_carries_the_parameters_to_the_method(tmp_path, tiny_phantom):
     from chexplain.data.images import IMAGENET, Preprocess, read_image
     from chexplain.data.chexpert import OBSERVATIONS
     from chexplain.zoo import load_model
 
-    csv, ckpt = tiny_phantom
+    csv, ckpt = tiny_phantom.csv, tiny_phantom.checkpoint
     image = sorted(csv.parent.rglob("view1_frontal.*"))[0]
     out = tmp_path / "out"
     argv = ["explain", str(image), "--checkpoint", str(ckpt), "--methods", "smoothgrad",
@@ -122,7 +106,7 @@ def test_explain_carries_the_parameters_to_the_method(tmp_path, tiny_phantom):
 
 
 def test_compare_records_parameters_and_road_noise(tmp_path, tiny_phantom):
-    csv, ckpt = tiny_phantom
+    csv, ckpt = tiny_phantom.csv, tiny_phantom.checkpoint
     out = tmp_path / "out"
     rc = main(["compare", "--checkpoint", str(ckpt), "--csv", str(csv), "--methods",
                "integrated-gradients,random", "--param", "integrated-gradients:steps=4",
@@ -141,7 +125,7 @@ def test_compare_records_parameters_and_road_noise(tmp_path, tiny_phantom):
     (["--param", "stepz=3"], "stepz"),
 ])
 def test_audit_refuses_bad_parameters_before_any_work(tmp_path, tiny_phantom, capsys, extra, needle):
-    csv, ckpt = tiny_phantom
+    csv, ckpt = tiny_phantom.csv, tiny_phantom.checkpoint
     out = tmp_path / "audit"
     rc = main(["audit", "--checkpoint", str(ckpt), "--csv", str(csv), "--method", "occlusion",
                "--out", str(out), "--quiet", *extra])
@@ -151,7 +135,7 @@ def test_audit_refuses_bad_parameters_before_any_work(tmp_path, tiny_phantom, ca
 
 
 def test_compare_refuses_a_negative_road_noise(tmp_path, tiny_phantom, capsys):
-    csv, ckpt = tiny_phantom
+    csv, ckpt = tiny_phantom.csv, tiny_phantom.checkpoint
     rc = main(["compare", "--checkpoint", str(ckpt), "--csv", str(csv), "--methods", "random",
                "--baseline", "road", "--road-noise", "-1", "--out", str(tmp_path / "o"), "--quiet"])
     assert rc == 2 and "--road-noise" in capsys.readouterr().err

@@ -126,19 +126,10 @@ def test_region_perturbation_with_road():
     assert not np.allclose(out["morf"]["curve"][:, 1:-1], quiet["morf"]["curve"][:, 1:-1], atol=0)
 
 
-def test_compare_cli_road_on_phantom(tmp_path):
+def test_compare_cli_road_on_phantom(tmp_path, tiny_phantom):
     from chexplain.cli import main
-    from chexplain.data.chexpert import OBSERVATIONS
-    from chexplain.data.phantom import write_phantom
-    from chexplain.models.densenet import chexpert_densenet, model_meta
-    from chexplain.train.checkpoint import save_checkpoint
 
-    csv = write_phantom(tmp_path / "phantom", 4, size=32, seed=3, progress=False)
-    torch.manual_seed(0)
-    model, init = chexpert_densenet("tiny", 14, None)
-    ckpt = save_checkpoint(tmp_path / "best.pt", model, meta=model_meta("tiny", 14, 3, OBSERVATIONS,
-                                                                         "imagenet", 32, init),
-                           epoch=1, mean_auroc=0.5)
+    csv, ckpt = tiny_phantom.csv, tiny_phantom.checkpoint
     out = tmp_path / "out"
     rc = main(["compare", "--checkpoint", str(ckpt), "--csv", str(csv), "--methods", "random,gradient-x-input",
                "--baseline", "road", "--patch", "8", "--steps", "2", "--randomisation-items", "0",
