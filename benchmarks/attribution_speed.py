@@ -89,6 +89,8 @@ def cases(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, args: a
 
     t = target.tolist()
     batch = max(args.ig_batch, x.shape[0])
+    copies = max(1, args.sg_batch // x.shape[0])  # Captum counts noisy copies of each image
+    patches = max(1, args.occ_batch // x.shape[0])  # and patches of each image
 
     def forward_backward() -> None:
         xg = x.clone().requires_grad_(True)
@@ -104,14 +106,14 @@ def cases(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, args: a
                                                                  internal_batch_size=batch))
     out[f"smoothgrad n={args.n}"] = (
         lambda: chexplain.explain(model, x, "smoothgrad", target=target, n=args.n, batch_size=args.sg_batch),
-        lambda: NoiseTunnel(Saliency(model)).attribute(x, nt_samples=args.n, nt_samples_batch_size=args.sg_batch,
+        lambda: NoiseTunnel(Saliency(model)).attribute(x, nt_samples=args.n, nt_samples_batch_size=copies,
                                                        stdevs=0.15 * float(x.max() - x.min()), target=t, abs=False))
     w, s = args.window, args.stride
     out[f"occlusion window={w} stride={s}"] = (
         lambda: chexplain.explain(model, x, "occlusion", target=target, window=w, stride=s,
                                   batch_size=args.occ_batch),
         lambda: Occlusion(model).attribute(x, sliding_window_shapes=(x.shape[1], w, w), strides=(x.shape[1], s, s),
-                                           target=t, perturbations_per_eval=args.occ_batch))
+                                           target=t, perturbations_per_eval=patches))
     return out
 
 
@@ -125,8 +127,8 @@ def main() -> None:
     ap.add_argument("--window", type=int, default=32)
     ap.add_argument("--stride", type=int, default=16)
     ap.add_argument("--ig-batch", type=int, default=64, help="interpolated images per pass")
-    ap.add_argument("--sg-batch", type=int, default=8, help="noise samples of each image per pass")
-    ap.add_argument("--occ-batch", type=int, default=16, help="patches of each image per pass")
+    ap.add_argument("--sg-batch", type=int, default=64, help="noisy images per pass")
+    ap.add_argument("--occ-batch", type=int, default=128, help="occluded images per pass")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--no-warm-up", dest="warm_up", action="store_false",
                     help="time the first calls too (long cases at full size)")

@@ -25,7 +25,7 @@ def _by_hand(model, x, c, window, stride, value):
 
 def test_equals_the_definition_and_captum(cnn, images):
     ours = chexplain.explain(cnn, images, method="occlusion", target=1, window=4, stride=2,
-                             baseline=0.5, batch_size=5)
+                             baseline=0.5, batch_size=5 * len(images))
     hand = _by_hand(cnn, images, 1, 4, 2, 0.5)
     ref = Occlusion(cnn).attribute(images, sliding_window_shapes=(3, 4, 4), strides=(3, 2, 2),
                                    baselines=0.5, target=1)

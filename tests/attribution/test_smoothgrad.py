@@ -20,7 +20,7 @@ def _same_range(images):
 def test_equals_captum_noise_tunnel_from_the_same_seed(cnn, images, variant):
     x = _same_range(images)
     ours = chexplain.explain(cnn, x, method="smoothgrad", target=3, n=7, sigma=0.2,
-                             variant=variant, batch_size=3, seed=11)
+                             variant=variant, batch_size=3 * len(x), seed=11)
     torch.manual_seed(11)
     ref = NoiseTunnel(Saliency(cnn)).attribute(x, nt_type=CAPTUM[variant], nt_samples=7,
                                                nt_samples_batch_size=3, stdevs=0.2, target=3, abs=False)
@@ -68,3 +68,4 @@ def test_several_targets_and_the_global_random_state(cnn, images):
 ])
 def test_bad_parameters_fail_in_one_line_before_any_work(params, name):
     assert_refused_before_running("smoothgrad", params, name)
+

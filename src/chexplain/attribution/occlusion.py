@@ -4,8 +4,9 @@ mean, over the patches covering it, of the drop in the explained logit,
 
     R_i = 1/|W_i| Σ_{w ∈ W_i} (f_c(x) − f_c(x with patch w set to the baseline)),
 
-computed by Captum's Occlusion, ``batch_size`` patches of each sample per forward pass, each batch
-given to the model in the channels-last layout (the values are Captum's; oneDNN convolves that
+computed by Captum's Occlusion. ``batch_size`` is a budget of images per forward pass, as for
+Integrated Gradients: a pass holds max(1, batch_size // N) patches of each of the N samples
+(Captum's ``perturbations_per_eval``), each batch given to the model in the channels-last layout (the values are Captum's; oneDNN convolves that
 layout fastest, see :mod:`chexplain.models.memory_format`). Patches
 start at 0, stride, 2·stride, ... and the last one is cut by the border, so that every pixel is
 covered; the stride may not exceed the window (pixels would be skipped).
@@ -28,7 +29,7 @@ NAME = "occlusion"
 PARAMS = ("window", "stride", "baseline", "batch_size")
 
 
-def check(window: Any = 16, stride: Any = 8, baseline: Any = 0.0, batch_size: Any = 16,
+def check(window: Any = 16, stride: Any = 8, baseline: Any = 0.0, batch_size: Any = 64,
           x: torch.Tensor | None = None) -> None:
     """Refuse bad parameters in one line naming them, before any work (the window against the
     input's spatial size when ``x`` is given)."""
@@ -45,8 +46,9 @@ def check(window: Any = 16, stride: Any = 8, baseline: Any = 0.0, batch_size: An
 
 def occlusion(model: nn.Module, x: torch.Tensor, target: TargetSpec = None,
               classes: Sequence[int] | None = None, window: int = 16, stride: int = 8,
-              baseline: float = 0.0, batch_size: int = 16) -> torch.Tensor:
-    """Occlusion map of ``model`` at ``x`` (x's shape, or (N, T, ...) for several targets)."""
+              baseline: float = 0.0, batch_size: int = 64) -> torch.Tensor:
+    """Occlusion map of ``model`` at ``x`` (x's shape, or (N, T, ...) for several targets);
+    at most ``batch_size`` occluded images (at least one per sample) per forward pass."""
     from captum.attr import Occlusion
 
     check(window, stride, baseline, batch_size, x)
@@ -56,11 +58,12 @@ def occlusion(model: nn.Module, x: torch.Tensor, target: TargetSpec = None,
     spatial = x.ndim - 2
     shape = (x.shape[1],) + (int(window),) * spatial
     strides = (x.shape[1],) + (int(stride),) * spatial
+    per_pass = max(1, int(batch_size) // x.shape[0])  # patches of each sample per pass
 
     def attribute(t: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             return occ.attribute(x, sliding_window_shapes=shape, strides=strides,
                                  baselines=float(baseline), target=t.tolist(),
-                                 perturbations_per_eval=int(batch_size)).detach()
+                                 perturbations_per_eval=per_pass).detach()
 
     return per_target(prep, attribute)

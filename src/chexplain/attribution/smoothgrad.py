@@ -6,10 +6,13 @@
 
 with σ = ``sigma`` × (max x − min x) of each sample (the paper's noise level, 0.15 by default:
 they found 10-20 % best). ``n`` defaults to 50, the paper's sample count (Captum's NoiseTunnel
-defaults to 5). The noise is drawn as Captum's NoiseTunnel draws it (one ``torch.normal`` per
-chunk of ``batch_size`` samples, each input repeated consecutively), from a generator seeded
-with ``seed`` (the global random state is left as it was), so that with one noise level per
-batch the result equals NoiseTunnel(Saliency(abs=False)) run from the same seed. The noisy
+defaults to 5). ``batch_size`` is a budget of images per forward/backward, as for Integrated
+Gradients: a pass holds k = max(1, batch_size // N) noisy copies of each of the N samples, so
+memory does not grow with the number of samples. The noise is drawn as Captum's NoiseTunnel
+draws it (one ``torch.normal`` per chunk of k copies, each input repeated consecutively), from a
+generator seeded with ``seed`` (the global random state is left as it was), so that with one
+noise level per batch the result equals NoiseTunnel(Saliency(abs=False)) with
+``nt_samples_batch_size=k`` run from the same seed. The noisy
 batches reach the model in the channels-last layout, which oneDNN convolves fastest.
 """
 
@@ -31,7 +34,7 @@ VARIANTS = ("plain", "squared", "vargrad")
 PARAMS = ("n", "sigma", "variant", "batch_size", "seed")
 
 
-def check(n: Any = 50, sigma: Any = 0.15, variant: Any = "plain", batch_size: Any = 16,
+def check(n: Any = 50, sigma: Any = 0.15, variant: Any = "plain", batch_size: Any = 64,
           seed: Any = 0) -> None:
     """Refuse bad parameters in one line naming them, before any work."""
     P.positive_int(NAME, "n", n)
@@ -52,18 +55,19 @@ def _gradients(model: nn.Module, xs: torch.Tensor, t: torch.Tensor) -> torch.Ten
 
 def smoothgrad(model: nn.Module, x: torch.Tensor, target: TargetSpec = None,
                classes: Sequence[int] | None = None, n: int = 50, sigma: float = 0.15,
-               variant: str = "plain", batch_size: int = 16, seed: int = 0) -> torch.Tensor:
+               variant: str = "plain", batch_size: int = 64, seed: int = 0) -> torch.Tensor:
     """SmoothGrad of ``model`` at ``x`` (x's shape, or (N, T, ...) for several targets);
-    ``batch_size`` noisy copies of each sample per forward/backward."""
+    at most ``batch_size`` noisy images (at least one copy of each sample) per forward/backward."""
     check(n, sigma, variant, batch_size, seed)
     x = P.check_input(x)
     prep = prepare(model, x, target, classes)
     N, rest = x.shape[0], tuple(x.shape[1:])
     dims = tuple(range(1, x.ndim))
     spread = (x.amax(dim=dims) - x.amin(dim=dims)) * float(sigma)  # σ per sample
-    chunks = [int(batch_size)] * (int(n) // int(batch_size))
-    if int(n) % int(batch_size):
-        chunks.append(int(n) % int(batch_size))
+    per_pass = min(int(n), max(1, int(batch_size) // N))  # noisy copies of each sample
+    chunks = [per_pass] * (int(n) // per_pass)
+    if int(n) % per_pass:
+        chunks.append(int(n) % per_pass)
 
     def attribute(t: torch.Tensor) -> torch.Tensor:
         gen = torch.Generator(device=x.device).manual_seed(int(seed))
