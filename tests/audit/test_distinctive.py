@@ -28,15 +28,16 @@ PLACES = {"upper left, in the body": ((12, 12, 22, 22), ("upper", "inside the bo
 
 
 @lru_cache(maxsize=None)
-def _audit(box: tuple[int, int, int, int], marker_weight: float = 4.0, cover: bool = False):
+def _audit(box: tuple[int, int, int, int], marker_weight: float = 4.0, cover: str = ""):
     ph = phantoms(box)
     model = ShortcutNet(marker_weight=marker_weight).eval()
     data = audit_data(model, ph)
     n = len(ph.labels)
     findings = None
-    if cover:  # a finding mask that also covers every place the marker can be
-        findings = ph.finding.copy()
-        findings[:, box[0]:box[2] + 6, box[1]:box[3] + 6] = True
+    if cover:  # a finding mask that also covers every place the marker can be ("all") or
+        findings = ph.finding.copy()  # the left half of the places ("half": a drain on a pneumothorax)
+        right = box[3] + 6 if cover == "all" else (box[1] + box[3] + 6) // 2
+        findings[:, box[0]:box[2] + 6, box[1]:right] = True
     config = AnalysisConfig(spray=SprayConfig(embedding="spectral"),
                             counterfactual=CounterfactualConfig(permutations=999, bootstrap=200))
     a = audit_class("Effusion", 0, data, ph.labels[:, None].astype(float),
@@ -81,7 +82,7 @@ def test_a_model_that_never_reads_the_marker_flags_nothing():
 
 def test_a_finding_mask_over_the_marker_excuses_it():
     box = PLACES["upper left, in the body"][0]
-    ph, a = _audit(box, cover=True)
+    ph, a = _audit(box, cover="all")
     assert not any(c["flagged"] for c in a.clusters) and not a.strategies
     on = [c for c in a.clusters if "finding's evidence" in c["why"]]
     marked = {f"img{i}" for i in np.flatnonzero((ph.labels == 1) & ph.marked)}
@@ -89,6 +90,28 @@ def test_a_finding_mask_over_the_marker_excuses_it():
     for c in on:
         assert c["distinctive_region"]["evidence_overlap"] >= 0.5
         assert "not a suspect: its distinctive region lies on the finding's evidence" in c["sentence"]
+
+
+def test_a_marker_half_on_the_finding_is_tested_off_it():
+    """A finding mask over the left half of the marker's places (a drain on a pneumothorax):
+    each member's test removes only the cells its own finding mask leaves free, the markers
+    reaching off the mask are still flagged, those under it are excused with the reason, and
+    every marked image is one or the other."""
+    box = PLACES["upper left, in the body"][0]
+    ph, a = _audit(box, cover="half")
+    flagged = [s for s in a.strategies if s["flagged"]]
+    assert flagged
+    best = max(flagged, key=lambda s: min(_scores(ph, s)))
+    assert _scores(ph, best)[0] >= 0.8
+    cf = best["counterfactual"]
+    assert "off each member's finding mask" in best["why"] and cf["effect"] > cf["floor"]
+    edge = (box[1] + box[3] + 6) // 2 + 1  # the cover's right edge grown by the margin
+    assert all(4 * c + 2 >= edge for _, c in cf["hot_cells"]), cf["hot_cells"]  # ≥ half a 4-px cell free
+    excused = [c for c in a.clusters if "lies on the finding's evidence (on the finding masks" in c["why"]]
+    assert excused
+    marked = {f"img{i}" for i in np.flatnonzero((ph.labels == 1) & ph.marked)}
+    seen = set(best["members"]) | {m for c in excused for m in c["members"]}
+    assert len(seen & marked) >= 0.9 * len(marked)
 
 
 def test_region_words():
@@ -152,16 +175,6 @@ def test_the_distinctive_region_keeps_every_strong_part():
     assert np.array_equal(r, want)
     assert distinctive_cells(d, 16, 0.3, 4 / 256).sum() == 4 and distinctive_cells(d, 16, 0.3, 4 / 256)[0:2, 0:2].all()
     assert distinctive_cells(-d, 16, 0.3, 0.15) is None
-
-
-def test_users_of_a_region_are_the_upper_group_of_shares():
-    from chexplain.audit.distinctive import users
-
-    mixed = np.array([0.01, 0.02, 0.0, 0.015, 0.3, 0.12, 0.5, 0.25, np.nan])
-    assert users(mixed, 5.0).tolist() == [False] * 4 + [True] * 4 + [False]
-    spread = np.array([0.12, 0.2, 0.3, 0.45, 0.6, 0.9])  # everyone uses it, some more
-    assert users(spread, 5.0).all()
-    assert users(np.array([0.0, 0.5, np.nan]), 5.0).tolist() == [True, True, False]  # too few to split
 
 
 def test_maps_without_evidence_are_kept_apart_from_spray():

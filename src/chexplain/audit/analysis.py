@@ -11,19 +11,17 @@ and looks for a shortcut wherever it sits:
    where its share prototype exceeds the size-weighted mean of the other clusters'
    (:mod:`chexplain.audit.distinctive`), wherever that is.
 2. The region is tested counterfactually on the cluster's members (each member's test cells:
-   the part of the region holding most of its own relevance there; blur vs as many random
-   cells, effect, CI, p, the floor relative to the logits' spread:
-   :mod:`chexplain.audit.counterfactual`) and compared with the members' finding masks where
-   known; the verdict (flagged, distinct strategy, not a suspect) and its reason:
-   :mod:`chexplain.audit.sentences`.
-3. A **strategy** is the union of the clusters whose distinctive regions coincide (overlap
+   the part of the region holding most of its own relevance there, less the cells under its
+   own finding mask where one is known, :mod:`chexplain.audit.member_test`; blur vs as many
+   random cells, effect, CI, p, the floor relative to the logits' spread:
+   :mod:`chexplain.audit.counterfactual`); the verdict (flagged, distinct strategy, not a
+   suspect) and its reason: :mod:`chexplain.audit.sentences`.
+3. A **strategy** is the union of the used clusters whose distinctive regions coincide (overlap
    once grown by ``merge_margin`` cells, or overlap a left-right or up-down mirror image of
    each other): SpRAy splits one marker seen at different places (or a tag in different
    corners) into several clusters, because their maps differ (``strategies=False``: one
-   strategy per used cluster). A strategy's members are the images of its clusters that put
-   their relevance in the region (:func:`~chexplain.audit.distinctive.users`: a SpRAy cluster
-   may mix images with and without a marker); a strategy of several clusters or of part of
-   one is tested again on its members; its clusters are flagged with it.
+   strategy per used cluster). A strategy of several clusters is tested again on all their
+   members; its clusters are flagged with it.
 
 The region kinds of :mod:`chexplain.audit.regions` (border, corners, outside the body,
 bright) only describe where a region lies. Only the relevance, the images, the labels and
@@ -40,9 +38,10 @@ import pandas as pd
 
 from .arrays import ClassArrays, as_arrays
 from .counterfactual import CounterfactualConfig, counterfactual
-from .distinctive import (DistinctConfig, bbox, contrast, distinctive_cells, member_cells,
-                          name_region, parts, tight_mask, unite, upsample, users)
-from .passes import Split, Streamed, _fold, prototypes_pass, regions_pass, split_regions, unpack
+from .distinctive import (DistinctConfig, bbox, contrast, distinctive_cells, name_region, parts,
+                          tight_mask, unite, upsample)
+from .member_test import ClassContext, member_test, rows
+from .passes import DistinctShares, _fold, distinct_shares, prototypes_pass, regions_pass, unpack
 from .regions import CORNERS, RegionConfig, fixed_masks
 from .sentences import DISTINCT, FLAGGED, NOT, cluster_sentence, strategy_sentence, verdict
 from .spray import SprayConfig, SprayResult, spray
@@ -148,53 +147,13 @@ def _cluster(maps32: np.ndarray, evidence: np.ndarray, config: AnalysisConfig) -
                        typical, None, flipped if r.flipped is not None else None, note)
 
 
-def _test(members: np.ndarray, ctx: "_Context", seed: int) -> dict[str, Any] | None:
-    """The counterfactual test of ``members`` (indices into the population, with evidence):
-    each member's test cells are the part of its own cluster's distinctive region holding
-    ``hot_share`` of its positive relevance there (folded like SpRAy's maps, unfolded per image)."""
-    cfg = ctx.config.counterfactual
-    chosen = members[ctx.evidence[members]]
-    if len(chosen) > cfg.max_images:
-        rng = np.random.default_rng(cfg.seed + seed)
-        chosen = np.sort(rng.choice(chosen, cfg.max_images, replace=False))
-    if len(chosen) < 2:
-        return None
-    maps = _rows(ctx.arrays, "maps64", ctx.positions[chosen], ctx.t)
-    per = []
-    for q, i in enumerate(chosen):
-        f = bool(ctx.flipped[i])
-        m = np.asarray(maps[q], dtype=np.float64)
-        cells = member_cells(m[:, ::-1] if f else m, ctx.cells[int(ctx.res.labels[i])], cfg.hot_share)
-        per.append(cells[:, ::-1] if f else cells)
-    return counterfactual(ctx.model, ctx.load_images(ctx.positions[chosen]), ctx.cls, np.stack(per),
-                          cfg, ctx.sd).to_dict()
-
-
-@dataclass
-class _Context:
-    """What the tests and descriptions of one class share."""
-
-    arrays: ClassArrays
-    positions: np.ndarray
-    t: int
-    res: SprayResult
-    flipped: np.ndarray
-    evidence: np.ndarray
-    streamed: Streamed
-    cells: dict[int, np.ndarray]
-    config: AnalysisConfig
-    load_images: Callable[[np.ndarray], Any]
-    model: Any
-    cls: int
-    sd: float
-
-
-def _describe(cells: np.ndarray, diff: np.ndarray, members: np.ndarray, ctx: _Context) -> dict[str, Any]:
+def _describe(cells: np.ndarray, diff: np.ndarray, members: np.ndarray, ctx: ClassContext,
+              regions: RegionConfig) -> dict[str, Any]:
     """The region's bbox (64 px, folded frame), cells, words and where it lies (the share of
     its pixels in each region kind, per member)."""
     side = diff.shape[-1]
     px = upsample(cells, side)
-    box = bbox(tight_mask(diff, cells, ctx.config.distinct.threshold))
+    box = bbox(tight_mask(diff, cells, ctx.distinct.threshold))
     sample = members[:512]
     fl = ctx.flipped[sample]
     masks = {k: _fold(unpack(ctx.streamed.packed[k][sample], side), fl) for k in ("outside body", "bright")}
@@ -205,10 +164,10 @@ def _describe(cells: np.ndarray, diff: np.ndarray, members: np.ndarray, ctx: _Co
     named = []  # each part of the region in words, largest first
     for part in parts(cells)[:4]:
         m = upsample(part, side)
-        named.append(name_region(bbox(tight_mask(diff, part, ctx.config.distinct.threshold)), side,
+        named.append(name_region(bbox(tight_mask(diff, part, ctx.distinct.threshold)), side,
                                  1.0 - frac("outside body", m), frac("bright", m)))
     whole = {k: frac(k, px) for k in ("outside body", "bright")}
-    fixed = fixed_masks(side, ctx.config.regions)
+    fixed = fixed_masks(side, regions)
     corners = np.logical_or.reduce([fixed[c] for c in CORNERS])
     kinds = {"corners": float((px & corners).sum() / px.sum()),
              "border": float((px & fixed["border"]).sum() / px.sum()), **whole}
@@ -266,10 +225,9 @@ def audit_class(name: str, t: int, data: ClassArrays | dict[str, np.ndarray], la
         r = distinctive_cells(d, cfc.grid, dc.threshold, cfc.max_cells, dc.min_part)
         if r is not None:
             audit.cells[c] = r
-    split = split_regions(audit.cells, arrays, positions, t, res, evidence, mass, findings, dc)
-    audit.cells = split.tested
-    ctx = _Context(arrays, positions, t, res, flipped, evidence, streamed, audit.cells, config,
-                   load_images, model, cls, sd)
+    split = distinct_shares(audit.cells, arrays, positions, t, res, evidence, mass, findings, dc)
+    ctx = ClassContext(arrays, positions, t, res, flipped, evidence, streamed, audit.cells, dc, cfc,
+                       load_images, model, cls, sd, findings)
     lab = labels[positions, t]
     for c in range(k):
         members = np.flatnonzero(res.labels == c)
@@ -277,23 +235,15 @@ def audit_class(name: str, t: int, data: ClassArrays | dict[str, np.ndarray], la
         region, cf = None, None
         if ev[c] < 0.5:
             v, why = NOT, "most members carry no positive relevance for the class"
-        elif c not in split.whole:
+        elif c not in audit.cells:
             v, why = NOT, "its prototype nowhere exceeds the other clusters'"
-        elif c not in audit.cells:  # every part of it on the finding's evidence
-            region = _describe(split.whole[c], diffs[c], members, ctx) | {
-                "evidence_overlap": split.overlap[c], "share": None, "share_others": None,
-                "on_finding_cells": int(split.whole[c].sum())}
-            v, why = verdict({"used": True}, split.overlap[c], dc.evidence_overlap, cfc.alpha)
         else:
-            region = _describe(audit.cells[c], diffs[c], members, ctx) | {
+            region = _describe(audit.cells[c], diffs[c], members, ctx, config.regions) | {
                 "evidence_overlap": split.overlap[c], "share": _mean(split.share[members, c]),
-                "share_others": _mean(split.share[res.labels != c, c]) if k > 1 else None,
-                "on_finding_cells": int(split.whole[c].sum() - audit.cells[c].sum())}
-            cf = _test(members, ctx, c)
-            v, why = verdict(cf, split.overlap[c], dc.evidence_overlap, cfc.alpha)
-            if region["on_finding_cells"] and v != NOT:
-                why += (f" (its {region['on_finding_cells']} cell(s) on the finding's evidence "
-                        "were set aside)")
+                "share_others": _mean(split.share[res.labels != c, c]) if k > 1 else None}
+            test = member_test(members, ctx, c)
+            cf = test.result
+            v, why = verdict(test, split.overlap[c], dc.evidence_overlap, cfc.alpha)
         audit.clusters.append({
             "id": c, "size": int(len(members)), "fraction": len(members) / len(positions),
             "members": [keys[int(positions[i])] for i in members],
@@ -305,7 +255,7 @@ def audit_class(name: str, t: int, data: ClassArrays | dict[str, np.ndarray], la
             "kind": None if region is None else region["kind"], "strategy": None,
             "counterfactual": cf, "flagged": v == FLAGGED, "verdict": v, "why": why,
             "distinctive_region": region})
-    _strategies(audit, ctx, split, diffs, keys)
+    _strategies(audit, ctx, config, split, diffs, keys)
     for rec in audit.clusters:
         rec["sentence"] = cluster_sentence(rec, len(positions))
     sub = meta.iloc[positions].reset_index(drop=True) if len(meta.columns) else pd.DataFrame()
@@ -319,40 +269,37 @@ def audit_class(name: str, t: int, data: ClassArrays | dict[str, np.ndarray], la
     return audit
 
 
-def _strategies(audit: ClassAudit, ctx: _Context, stats: Split, diffs: dict[int, np.ndarray],
-                keys: list[str]) -> None:
-    """Unite the clusters whose tested regions coincide, test each union of several clusters
+def _strategies(audit: ClassAudit, ctx: ClassContext, config: AnalysisConfig, stats: DistinctShares,
+                diffs: dict[int, np.ndarray], keys: list[str]) -> None:
+    """Unite the used clusters whose regions coincide, test each union of several clusters
     on its members (a union the test rejects leaves its used clusters standing alone), keep the
     used ones (flagged or distinct) as strategies and pick the members the report shows."""
-    config, res, positions = ctx.config, ctx.res, ctx.positions
+    res, positions = ctx.res, ctx.positions
     used = [c["id"] for c in audit.clusters if c["verdict"] in (FLAGGED, DISTINCT)]
-    if config.strategies:  # coinciding regions, whatever each cluster's own test said
-        groups = [g for g in unite(dict(audit.cells), config.distinct.merge_margin,
-                                   config.distinct.merge_mirrored) if len(g) > 1 or g[0] in used]
+    if config.strategies:  # the used clusters whose regions coincide
+        groups = unite({c: audit.cells[c] for c in used}, config.distinct.merge_margin,
+                       config.distinct.merge_mirrored)
     else:
         groups = [[c] for c in used]
     s_id = 0
     for ids in groups:
-        everyone = np.flatnonzero(np.isin(res.labels, ids))
-        members = everyone[users(stats.share[everyone, res.labels[everyone]], config.distinct.users_ratio)]
+        members = np.flatnonzero(np.isin(res.labels, ids))
         sizes = {c: audit.clusters[c]["size"] for c in ids}
         on = [(stats.overlap[c], sizes[c]) for c in ids if stats.overlap[c] is not None]
         overlap = sum(o * n for o, n in on) / sum(n for _, n in on) if on else None
-        if len(ids) == 1 and len(members) == len(everyone):
+        if len(ids) == 1:
             c = audit.clusters[ids[0]]
             cf, v, why, region = c["counterfactual"], c["verdict"], c["why"], c["distinctive_region"]
         else:
-            cf = _test(members, ctx, 100 + s_id)
-            v, why = verdict(cf, overlap, config.distinct.evidence_overlap, config.counterfactual.alpha)
+            test = member_test(members, ctx, 100 + s_id)
+            cf = test.result
+            v, why = verdict(test, overlap, config.distinct.evidence_overlap, config.counterfactual.alpha)
             union = np.logical_or.reduce([audit.cells[c] for c in ids])
             diff = sum(sizes[c] * diffs[c] for c in ids) / sum(sizes.values())
             own = stats.share[members, res.labels[members]]
             words = "; ".join(dict.fromkeys(audit.clusters[c]["distinctive_region"]["words"] for c in ids))
-            region = _describe(union, diff, members, ctx) | {
+            region = _describe(union, diff, members, ctx, config.regions) | {
                 "words": words, "evidence_overlap": overlap, "share": _mean(own), "share_others": None}
-            if len(members) < len(everyone):
-                why += (f"; its members are the {len(members)} of the clusters' {len(everyone)} "
-                        "images that put their relevance in the region")
         if v == NOT:  # the union is not used: its clusters the test found used stand alone
             groups += [[c] for c in ids if c in used and len(ids) > 1]
             continue
@@ -377,15 +324,10 @@ def _strategies(audit: ClassAudit, ctx: _Context, stats: Split, diffs: dict[int,
     wanted = sorted({i for e in audit.examples.values() for i in e} - set(audit.thumbs))
     if wanted:
         pos = positions[np.array(wanted)]
-        img = _rows(ctx.arrays, "image64", pos)
-        maps = _rows(ctx.arrays, "maps64", pos, ctx.t)
+        img = rows(ctx.arrays, "image64", pos)
+        maps = rows(ctx.arrays, "maps64", pos, ctx.t)
         for w, i in enumerate(wanted):
             audit.thumbs[i] = (np.array(img[w]), np.array(maps[w]))
-
-
-def _rows(arrays: ClassArrays, key: str, positions: np.ndarray, t: int | None = None) -> np.ndarray:
-    """``key`` at sorted ``positions``, read a block (one shard) at a time."""
-    return np.concatenate([np.asarray(arrays.rows(key, blk, t)) for blk in arrays.blocks(positions)])
 
 
 def _mean_regions(sh: dict[str, np.ndarray], members: np.ndarray) -> dict[str, float | None]:

@@ -13,9 +13,10 @@ rest of the class does not. Nothing here knows where a shortcut may sit: the reg
 from the relevance alone, and the region kinds (:mod:`chexplain.audit.regions`) only
 describe it afterwards (:func:`name_region`).
 
-Each member's test region is the part of the distinctive region holding ``hot_share`` of
+Each member's test region is the part of the distinctive region holding ``member_share`` of
 the member's own positive relevance inside it (:func:`member_cells`): a marker drawn at a
-random place in each image is removed where it is in that image.
+random place in each image is removed where it is in that image, a word or a tube along most
+of its length.
 """
 
 from __future__ import annotations
@@ -30,11 +31,11 @@ import torch
 class DistinctConfig:
     threshold: float = 0.3  #: cells with D_c ≥ this × max D_c form the region's parts …
     min_part: float = 0.25  #: … each holding at least this share of the top part's sum of D_c
-    evidence_overlap: float = 0.5  #: a region with at least this share of its cells on the finding is the finding's
-    evidence_margin: int = 2  #: pixels (64-px grid) the finding masks are grown by (relevance spreads past an outline)
+    evidence_overlap: float = 0.5  #: reported: the region's share on the finding masks; at least this: "on the finding"
+    evidence_margin: int = 1  #: pixels (64-px grid) the finding masks are grown by (relevance spreads past an outline)
     merge_margin: int = 1  #: grid cells regions are grown by before two of them coincide
     merge_mirrored: bool = True  #: a region also coincides with the other's mirror images (left-right, up-down)
-    users_ratio: float = 5.0  #: a strategy keeps the upper of two groups of shares when its mean is this × the lower's
+    member_share: float = 0.9  #: each member's test cells hold this share of its positive relevance in the region
 
 
 def contrast(protos: dict[int, np.ndarray], sizes: np.ndarray, c: int) -> np.ndarray:
@@ -185,29 +186,3 @@ def name_region(box: list[int], side: int, inside_body: float | None, bright: fl
         words.append("on near-white pixels")
     h, w = box[2] - box[0] + 1, box[3] - box[1] + 1
     return ", ".join(words) + f", {h}×{w} px at {side} px"
-
-
-def users(share: np.ndarray, ratio: float) -> np.ndarray:
-    """Which images of a strategy use its region: ``share`` holds each image's share of
-    positive relevance in it (NaN: no evidence). Otsu's threshold on log(share + 10⁻³) splits
-    the shares in two groups (maximal between-group variance; on the log scale, so that a few
-    per cent beside tens of per cent is a gap); when the upper group's mean share is at least
-    ``ratio`` × the lower's, the upper group uses the region, else every image with evidence."""
-    ok = np.isfinite(share)
-    v = np.sort(share[ok])
-    if len(v) < 4:
-        return ok
-    x = np.log(v + 1e-3)
-    best, cut = -1.0, None
-    for i in range(1, len(v)):
-        if x[i] == x[i - 1]:
-            continue
-        between = i * (len(x) - i) * (x[i:].mean() - x[:i].mean()) ** 2
-        if between > best:
-            best, cut = between, (v[i - 1] + v[i]) / 2
-    if cut is None:
-        return ok
-    lo, hi = v[v < cut], v[v >= cut]
-    if len(hi) >= 2 and hi.mean() >= ratio * max(float(lo.mean()), 1e-12):
-        return ok & (np.nan_to_num(share, nan=-np.inf) >= cut)
-    return ok

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .arrays import ClassArrays
-from .distinctive import DistinctConfig, parts, upsample
+from .distinctive import DistinctConfig, upsample
 from .regions import KINDS, RegionConfig, region_masks, region_shares
 from .spray import SprayResult
 
@@ -147,40 +147,22 @@ def distinct_pass(arrays: ClassArrays, positions: np.ndarray, t: int, res: Spray
 
 
 @dataclass
-class Split:
-    """The clusters' distinctive regions split into what is tested and what lies on the
-    finding's evidence."""
+class DistinctShares:
+    """Per image, the share of its positive relevance in each cluster's distinctive region; per
+    cluster, the mean share of its region on its members' finding masks (None: none known)."""
 
-    whole: dict[int, np.ndarray]  #: per cluster, every part of its region (grid cells)
-    tested: dict[int, np.ndarray]  #: per cluster, the parts off the finding's evidence (none: absent)
-    share: np.ndarray  #: (P, k) the share of each image's relevance in each cluster's tested region
-    overlap: dict[int, float | None]  #: per cluster, its tested region's (all parts' when none is) share on the finding masks
+    share: np.ndarray  #: (P, clusters)
+    overlap: dict[int, float | None]
 
 
-def split_regions(cells: dict[int, np.ndarray], arrays: ClassArrays, positions: np.ndarray, t: int,
-                  res: SprayResult, evidence: np.ndarray, mass: np.ndarray,
-                  findings: np.ndarray | None, config: DistinctConfig) -> Split:
-    """Each part of a cluster's region ``cells`` with at least ``evidence_overlap`` of it on
-    the members' finding masks is the finding's evidence and set aside; the rest is tested."""
-    pieces, owners = [], []
-    for c, r in cells.items():
-        for p in parts(r):
-            pieces.append(p)
-            owners.append(c)
-    stats = distinct_pass(arrays, positions, t, res, evidence, mass, [upsample(p, 64) for p in pieces],
-                          owners, findings, config.evidence_margin)
+def distinct_shares(cells: dict[int, np.ndarray], arrays: ClassArrays, positions: np.ndarray, t: int,
+                    res: SprayResult, evidence: np.ndarray, mass: np.ndarray,
+                    findings: np.ndarray | None, config: DistinctConfig) -> DistinctShares:
+    """:class:`DistinctShares` of the clusters' regions ``cells`` (grid cells, folded frame)."""
+    owners = list(cells)
+    stats = distinct_pass(arrays, positions, t, res, evidence, mass,
+                          [upsample(cells[c], 64) for c in owners], owners, findings, config.evidence_margin)
     share = np.full((len(positions), res.n_clusters), np.nan)
-    overlap: dict[int, float | None] = {}
-    tested: dict[int, np.ndarray] = {}
-    for c in cells:
-        mine = [q for q in range(len(pieces)) if owners[q] == c]
-        kept = [q for q in mine if stats.overlap[q] is None or stats.overlap[q] < config.evidence_overlap]
-        use = kept or mine
-        known = [q for q in use if stats.overlap[q] is not None]
-        area = {q: float(pieces[q].sum()) for q in use}
-        overlap[c] = (sum(stats.overlap[q] * area[q] for q in known) / sum(area[q] for q in known)
-                      if known else None)
-        if kept:
-            tested[c] = np.logical_or.reduce([pieces[q] for q in kept])
-            share[:, c] = stats.share[:, kept].sum(1)
-    return Split(dict(cells), tested, share, overlap)
+    for q, c in enumerate(owners):
+        share[:, c] = stats.share[:, q]
+    return DistinctShares(share, dict(zip(owners, stats.overlap)))

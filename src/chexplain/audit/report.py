@@ -95,7 +95,7 @@ def _html(out: Path, audits, class_index, summary, meta_factors, regions, labels
              table(["", ""], [[k, v] for k, v in summary.items()])]
     for verdict, title, none in (
             ("flagged", "Flagged strategies",
-             "Nothing flagged: no cluster's distinctive region outside the finding's evidence "
+             "Nothing flagged: no cluster's distinctive region, off its members' findings, "
              "changes the logit more than random regions when removed."),
             ("distinct strategy", "Distinct strategies (no finding mask: for a human to judge)", "")):
         found = [(a.name, st["sentence"]) for a in audits for st in a.strategies if st["verdict"] == verdict]

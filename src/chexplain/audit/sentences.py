@@ -2,42 +2,52 @@
 
 A cluster or strategy with a distinctive region (:mod:`chexplain.audit.distinctive`) is
 
-- **flagged** when removing its distinctive region changes the class's logit more than
-  removing as many random cells (the counterfactual test, beyond its floor) and the region
-  lies outside the finding's evidence (less than ``evidence_overlap`` of its pixels on the
-  members' finding masks): a Clever-Hans candidate;
+- **flagged** when removing its distinctive region, less each member's own finding mask,
+  changes the class's logit more than removing as many random cells (the counterfactual test,
+  beyond its floor; :mod:`chexplain.audit.member_test`): a Clever-Hans candidate;
 - a **distinct strategy** when the test says the model uses the region and no finding mask
   is known: where it is, is reported for a human to judge;
 - **not a suspect** otherwise, with the reason (no positive relevance, no region, no
-  significant effect, or the region lies on the finding).
+  significant effect, or the region lies on the members' findings: nothing left to test).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from .member_test import MemberTest
+
 FLAGGED, DISTINCT, NOT = "flagged", "distinct strategy", "not a suspect"
 
 
-def verdict(cf: dict[str, Any] | None, overlap: float | None, evidence_overlap: float,
+def verdict(test: MemberTest, overlap: float | None, evidence_overlap: float,
             alpha: float) -> tuple[str, str]:
-    """(verdict, why) of a tested region."""
+    """(verdict, why) of a tested region (:class:`~chexplain.audit.member_test.MemberTest`);
+    ``overlap``: the region's mean share on its members' finding masks (None: none known)."""
+    cf = test.result
     if not cf:
+        if test.on_finding:
+            return NOT, (f"its distinctive region lies on the finding's evidence (on the finding "
+                         f"masks of {test.on_finding} of the {test.on_finding + test.tested} "
+                         "members tested)")
         return NOT, "too few members with positive relevance to test its distinctive region"
     if not cf["used"]:
         e, f, p = cf["effect"], cf["floor"], cf["p_value"]
-        return NOT, (f"no significant effect of removing its distinctive region (effect {e:.2f} "
-                     f"{'≤' if e <= f else '>'} floor {f:.2f}, p = {p:.2g}"
-                     f"{f' ≥ {alpha:g}' if p >= alpha else ''})")
+        stats = (f"effect {e:.2f} {'≤' if e <= f else '>'} floor {f:.2f}, p = {p:.2g}"
+                 f"{f' ≥ {alpha:g}' if p >= alpha else ''}")
+        if overlap is not None and overlap >= evidence_overlap:
+            return NOT, (f"its distinctive region lies on the finding's evidence ({overlap:.0%} of "
+                         f"it on the finding masks); removing the rest has no significant effect "
+                         f"({stats})")
+        return NOT, f"no significant effect of removing its distinctive region ({stats})"
     if overlap is None:
         return DISTINCT, ("removing its distinctive region changes the logit significantly; no "
                           "finding mask is known, so whether it is the finding or a shortcut is "
                           "for a human to judge")
-    if overlap >= evidence_overlap:
-        return NOT, (f"its distinctive region lies on the finding's evidence ({overlap:.0%} of "
-                     f"it on the finding masks)")
-    return FLAGGED, (f"removing its distinctive region changes the logit significantly and "
-                     f"{1 - overlap:.0%} of it lies outside the finding's evidence")
+    aside = (f"; {test.on_finding} member(s) whose region lies wholly on their finding were "
+             "left out" if test.on_finding else "")
+    return FLAGGED, ("removing its distinctive region, where it lies off each member's finding "
+                     "mask, changes the logit significantly" + aside)
 
 
 def cf_text(cf: dict[str, Any] | None) -> str:
