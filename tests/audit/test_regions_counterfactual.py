@@ -93,6 +93,25 @@ def test_counterfactual_detects_the_corner_strategy():
     assert res.p_value < 0.01  # the corner is the image's bright part: removing it matters most
 
 
+def test_kept_pixels_are_removed_by_neither_arm():
+    """Pixels under ``keep`` (an image's own finding) stay as they are in the hot and in the
+    random cells: the corner kept, its removal changes nothing; half of it kept, half the drop."""
+    x = _images()
+    hot = np.zeros((8, 8), bool)
+    hot[:2, :2] = True
+    cfg = CounterfactualConfig(grid=8, n_random=6, permutations=2000, bootstrap=500)
+    keep = np.zeros((len(x), 16, 16), bool)  # any resolution: resized to the images' 32 px
+    keep[:, :4, :4] = True
+    res = counterfactual(CornerModel(), x, 0, hot, cfg, keep=keep)
+    assert abs(res.logit_drop_hot) < 1e-6 and abs(res.logit_drop_random) < 1e-6 and not res.used
+    keep[:, :4, :4] = False
+    keep[:, :4, :2] = True  # the left half of the corner, replaced by the image mean: linear
+    flat = CounterfactualConfig(grid=8, n_random=6, permutations=2000, bootstrap=500, baseline="mean")
+    full = counterfactual(CornerModel(), x, 0, hot, flat)
+    half = counterfactual(CornerModel(), x, 0, hot, flat, keep=keep)
+    assert half.logit_drop_hot == pytest.approx(full.logit_drop_hot / 2, rel=1e-3)  # float32 sums
+
+
 def test_bright_pieces_are_small_near_white_overlays():
     from chexplain.audit.regions import bright_pieces
 

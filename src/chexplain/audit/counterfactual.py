@@ -117,10 +117,12 @@ def _logits(model, x, cls, batch_size):
 
 def counterfactual(model: torch.nn.Module, x: torch.Tensor, cls: int, hot: np.ndarray,
                    config: CounterfactualConfig = CounterfactualConfig(),
-                   logit_sd: float | None = None) -> CounterfactualResult:
+                   logit_sd: float | None = None, keep: np.ndarray | None = None) -> CounterfactualResult:
     """The test of the module doc for images ``x`` (N, C, H, W), class ``cls`` and hot cells
     ``hot`` (grid, grid) for all images or (N, grid, grid) per image; ``logit_sd``: σ of the
-    class's logits (None: the absolute floor only)."""
+    class's logits (None: the absolute floor only); ``keep``: (N, h, w) bool pixels (any
+    resolution, resized to H × W) that neither the hot nor the random cells remove (an
+    image's own finding)."""
     from scipy import stats
 
     from ..evaluate.faithfulness import baseline_image
@@ -137,7 +139,10 @@ def counterfactual(model: torch.nn.Module, x: torch.Tensor, cls: int, hot: np.nd
     rng = np.random.default_rng(config.seed)
     base = baseline_image(x, config.baseline, patch=max(1, h // g))
     f0 = _logits(model, x, cls, config.batch_size)
+    kept = None if keep is None else _pixels(torch.from_numpy(np.ascontiguousarray(keep, dtype=bool)), h, w).to(x.device)
     hot_px = _pixels(torch.from_numpy(np.ascontiguousarray(hot)), h, w).to(x.device)
+    if kept is not None:
+        hot_px = hot_px & ~kept
     d_hot = (f0 - _logits(model, torch.where(hot_px, base, x), cls, config.batch_size)).numpy()
     d_rand = np.zeros(n)
     for _ in range(config.n_random):
@@ -145,6 +150,8 @@ def counterfactual(model: torch.nn.Module, x: torch.Tensor, cls: int, hot: np.nd
         for i in range(n):
             cells[i, rng.choice(g * g, size=int(ks[i]), replace=False)] = True
         px = _pixels(torch.from_numpy(cells.reshape(n, g, g)), h, w).to(x.device)
+        if kept is not None:
+            px = px & ~kept
         d_rand += (f0 - _logits(model, torch.where(px, base, x), cls, config.batch_size)).numpy()
     d_rand /= config.n_random
     diff = d_hot - d_rand

@@ -31,7 +31,7 @@ import torch
 class DistinctConfig:
     threshold: float = 0.3  #: cells with D_c ≥ this × max D_c form the region's parts …
     min_part: float = 0.25  #: … each holding at least this share of the top part's sum of D_c
-    evidence_overlap: float = 0.5  #: reported: the region's share on the finding masks; at least this: "on the finding"
+    evidence_overlap: float = 0.5  #: a member whose test cells are all at least this much under its finding mask is not tested
     evidence_margin: int = 1  #: pixels (64-px grid) the finding masks are grown by (relevance spreads past an outline)
     merge_margin: int = 1  #: grid cells regions are grown by before two of them coincide
     merge_mirrored: bool = True  #: a region also coincides with the other's mirror images (left-right, up-down)

@@ -2,11 +2,11 @@
 
 Each tested image's cells are the part of its cluster's distinctive region holding
 ``member_share`` of its positive relevance there (:func:`~chexplain.audit.distinctive.member_cells`;
-folded like SpRAy's maps, unfolded per image), less the cells its own finding mask covers
-(at least ``evidence_overlap`` of a cell, the mask grown by ``evidence_margin`` pixels at 64 px): what the
-image's finding explains is never removed, so a marker lying on or beside the finding (a
-drain along a pneumothorax) is tested on its part off the finding, and a region on the finding
-itself leaves nothing to test. The images whose cells all lie on their finding are counted,
+folded like SpRAy's maps, unfolded per image). The pixels under the image's own finding mask
+(grown by ``evidence_margin`` pixels at 64 px) are never removed, neither in its cells nor
+in the random ones: a marker lying on or beside the finding (a drain along a pneumothorax) is
+tested on its part off the finding. An image all of whose cells lie at least
+``evidence_overlap`` under its finding mask leaves nothing to test: such images are counted,
 not tested (:class:`MemberTest`).
 """
 
@@ -60,10 +60,9 @@ def rows(arrays: ClassArrays, key: str, positions: np.ndarray, t: int | None = N
     return np.concatenate([np.asarray(arrays.rows(key, blk, t)) for blk in arrays.blocks(positions)])
 
 
-def finding_cells(ctx: ClassContext, chosen: np.ndarray) -> np.ndarray | None:
-    """(n, grid, grid) bool: per image of ``chosen`` (population indices), the grid cells at
-    least ``evidence_overlap`` covered by its finding mask grown by ``evidence_margin`` px (all False where no
-    mask is known); None when no image has one."""
+def finding_pixels(ctx: ClassContext, chosen: np.ndarray) -> np.ndarray | None:
+    """(n, 64, 64) bool: per image of ``chosen`` (population indices), its finding mask grown
+    by ``evidence_margin`` px (all False where none is known); None when no image has one."""
     from scipy import ndimage
 
     pos = ctx.positions[chosen]
@@ -80,9 +79,13 @@ def finding_cells(ctx: ClassContext, chosen: np.ndarray) -> np.ndarray | None:
     m = ctx.distinct.evidence_margin
     if m > 0:
         found = ndimage.binary_dilation(found, structure=np.ones((1, 3, 3), bool), iterations=m)
-    g = ctx.counterfactual.grid
-    cell_area = (found.shape[-1] // g) ** 2
-    return pool(found.astype(np.float64), g) >= ctx.distinct.evidence_overlap * cell_area
+    return found
+
+
+def finding_cells(found: np.ndarray, grid: int, share: float) -> np.ndarray:
+    """(n, grid, grid) bool: the cells at least ``share`` covered by the masks ``found``."""
+    cell_area = (found.shape[-1] // grid) ** 2
+    return pool(found.astype(np.float64), grid) >= share * cell_area
 
 
 def member_test(members: np.ndarray, ctx: ClassContext, seed: int) -> MemberTest:
@@ -97,7 +100,8 @@ def member_test(members: np.ndarray, ctx: ClassContext, seed: int) -> MemberTest
     if len(chosen) < 2:
         return MemberTest(None, 0, 0)
     maps = rows(ctx.arrays, "maps64", ctx.positions[chosen], ctx.t)
-    on = finding_cells(ctx, chosen)
+    found = finding_pixels(ctx, chosen)
+    on = None if found is None else finding_cells(found, cfg.grid, ctx.distinct.evidence_overlap)
     per, keep = [], []
     for q, i in enumerate(chosen):
         f = bool(ctx.flipped[i])
@@ -105,9 +109,7 @@ def member_test(members: np.ndarray, ctx: ClassContext, seed: int) -> MemberTest
         cells = member_cells(m[:, ::-1] if f else m, ctx.cells[int(ctx.res.labels[i])],
                              ctx.distinct.member_share)
         cells = cells[:, ::-1] if f else cells
-        if on is not None:
-            cells = cells & ~on[q]
-        if cells.any():
+        if on is None or (cells & ~on[q]).any():
             per.append(cells)
             keep.append(q)
     on_finding = len(chosen) - len(keep)
@@ -115,5 +117,6 @@ def member_test(members: np.ndarray, ctx: ClassContext, seed: int) -> MemberTest
         return MemberTest(None, len(keep), on_finding)
     tested = chosen[np.array(keep)]
     result = counterfactual(ctx.model, ctx.load_images(ctx.positions[tested]), ctx.cls,
-                            np.stack(per), cfg, ctx.sd).to_dict()
+                            np.stack(per), cfg, ctx.sd,
+                            keep=None if found is None else found[np.array(keep)]).to_dict()
     return MemberTest(result | {"images_on_finding": on_finding}, len(keep), on_finding)

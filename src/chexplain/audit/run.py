@@ -226,10 +226,8 @@ def _analyse(config, model, source, store, plan, classes, idx, fingerprint, say,
                "spray": str(asdict(config.analysis.spray)),
                "counterfactual": str(asdict(config.analysis.counterfactual)),
                "suspect rule": "every cluster's distinctive region (where its prototype exceeds "
-                               "the other clusters') is tested off each member's finding "
-                               "(cells with ≥ "
-                               f"{config.analysis.distinct.evidence_overlap:.0%} under its mask "
-                               "kept); flagged: used; distinct strategy: used, no finding mask known",
+                               "the other clusters') is tested, each member's finding pixels "
+                               "kept; flagged: used; distinct strategy: used, no finding mask known",
                "distinctive region": str(asdict(config.analysis.distinct)),
                "strategies": "flagged (distinct) clusters united where their regions coincide"
                if config.analysis.strategies else "one per cluster"}

@@ -43,9 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "5,000 maps of a class, approximate beyond), exact or approximate")
     p.add_argument("--mirror", action="store_true", help="fold left/right before clustering: "
                    "one strategy on either side (a marker in either top corner) is one cluster")
-    p.add_argument("--evidence-overlap", type=float, default=0.5, help="a grid cell with at least "
-                   "this share under an image's finding mask is that image's evidence: never "
-                   "removed in its counterfactual test (default 0.5)")
+    p.add_argument("--evidence-overlap", type=float, default=0.5, help="an image all of whose "
+                   "test cells have at least this share under its finding mask is left out of "
+                   "the counterfactual test: its region is the finding's (default 0.5)")
     p.add_argument("--no-strategies", action="store_true", help="report each cluster on its own "
                    "(default: unite the clusters whose distinctive regions coincide)")
     p.add_argument("--min-effect-sd", type=float, default=0.5, help="a strategy is used only if "
