@@ -1,11 +1,11 @@
 """Counterfactual test of a cluster's strategy: does removing its hot region change the logit
 more than removing random regions of the same size?
 
-The input is split into ``grid`` × ``grid`` cells. The cluster's **hot region** is the
-fewest cells of its prototype (mean normalised map) holding ``hot_share`` of the prototype's
-positive relevance (at most ``max_cells`` of the cells; the audit gives each member its own
-cells: the part of its cluster's distinctive region holding most of its relevance there,
-:mod:`chexplain.audit.distinctive`). For each member image, the hot cells
+The input is split into ``grid`` × ``grid`` cells. A group's **hot region** is given per
+image (the audit gives each member the part of its cluster's distinctive region holding most
+of its relevance there, :mod:`chexplain.audit.member_test`; :func:`hot_cells` gives the
+fewest cells of a prototype holding a share of its positive relevance, at most ``max_cells``
+of them). For each image, the hot cells
 and, ``n_random`` times, the same number of cells drawn at random take the blur baseline
 (:func:`chexplain.evaluate.faithfulness.baseline_image`), and the class logit's drops are
 
@@ -39,7 +39,6 @@ from ..errors import ChexplainError
 @dataclass(frozen=True)
 class CounterfactualConfig:
     grid: int = 16
-    hot_share: float = 0.5
     max_cells: float = 0.15
     n_random: int = 8
     baseline: str = "blur"
@@ -53,8 +52,8 @@ class CounterfactualConfig:
     seed: int = 0
 
     def check(self) -> None:
-        if not (0 < self.hot_share <= 1 and 0 < self.max_cells <= 1):
-            raise ChexplainError("counterfactual hot_share and max_cells must lie in (0, 1]")
+        if not 0 < self.max_cells <= 1:
+            raise ChexplainError("counterfactual max_cells must lie in (0, 1]")
         if self.grid < 2 or self.n_random < 1 or self.max_images < 2:
             raise ChexplainError("counterfactual needs grid >= 2, n_random >= 1, max_images >= 2")
         for name in ("min_effect", "min_effect_sd"):
