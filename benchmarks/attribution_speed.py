@@ -12,8 +12,11 @@ median wall time over interleaved rounds (every case once per round, so that a c
 hits all alike), after a warm-up call unless ``--no-warm-up``. Peak memory: the largest over the
 timed calls; on CUDA the allocator's peak, on CPU the peak resident set size sampled every
 millisecond above the resident size before the call (torch's allocations are not seen by
-tracemalloc). ``IG memory / fwd+bwd`` compares Integrated Gradients' peak with one
-forward+backward of the batch: within ``--ig-batch`` / batch (8 at the defaults) means no more
+tracemalloc); ``forward+backward of K images`` is one pass of Integrated Gradients' size
+(``--ig-batch``), what its peak should not exceed; with ``--isolate`` every call runs in a fresh process, so that a case's peak does
+not depend on the heap that earlier cases left (without it, the first case measured pays for
+growing the heap). ``IG memory / fwd+bwd`` compares Integrated Gradients' peak with one
+forward+backward of the batch: within ``--ig-batch`` / batch (4 at the defaults) means no more
 than that many forward+backward passes held at once.
 """
 
@@ -96,8 +99,13 @@ def cases(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, args: a
         xg = x.clone().requires_grad_(True)
         torch.autograd.grad(model(xg).gather(1, target[:, None]).sum(), xg)
 
+    def one_pass() -> None:  # what one pass of Integrated Gradients holds: batch images at once
+        xg = x.repeat((batch + x.shape[0] - 1) // x.shape[0], 1, 1, 1)[:batch].clone().requires_grad_(True)
+        torch.autograd.grad(model(xg)[:, 0].sum(), xg)
+
     out: dict[str, tuple[Callable[[], object], Callable[[], object] | None]] = {
-        "forward+backward": (forward_backward, None)}
+        "forward+backward": (forward_backward, None),
+        f"forward+backward of {batch} images": (one_pass, None)}
     for steps in args.steps:
         out[f"integrated-gradients steps={steps}"] = (
             lambda s=steps: chexplain.explain(model, x, "integrated-gradients", target=target, steps=s,
@@ -117,6 +125,19 @@ def cases(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, args: a
     return out
 
 
+def _isolated(name: str) -> tuple[float, int]:
+    """(wall s, peak bytes) of case ``name`` run once in a fresh interpreter with the same
+    options: its peak resident size owes nothing to what earlier cases left in the heap."""
+    import json
+    import subprocess
+
+    argv = [a for a in sys.argv[1:] if a not in ("--isolate",)]
+    out = subprocess.run([sys.executable, __file__, *argv, "--only", name, "--no-warm-up",
+                          "--rounds", "1"], capture_output=True, text=True, check=True).stdout
+    rec = json.loads(out.strip().splitlines()[-1])
+    return rec["wall"], rec["peak"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu")
@@ -126,13 +147,16 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=25, help="SmoothGrad samples")
     ap.add_argument("--window", type=int, default=32)
     ap.add_argument("--stride", type=int, default=16)
-    ap.add_argument("--ig-batch", type=int, default=64, help="interpolated images per pass")
-    ap.add_argument("--sg-batch", type=int, default=64, help="noisy images per pass")
+    ap.add_argument("--ig-batch", type=int, default=32, help="interpolated images per pass")
+    ap.add_argument("--sg-batch", type=int, default=32, help="noisy images per pass")
     ap.add_argument("--occ-batch", type=int, default=128, help="occluded images per pass")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--no-warm-up", dest="warm_up", action="store_false",
                     help="time the first calls too (long cases at full size)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--isolate", action="store_true",
+                    help="run every timed call in a fresh process (clean peak memory per case)")
+    ap.add_argument("--only", help=argparse.SUPPRESS)  # one case, one call, JSON out (--isolate)
     args = ap.parse_args()
     args.steps = [int(s) for s in args.steps.split(",") if s.strip()]
     torch.set_num_threads(args.threads)
@@ -148,14 +172,18 @@ def main() -> None:
         fns[f"{name} | chexplain" if peer else name] = ours
         if peer is not None:
             fns[f"{name} | captum"] = peer
-    if args.warm_up:
+    if args.only is not None:
+        wall, peak = timed_peak(fns[args.only], device)
+        print(__import__("json").dumps({"wall": wall, "peak": peak}))
+        return
+    if args.warm_up and not args.isolate:
         for fn in fns.values():
             fn()
     times: dict[str, list[float]] = {name: [] for name in fns}
     memory = dict.fromkeys(fns, 0)
     for r in range(args.rounds):
         for name, fn in fns.items():
-            wall, peak = timed_peak(fn, device)
+            wall, peak = _isolated(name) if args.isolate else timed_peak(fn, device)
             times[name].append(wall)
             memory[name] = max(memory[name], peak)
             print(f"  round {r + 1}  {name}: {wall:.2f} s, {peak / 2**20:.0f} MiB", flush=True)
@@ -172,10 +200,12 @@ def main() -> None:
             print(f"{name.split(' | ')[0]}: chexplain / captum time "
                   f"{statistics.median(times[name]) / statistics.median(times[peer]):.2f}, memory "
                   f"{memory[name] / max(memory[peer], 1):.2f}")
+    one = f"forward+backward of {max(args.ig_batch, args.batch)} images"
     for name in fns:
         if name.startswith("integrated-gradients") and name.endswith("chexplain"):
             print(f"{name}: IG memory / fwd+bwd {memory[name] / max(memory['forward+backward'], 1):.1f} "
-                  f"(bound {max(args.ig_batch, args.batch) / args.batch:g})")
+                  f"(bound {max(args.ig_batch, args.batch) / args.batch:g}); / {one} "
+                  f"{memory[name] / max(memory[one], 1):.2f}")
 
 
 if __name__ == "__main__":

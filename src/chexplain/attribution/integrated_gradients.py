@@ -5,8 +5,9 @@
 with x' the baseline. Completeness (their Proposition 1): Σ_i IG_i(x) = f_c(x) - f_c(x').
 The integral is a quadrature over ``steps`` nodes α_j with weights w_j (``rule``: Gauss-Legendre
 by default, as Captum, or Captum's Riemann rules), IG ≈ (x - x') Σ_j w_j ∂f_c(x' + α_j (x - x'))/∂x,
-``batch_size`` interpolated images per forward pass (Captum's ``internal_batch_size``), so that
-memory stays bounded whatever ``steps``; each pass in the channels-last layout, which oneDNN
+``batch_size`` interpolated images per forward pass (Captum's ``internal_batch_size``; 32 by
+default: the memory of one forward + backward of 32 images), so that memory stays bounded
+whatever ``steps``; each pass in the channels-last layout, which oneDNN
 convolves fastest (:mod:`chexplain.models.memory_format`). Several targets share each forward pass (one backward
 per target), where Captum runs the whole integral once per target; the result equals Captum's,
 except for ``riemann_trapezoid``: Captum weights its n nodes (spaced 1/(n-1)) by 1/n (halved
@@ -38,7 +39,7 @@ PARAMS = ("steps", "baseline", "rule", "batch_size", "blur_sigma")
 
 
 def check(steps: Any = 50, baseline: Any = "zero", rule: Any = "gausslegendre",
-          batch_size: Any = 64, blur_sigma: Any = 10.0) -> None:
+          batch_size: Any = 32, blur_sigma: Any = 10.0) -> None:
     """Refuse bad parameters in one line naming them, before any work."""
     P.positive_int(NAME, "steps", steps)
     P.positive_int(NAME, "batch_size", batch_size)
@@ -96,7 +97,7 @@ def nodes(steps: int, rule: str) -> tuple[list[float], list[float]]:
 def integrated_gradients(model: nn.Module, x: torch.Tensor, target: TargetSpec = None,
                          classes: Sequence[int] | None = None, steps: int = 50,
                          baseline: str | torch.Tensor = "zero", rule: str = "gausslegendre",
-                         batch_size: int = 64, blur_sigma: float = 10.0) -> torch.Tensor:
+                         batch_size: int = 32, blur_sigma: float = 10.0) -> torch.Tensor:
     """Integrated Gradients of ``model`` at ``x``: x's shape, or (N, T, *x.shape[1:]) for
     several targets; ``steps`` integration nodes, ``batch_size`` images per pass."""
     check(steps, baseline, rule, batch_size, blur_sigma)

@@ -34,7 +34,7 @@ VARIANTS = ("plain", "squared", "vargrad")
 PARAMS = ("n", "sigma", "variant", "batch_size", "seed")
 
 
-def check(n: Any = 50, sigma: Any = 0.15, variant: Any = "plain", batch_size: Any = 64,
+def check(n: Any = 50, sigma: Any = 0.15, variant: Any = "plain", batch_size: Any = 32,
           seed: Any = 0) -> None:
     """Refuse bad parameters in one line naming them, before any work."""
     P.positive_int(NAME, "n", n)
@@ -55,7 +55,7 @@ def _gradients(model: nn.Module, xs: torch.Tensor, t: torch.Tensor) -> torch.Ten
 
 def smoothgrad(model: nn.Module, x: torch.Tensor, target: TargetSpec = None,
                classes: Sequence[int] | None = None, n: int = 50, sigma: float = 0.15,
-               variant: str = "plain", batch_size: int = 64, seed: int = 0) -> torch.Tensor:
+               variant: str = "plain", batch_size: int = 32, seed: int = 0) -> torch.Tensor:
     """SmoothGrad of ``model`` at ``x`` (x's shape, or (N, T, ...) for several targets);
     at most ``batch_size`` noisy images (at least one copy of each sample) per forward/backward."""
     check(n, sigma, variant, batch_size, seed)

@@ -11,9 +11,9 @@ and looks for a shortcut wherever it sits:
    where its share prototype exceeds the size-weighted mean of the other clusters'
    (:mod:`chexplain.audit.distinctive`), wherever that is.
 2. The region is tested counterfactually on the cluster's members (each member's test cells:
-   the part of the region holding most of its own relevance there, less the cells under its
-   own finding mask where one is known, :mod:`chexplain.audit.member_test`; blur vs as many
-   random cells, effect, CI, p, the floor relative to the logits' spread:
+   the part of the region holding most of its own relevance there, its finding's pixels kept
+   where a finding mask is known, :mod:`chexplain.audit.member_test`; blur vs as many random
+   cells, effect, CI, p, the floor relative to the logits' spread:
    :mod:`chexplain.audit.counterfactual`); the verdict (flagged, distinct strategy, not a
    suspect) and its reason: :mod:`chexplain.audit.sentences`.
 3. A **strategy** is the union of the used clusters whose distinctive regions coincide (overlap
@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from .arrays import ClassArrays, as_arrays
-from .counterfactual import CounterfactualConfig, counterfactual
+from .counterfactual import CounterfactualConfig
 from .distinctive import (DistinctConfig, bbox, contrast, distinctive_cells, name_region, parts,
                           tight_mask, unite, upsample)
 from .member_test import ClassContext, member_test, rows
