@@ -20,7 +20,7 @@ import numpy as np
 from .arrays import ClassArrays
 from .counterfactual import CounterfactualConfig, counterfactual
 from .distinctive import DistinctConfig, member_cells, pool
-from .passes import Streamed
+from .passes import Streamed, findings_of
 from .spray import SprayResult
 
 
@@ -63,23 +63,12 @@ def rows(arrays: ClassArrays, key: str, positions: np.ndarray, t: int | None = N
 def finding_pixels(ctx: ClassContext, chosen: np.ndarray) -> np.ndarray | None:
     """(n, 64, 64) bool: per image of ``chosen`` (population indices), its finding mask grown
     by ``evidence_margin`` px (all False where none is known); None when no image has one."""
-    from scipy import ndimage
-
     pos = ctx.positions[chosen]
-    found = rows(ctx.arrays, "finding64", pos, ctx.t).astype(bool)
-    has = rows(ctx.arrays, "has_finding", pos, ctx.t).astype(bool)
-    if ctx.findings is not None:
-        user = np.asarray(ctx.findings[pos], dtype=bool)
-        mine = user.reshape(len(pos), -1).any(1)
-        found = np.where(mine[:, None, None], user, found)
-        has = has | mine
-    if not has.any():
+    blocks = [findings_of(ctx.arrays, blk, ctx.t, ctx.findings, ctx.distinct.evidence_margin)
+              for blk in ctx.arrays.blocks(pos)]
+    if not any(fb.known.any() for fb in blocks):
         return None
-    found[~has] = False
-    m = ctx.distinct.evidence_margin
-    if m > 0:
-        found = ndimage.binary_dilation(found, structure=np.ones((1, 3, 3), bool), iterations=m)
-    return found
+    return np.concatenate([fb.masks for fb in blocks])
 
 
 def finding_cells(found: np.ndarray, grid: int, share: float) -> np.ndarray:

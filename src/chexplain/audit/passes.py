@@ -95,6 +95,34 @@ def prototypes_pass(arrays: ClassArrays, positions: np.ndarray, t: int, res: Spr
 
 
 @dataclass
+class Findings:
+    """Finding masks of a block of images, grown by a margin (all False where none is known)."""
+
+    masks: np.ndarray  #: (n, 64, 64) bool
+    known: np.ndarray  #: (n,) bool: the image has a mask
+
+
+def findings_of(arrays: ClassArrays, positions: np.ndarray, t: int, findings: np.ndarray | None,
+                margin: int) -> Findings:
+    """The stored finding masks (the phantom's, NIH's boxes) of ``positions`` (one block, sorted)
+    or, where given, ``findings`` (N, 64, 64) of the whole data set (rows without a mask: all
+    False), each grown by ``margin`` pixels."""
+    from scipy import ndimage
+
+    found = np.array(arrays.rows("finding64", positions, t), dtype=bool)
+    known = np.array(arrays.rows("has_finding", positions, t), dtype=bool)
+    if findings is not None:
+        user = np.asarray(findings[positions], dtype=bool)
+        mine = user.reshape(len(positions), -1).any(1)
+        found = np.where(mine[:, None, None], user, found)
+        known = known | mine
+    found[~known] = False
+    if margin > 0 and known.any():
+        found = ndimage.binary_dilation(found, structure=np.ones((1, 3, 3), bool), iterations=margin)
+    return Findings(found, known)
+
+
+@dataclass
 class RegionStats:
     """Per image and region part: the share of the image's positive relevance inside it; per
     part: the mean share of it on its cluster's members' finding masks (None: none known)."""
@@ -109,9 +137,7 @@ def distinct_pass(arrays: ClassArrays, positions: np.ndarray, t: int, res: Spray
     """:class:`RegionStats` of the region parts ``regions_px`` (64 px, folded frame) of the
     clusters ``owners``. The finding masks are the stored ones (the phantom's, NIH's boxes)
     or, where given, ``findings`` (N, 64, 64) of the whole data set (rows without a mask: all
-    False), each grown by ``margin`` pixels."""
-    from scipy import ndimage
-
+    False), each grown by ``margin`` pixels (:func:`findings_of`)."""
     flipped = res.flipped if res.flipped is not None else np.zeros(len(res.labels), bool)
     k = len(regions_px)
     stack = np.stack(regions_px) if k else np.zeros((0, 64, 64), bool)
@@ -125,18 +151,10 @@ def distinct_pass(arrays: ClassArrays, positions: np.ndarray, t: int, res: Spray
         if k:
             share[i:j] = np.einsum("bhw,khw->bk", pos, stack.astype(np.float64))
         share[i:j][~evidence[i:j]] = np.nan
-        found = np.asarray(arrays.rows("finding64", blk, t), dtype=bool)
-        has = np.asarray(arrays.rows("has_finding", blk, t), dtype=bool)
-        if findings is not None:
-            user = findings[blk]
-            mine = user.reshape(len(blk), -1).any(1)
-            found = np.where(mine[:, None, None], user, found)
-            has = has | mine
+        fb = findings_of(arrays, blk, t, findings, margin)
+        has = fb.known
         if has.any() and k:
-            f = found[has]
-            if margin > 0:
-                f = ndimage.binary_dilation(f, structure=np.ones((1, 3, 3), bool), iterations=margin)
-            f = _fold(f, flipped[i:j][has]).reshape(len(f), -1).astype(np.float64)
+            f = _fold(fb.masks[has], flipped[i:j][has]).reshape(int(has.sum()), -1).astype(np.float64)
             on_finding[i + np.flatnonzero(has)] = f @ stack.reshape(k, -1).T.astype(np.float64) / area
         i = j
     overlap: list[float | None] = []
