@@ -41,7 +41,7 @@ def _score(group: dict[str, Any], marker: dict[str, bool], n_marker: int) -> dic
             "verdict": group.get("verdict"),
             "purity": hit / group["size"], "recall": hit / n_marker if n_marker else None,
             "effect": cf.get("effect"), "ci": [cf.get("ci_low"), cf.get("ci_high")],
-            "drop_hot": cf.get("logit_drop_hot"), "drop_random": cf.get("logit_drop_random"),
+            "drop_hot": cf.get("logit_drop_hot"), "drop_control": cf.get("logit_drop_control"),
             "floor": cf.get("floor"), "p_value": cf.get("p_value")}
 
 

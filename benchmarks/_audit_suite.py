@@ -6,7 +6,7 @@ it on half of all images independently of the label, a model trained on it; one 
 trained on the same images without any shortcut. Both models are audited on each kind's test
 set and scored against the drawn pixels (read here only). Kinds: the phantom's own
 (``text``, ``laterality``, ``drain``, ``site``; :class:`chexplain.data.phantom.Confounder`)
-and the held-out ones of ``_shortcut_drawers`` (``dim``, ``texture``, ``anywhere``).
+and the held-out ones of ``_shortcut_drawers`` (``dim``, ``dim-lungs``, ``texture``, ``anywhere``).
 
 Layout of ``--out``: ``data/<set>/`` (phantom folders), ``model-<kind>/``, ``model-clean/``,
 ``eval/<kind>/<model>/`` (predictions on the test set), ``audit/<kind>/<model>/`` (the audit),

@@ -1,9 +1,10 @@
 """Held-out shortcuts for the audit suite (``benchmarks/audit_phantom.py --suite``): drawn on
 clean phantom images after they were written, by code that ``chexplain.audit`` never imports.
 
-- ``dim``: a filled square (6×6 px at 64 px) on the lung field, at the grey of the pixels it
-  covers plus :data:`DIM_LIFT` (0.3 in [0, 1]); placed only where that stays under
-  :data:`DIM_CEILING`, so it is never near-white;
+- ``dim``: a filled square (6×6 px at 64 px) on the lung field in the image's upper-left
+  quadrant, at the grey of the pixels it covers plus :data:`DIM_LIFT` (0.3 in [0, 1]); placed
+  only where that stays under :data:`DIM_CEILING`, so it is never near-white;
+- ``dim-lungs``: the same square anywhere on either lung field;
 - ``texture``: a fine checkerboard (10×10 px at 64 px, period 2 px) of ±:data:`TEXTURE_AMPLITUDE`
   added to the body;
 - ``anywhere``: a hollow square (7×7 px at 64 px, 1 px outline) of medium grey
@@ -29,8 +30,8 @@ from PIL import Image
 from chexplain.data.phantom import DEFAULT_PREVALENCE, FINDINGS, _ellipse
 from chexplain.io import atomic_path, write_text
 
-KINDS = ("dim", "texture", "anywhere")
-_SALT = {"dim": 0xD13, "texture": 0x7E7, "anywhere": 0xA11}
+KINDS = ("dim", "dim-lungs", "texture", "anywhere")
+_SALT = {"dim": 0xD1A, "dim-lungs": 0xD13, "texture": 0x7E7, "anywhere": 0xA11}
 DIM_LIFT = 0.3
 DIM_CEILING = 0.8
 TEXTURE_AMPLITUDE = 0.1
@@ -102,13 +103,19 @@ class Drawing:
 
 
 def dim_square(img: np.ndarray, fields: Fields, rng: np.random.Generator,
-               lift: float = DIM_LIFT) -> Drawing:
-    """A filled square on the lung field at its local grey + ``lift``."""
+               lift: float = DIM_LIFT, quadrant: bool = True) -> Drawing:
+    """A filled square on the lung field (``quadrant``: its part in the image's upper-left
+    quadrant) at its local grey + ``lift``."""
     s = side_at(img.shape[0], 6)
     local = sliding_window_view(img, (s, s)).mean(axis=(-2, -1))
     low = np.zeros(img.shape, dtype=bool)
     low[:local.shape[0], :local.shape[1]] = local + lift <= DIM_CEILING
-    top, left = _pick(rng, _fits(fields.lung, s) & low)
+    field = fields.lung.copy()
+    if quadrant:
+        h, w = img.shape
+        field[h // 2:] = False
+        field[:, w // 2:] = False
+    top, left = _pick(rng, _fits(field, s) & low)
     mask = np.zeros(img.shape, dtype=bool)
     mask[top:top + s, left:left + s] = True
     out = img.copy()
@@ -143,7 +150,14 @@ def hollow_square(img: np.ndarray, fields: Fields, rng: np.random.Generator,
     return Drawing(out, mask)
 
 
-DRAWERS = {"dim": dim_square, "texture": texture_patch, "anywhere": hollow_square}
+def dim_square_lungs(img: np.ndarray, fields: Fields, rng: np.random.Generator,
+                     lift: float = DIM_LIFT) -> Drawing:
+    """:func:`dim_square` anywhere on either lung field."""
+    return dim_square(img, fields, rng, lift, quadrant=False)
+
+
+DRAWERS = {"dim": dim_square, "dim-lungs": dim_square_lungs, "texture": texture_patch,
+           "anywhere": hollow_square}
 
 
 def fires(kind: str, seed: int, index: int, p: float) -> tuple[bool, np.random.Generator]:

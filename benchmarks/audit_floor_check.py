@@ -56,7 +56,7 @@ def main() -> None:
                          for p in index["image"].iloc[sel]])
         cf = counterfactual(model, x, meta["observations"].index(obs), hot, cfg, logit_sd=sd)
         result[name] = {"images": int(len(sel)), "logit_sd": round(sd, 3),
-                        "drop_hot": round(cf.logit_drop_hot, 3), "drop_random": round(cf.logit_drop_random, 3),
+                        "drop_hot": round(cf.logit_drop_hot, 3), "drop_control": round(cf.logit_drop_control, 3),
                         "effect": round(cf.effect, 3), "ci": [round(cf.ci_low, 3), round(cf.ci_high, 3)],
                         "p": cf.p_value, "used_with_fixed_0.1_floor": bool(cf.p_value < 0.01 and cf.effect > 0.1),
                         "relative_floor": round(cf.floor, 3), "used": cf.used}

@@ -16,8 +16,9 @@
    counterfactual result; printed as one JSON and a Markdown table.
 
 ``--suite`` runs the held-out validation suite instead (``_audit_suite``): one shortcut model
-per kind of ``--kinds`` (the four above and three drawn by ``_shortcut_drawers``: a dim square
-on the lung field, a texture patch on the body, a hollow square anywhere), one clean model,
+per kind of ``--kinds`` (the four above and four drawn by ``_shortcut_drawers``: a dim square
+on the upper-left lung field or on either lung field, a texture patch on the body, a hollow
+square anywhere), one clean model,
 both audited on each kind's test set; ``suite.json`` and ``suite.md`` under ``--out``:
 
     OMP_NUM_THREADS=1 nice -n 10 python benchmarks/audit_phantom.py --suite --positives-only \
@@ -94,8 +95,8 @@ def main() -> None:
     ap.add_argument("--tag", default="", help="suffix of the audit folders (variants of one store)")
     ap.add_argument("--train-only", action="store_true")
     ap.add_argument("--suite", action="store_true", help="the held-out suite: every kind of --kinds")
-    ap.add_argument("--kinds", default=",".join(("dim", "texture", "anywhere", "text", "laterality",
-                                                 "site", "drain")),
+    ap.add_argument("--kinds", default=",".join(("dim", "dim-lungs", "texture", "anywhere", "text",
+                                                 "laterality", "site", "drain")),
                     help="the suite's shortcut kinds, in the order run")
     ap.add_argument("--kind-epochs", default="",
                     help="suite: other epochs for some kinds' shortcut models, e.g. texture=8,dim=5")

@@ -79,7 +79,7 @@ def test_counterfactual_detects_the_corner_strategy():
     cfg = CounterfactualConfig(grid=8, n_random=6, permutations=2000, bootstrap=500)
     res = counterfactual(CornerModel(), x, 0, hot, cfg)
     assert res.used and res.p_value < 0.01 and res.cells == 4 and res.area == 4 / 64
-    assert res.logit_drop_hot > 1.0 and res.logit_drop_hot > 5 * abs(res.logit_drop_random)
+    assert res.logit_drop_hot > 1.0 and res.logit_drop_hot > 5 * abs(res.logit_drop_control)
     assert res.ci_low <= res.effect <= res.ci_high and res.ci_low > 0
     again = counterfactual(CornerModel(), x, 0, hot, cfg)
     assert again == res  # seeded
@@ -103,7 +103,7 @@ def test_kept_pixels_are_removed_by_neither_arm():
     keep = np.zeros((len(x), 16, 16), bool)  # any resolution: resized to the images' 32 px
     keep[:, :4, :4] = True
     res = counterfactual(CornerModel(), x, 0, hot, cfg, keep=keep)
-    assert abs(res.logit_drop_hot) < 1e-6 and abs(res.logit_drop_random) < 1e-6 and not res.used
+    assert abs(res.logit_drop_hot) < 1e-6 and abs(res.logit_drop_control) < 1e-6 and not res.used
     keep[:, :4, :4] = False
     keep[:, :4, :2] = True  # the left half of the corner, replaced by the image mean: linear
     flat = CounterfactualConfig(grid=8, n_random=6, permutations=2000, bootstrap=500, baseline="mean")

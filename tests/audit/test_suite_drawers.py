@@ -89,7 +89,7 @@ def test_drawn_only_on_the_chosen_images_where_the_mask_says(clean_set, tmp_path
     _, label, before, after, masks = _planted(clean_set, tmp_path, kind, 1.0, 0.0)
     assert label.any() and (~label).any()
     assert [m is not None for m in masks] == list(label)
-    side = {"dim": 6, "texture": 10, "anywhere": 7}[kind]
+    side = {"dim": 6, "dim-lungs": 6, "texture": 10, "anywhere": 7}[kind]
     for b, a, m in zip(before, after, masks):
         diff = np.abs(a - b)
         if m is None:
@@ -103,13 +103,21 @@ def test_drawn_only_on_the_chosen_images_where_the_mask_says(clean_set, tmp_path
             assert diff[m].mean() > 0.08
 
 
-def test_dim_square_on_the_lung_field_at_grey_plus_lift(clean_set, tmp_path):
-    _, _, before, after, masks = _planted(clean_set, tmp_path, "dim", 1.0, 1.0)
+@pytest.mark.parametrize("kind", ["dim", "dim-lungs"])
+def test_dim_square_on_the_lung_field_at_grey_plus_lift(clean_set, tmp_path, kind):
+    _, _, before, after, masks = _planted(clean_set, tmp_path, kind, 1.0, 1.0)
+    right = 0
     for i, (b, a, m) in enumerate(zip(before, after, masks)):
         assert D.phantom_fields(64, 3, i).lung[m].all()
         assert a[m].mean() - b[m].mean() == pytest.approx(D.DIM_LIFT, abs=0.03)
         assert a[m].max() <= D.DIM_CEILING + 0.04  # never near-white (JPEG ringing aside)
         assert a[m].std() < 0.03  # filled: one grey
+        ys, xs = np.nonzero(m)
+        if kind == "dim":  # the upper-left quadrant
+            assert ys.max() < 32 and xs.max() < 32
+        right += xs.min() >= 32
+    if kind == "dim-lungs":  # both lung fields, lower parts too
+        assert right >= 10
 
 
 @pytest.mark.parametrize("amplitude", [None, 0.2])

@@ -83,6 +83,17 @@ def test_audit_refuses_a_blocked_figures_folder_before_any_work(tiny_checkpoint,
     assert sorted(p.name for p in out.iterdir()) == ["figures"]  # no store, no audit.json
 
 
+@pytest.mark.parametrize("option", ["--min-effect-sd", "--matched-effect-sd"])
+def test_audit_refuses_a_negative_floor_before_any_work(tiny_checkpoint, phantom_csv, tmp_path,
+                                                        capsys, option):
+    out = tmp_path / "out"
+    rc = main(["audit", "--checkpoint", str(tiny_checkpoint), "--csv", str(phantom_csv),
+               option, "-1", "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and f"{option} -1.0 must be >= 0" in err and len(err.splitlines()) == 1
+    assert not out.exists() or not any(out.iterdir())  # nothing written
+
+
 def test_audit_does_not_read_its_own_output_inside_images(tiny_checkpoint, phantom_csv, tmp_path):
     images = tmp_path / "images"
     images.mkdir()

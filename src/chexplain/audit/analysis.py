@@ -12,8 +12,9 @@ and looks for a shortcut wherever it sits:
    (:mod:`chexplain.audit.distinctive`), wherever that is.
 2. The region is tested counterfactually on the cluster's members (each member's test cells:
    the part of the region holding most of its own relevance there, its finding's pixels kept
-   where a finding mask is known, :mod:`chexplain.audit.member_test`; blur vs as many random
-   cells, effect, CI, p, the floor relative to the logits' spread:
+   where a finding mask is known; a region on the findings is then compared with images
+   whose finding covers the same cells: :mod:`chexplain.audit.member_test`; blur vs as many
+   random cells, effect, CI, p, the floor relative to the logits' spread:
    :mod:`chexplain.audit.counterfactual`); the verdict (flagged, distinct strategy, not a
    suspect) and its reason: :mod:`chexplain.audit.sentences`.
 3. A **strategy** is the union of the used clusters whose distinctive regions coincide (overlap
@@ -227,7 +228,7 @@ def audit_class(name: str, t: int, data: ClassArrays | dict[str, np.ndarray], la
             audit.cells[c] = r
     split = distinct_shares(audit.cells, arrays, positions, t, res, evidence, mass, findings, dc)
     ctx = ClassContext(arrays, positions, t, res, flipped, evidence, streamed, audit.cells, dc, cfc,
-                       load_images, model, cls, sd, findings)
+                       load_images, model, cls, sd, findings, logits[positions])
     lab = labels[positions, t]
     for c in range(k):
         members = np.flatnonzero(res.labels == c)
@@ -242,7 +243,7 @@ def audit_class(name: str, t: int, data: ClassArrays | dict[str, np.ndarray], la
                 "evidence_overlap": split.overlap[c], "share": _mean(split.share[members, c]),
                 "share_others": _mean(split.share[res.labels != c, c]) if k > 1 else None}
             test = member_test(members, ctx, c)
-            cf = test.result
+            cf = _named(test.result, keys, positions)
             v, why = verdict(test, split.overlap[c], dc.evidence_overlap, cfc.alpha)
         audit.clusters.append({
             "id": c, "size": int(len(members)), "fraction": len(members) / len(positions),
@@ -292,7 +293,7 @@ def _strategies(audit: ClassAudit, ctx: ClassContext, config: AnalysisConfig, st
             cf, v, why, region = c["counterfactual"], c["verdict"], c["why"], c["distinctive_region"]
         else:
             test = member_test(members, ctx, 100 + s_id)
-            cf = test.result
+            cf = _named(test.result, keys, positions)
             v, why = verdict(test, overlap, config.distinct.evidence_overlap, config.counterfactual.alpha)
             union = np.logical_or.reduce([audit.cells[c] for c in ids])
             diff = sum(sizes[c] * diffs[c] for c in ids) / sum(sizes.values())
@@ -328,6 +329,13 @@ def _strategies(audit: ClassAudit, ctx: ClassContext, config: AnalysisConfig, st
         maps = rows(ctx.arrays, "maps64", pos, ctx.t)
         for w, i in enumerate(wanted):
             audit.thumbs[i] = (np.array(img[w]), np.array(maps[w]))
+
+
+def _named(cf: dict[str, Any] | None, keys: list[str], positions: np.ndarray) -> dict[str, Any] | None:
+    """The test's result with its tested images named by their keys, not population indices."""
+    if cf and "tested" in cf:
+        cf = cf | {"tested": [keys[int(positions[i])] for i in cf["tested"]]}
+    return cf
 
 
 def _mean_regions(sh: dict[str, np.ndarray], members: np.ndarray) -> dict[str, float | None]:

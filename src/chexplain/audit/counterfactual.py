@@ -23,11 +23,14 @@ block moves a logit a little, also in a model that never learnt the block).
 
 The images of a strategy may have hot regions of different sizes (members of several
 clusters): each image's random regions have as many cells as its own hot region.
+
+The **matched test** (:func:`matched_counterfactual`) replaces the random cells by other
+images: the control arm is the drop the same cells cause in images matched to each tested one.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -41,6 +44,7 @@ class CounterfactualConfig:
     grid: int = 16
     max_cells: float = 0.15
     n_random: int = 8
+    n_matched: int = 4  #: control images per tested image in the matched test
     baseline: str = "blur"
     max_images: int = 64
     bootstrap: int = 2000
@@ -48,15 +52,17 @@ class CounterfactualConfig:
     alpha: float = 0.01
     min_effect: float = 0.1  #: absolute floor of the effect, in logits
     min_effect_sd: float = 0.5  #: relative floor, in standard deviations of the class's logits
+    matched_effect_sd: float = 1.0  #: the matched test's relative floor (its matching is approximate)
     batch_size: int = 32
     seed: int = 0
 
     def check(self) -> None:
         if not 0 < self.max_cells <= 1:
             raise ChexplainError("counterfactual max_cells must lie in (0, 1]")
-        if self.grid < 2 or self.n_random < 1 or self.max_images < 2:
-            raise ChexplainError("counterfactual needs grid >= 2, n_random >= 1, max_images >= 2")
-        for name in ("min_effect", "min_effect_sd"):
+        if self.grid < 2 or self.n_random < 1 or self.n_matched < 1 or self.max_images < 2:
+            raise ChexplainError("counterfactual needs grid >= 2, n_random >= 1, n_matched >= 1, "
+                                 "max_images >= 2")
+        for name in ("min_effect", "min_effect_sd", "matched_effect_sd"):
             if getattr(self, name) < 0:
                 raise ChexplainError(f"--{name.replace('_', '-')} {getattr(self, name)} must be >= 0")
 
@@ -68,7 +74,7 @@ class CounterfactualResult:
     area: float  #: mean fraction of the image removed
     hot_cells: list[list[int]]  #: (row, col) on the grid, of the first image
     logit_drop_hot: float
-    logit_drop_random: float
+    logit_drop_control: float  #: the control arm's mean drop (``control`` says which arm)
     effect: float
     ci_low: float
     ci_high: float
@@ -76,6 +82,9 @@ class CounterfactualResult:
     used: bool
     floor: float = 0.0  #: the effect the strategy had to exceed, in logits
     logit_sd: float | None = None  #: σ of the class's logits the floor is relative to
+    control: str = "random cells"  #: or "matched images" (:func:`matched_counterfactual`)
+    controls: int = 0  #: control images (matched test)
+    per_image: list[float] = field(default_factory=list)  #: Δ_hot − Δ_control of each image
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -122,8 +131,6 @@ def counterfactual(model: torch.nn.Module, x: torch.Tensor, cls: int, hot: np.nd
     class's logits (None: the absolute floor only); ``keep``: (N, h, w) bool pixels (any
     resolution, resized to H × W) that neither the hot nor the random cells remove (an
     image's own finding)."""
-    from scipy import stats
-
     from ..evaluate.faithfulness import baseline_image
 
     config.check()
@@ -153,23 +160,94 @@ def counterfactual(model: torch.nn.Module, x: torch.Tensor, cls: int, hot: np.nd
             px = px & ~kept
         d_rand += (f0 - _logits(model, torch.where(px, base, x), cls, config.batch_size)).numpy()
     d_rand /= config.n_random
-    diff = d_hot - d_rand
+    return _result(hot, d_hot, d_rand, paired_stats(d_hot, d_rand, config, logit_sd), logit_sd)
+
+
+def _result(cells: np.ndarray, d_hot: np.ndarray, d_ctrl: np.ndarray, st: "PairedStats",
+            logit_sd: float | None, control: str = "random cells", controls: int = 0
+            ) -> CounterfactualResult:
+    """The :class:`CounterfactualResult` of per-image cells (N, grid, grid) and drops."""
+    n, g = len(cells), cells.shape[-1]
+    ks = np.asarray(cells, bool).reshape(n, -1).sum(1)
+    rows, cols = np.nonzero(cells[0])
+    return CounterfactualResult(n, int(ks[0]), float(ks.mean() / (g * g)),
+                                [[int(r), int(c)] for r, c in zip(rows, cols)],
+                                float(d_hot.mean()), float(d_ctrl.mean()), st.effect, st.ci_low,
+                                st.ci_high, st.p_value, st.used, st.floor,
+                                None if logit_sd is None else float(logit_sd), control, controls,
+                                (d_hot - d_ctrl).tolist())
+
+
+def _drops(model, x: torch.Tensor, cls: int, cells: np.ndarray, config: CounterfactualConfig) -> np.ndarray:
+    """Per image f(x) − f(x with its ``cells`` (N, grid, grid) at the baseline)."""
+    from ..evaluate.faithfulness import baseline_image
+
+    h, w = x.shape[-2:]
+    base = baseline_image(x, config.baseline, patch=max(1, h // config.grid))
+    px = _pixels(torch.from_numpy(np.ascontiguousarray(cells, dtype=bool)), h, w).to(x.device)
+    f0 = _logits(model, x, cls, config.batch_size)
+    return (f0 - _logits(model, torch.where(px, base, x), cls, config.batch_size)).numpy()
+
+
+def matched_counterfactual(model: torch.nn.Module, x: torch.Tensor, controls: torch.Tensor, cls: int,
+                           cells: np.ndarray, control_cells: np.ndarray, owner: np.ndarray,
+                           config: CounterfactualConfig = CounterfactualConfig(),
+                           logit_sd: float | None = None) -> CounterfactualResult:
+    """The **matched test**: images ``x`` (N, C, H, W) lose their ``cells`` (N, grid, grid),
+    every control image (``controls``, M) loses the cells of the image ``owner`` (M,) it is
+    matched to (``control_cells``, M, grid, grid, in the control's frame), and
+
+        d_i = Δ_i − mean over controls j of i of Δ_j,  Δ = f(x) − f(x with the cells removed);
+
+    effect, interval, p and floor as in the module doc. Controls chosen with the finding at
+    least as much under those cells as in image i make the test ask whether the cells hold
+    more than the finding: what a finding mask alone cannot tell (a drain along the
+    pneumothorax it stands in for). Its floor is ``matched_effect_sd`` σ: the matching (finding
+    coverage, logit) is approximate, so a larger difference is asked for."""
+    config.check()
+    n = len(x)
+    owner = np.asarray(owner)
+    if n < 2 or set(np.unique(owner).tolist()) != set(range(n)):
+        raise ChexplainError("the matched test needs at least 2 images, each with a control")
+    d_hot = _drops(model, x, cls, cells, config)
+    d_c = _drops(model, controls, cls, control_cells, config)
+    d_ctrl = np.bincount(owner, weights=d_c, minlength=n) / np.bincount(owner, minlength=n)
+    st = paired_stats(d_hot, d_ctrl, config, logit_sd, config.matched_effect_sd)
+    return _result(np.asarray(cells, bool), d_hot, d_ctrl, st, logit_sd, "matched images", len(controls))
+
+
+@dataclass
+class PairedStats:
+    """The effect mean(d_test − d_control) with its bootstrap interval, one-sided paired
+    permutation p-value, floor, and whether it is used (p < alpha and effect > floor)."""
+
+    effect: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    floor: float
+    used: bool
+
+
+def paired_stats(d_test: np.ndarray, d_control: np.ndarray, config: CounterfactualConfig,
+                 logit_sd: float | None, effect_sd: float | None = None) -> PairedStats:
+    """:class:`PairedStats` of per-image logit drops (the module doc's statistics; the relative
+    floor in ``effect_sd`` σ, default ``config.min_effect_sd``)."""
+    from scipy import stats
+
+    diff = d_test - d_control
     if np.allclose(diff, diff[0]):
         lo = hi = float(diff[0])
     else:
         boot = stats.bootstrap((diff,), np.mean, n_resamples=config.bootstrap, method="percentile",
                                random_state=np.random.default_rng(config.seed + 1))
         lo, hi = float(boot.confidence_interval.low), float(boot.confidence_interval.high)
-    perm = stats.permutation_test((d_hot, d_rand), lambda a, b, axis: np.mean(a - b, axis=axis),
+    perm = stats.permutation_test((d_test, d_control), lambda a, b, axis: np.mean(a - b, axis=axis),
                                   permutation_type="samples", vectorized=True,
                                   n_resamples=config.permutations, alternative="greater",
                                   random_state=np.random.default_rng(config.seed + 2))
     p = float(perm.pvalue)
     effect = float(diff.mean())
-    floor = max(config.min_effect, config.min_effect_sd * float(logit_sd or 0.0))
-    rows, cols = np.nonzero(hot[0])
-    return CounterfactualResult(n, int(ks[0]), float(ks.mean() / (g * g)),
-                                [[int(r), int(c)] for r, c in zip(rows, cols)],
-                                float(d_hot.mean()), float(d_rand.mean()), effect, lo, hi, p,
-                                bool(p < config.alpha and effect > floor), floor,
-                                None if logit_sd is None else float(logit_sd))
+    sd = config.min_effect_sd if effect_sd is None else effect_sd
+    floor = max(config.min_effect, sd * float(logit_sd or 0.0))
+    return PairedStats(effect, lo, hi, p, floor, bool(p < config.alpha and effect > floor))

@@ -66,22 +66,27 @@ def write_outputs(out: Path, audits: Sequence[ClassAudit],
                          "" if c["strategy"] is None else c["strategy"], int(c["flagged"]),
                          c["verdict"], (c["distinctive_region"] or {}).get("words", ""),
                          *[_fmt(c["regions"].get(r)) for r in regions],
-                         _fmt(c["positive_rate"]), _fmt(cf.get("logit_drop_hot")),
-                         _fmt(cf.get("logit_drop_random")), _fmt(cf.get("effect")),
+                         _fmt(c["positive_rate"]), cf.get("control", ""), _fmt(cf.get("logit_drop_hot")),
+                         _fmt(cf.get("logit_drop_control")), _fmt(cf.get("effect")),
                          _fmt(cf.get("ci_low")), _fmt(cf.get("ci_high")), _fmt(cf.get("p_value"))])
     write_csv(out / "clusters.csv", rows, ["class", "cluster", "size", "fraction", "suspect",
                                           "strategy", "flagged", "verdict", "distinctive_region",
-                                          *regions, "positive_rate", "logit_drop_hot",
-                                          "logit_drop_random", "effect", "ci_low", "ci_high", "p_value"])
+                                          *regions, "positive_rate", "control", "logit_drop_hot",
+                                          "logit_drop_control", "effect", "ci_low", "ci_high", "p_value"])
     mrows = []
     for a in audits:
         if a.spray is None:
             continue
+        own = {k: d for c in a.clusters if c["counterfactual"]
+               for k, d in zip(c["counterfactual"].get("tested", []), c["counterfactual"].get("per_image", []))}
         for j, p in enumerate(a.positions):
-            mrows.append([a.name, keys[int(p)], int(a.spray.labels[j]),
+            key = keys[int(p)]
+            mrows.append([a.name, key, int(a.spray.labels[j]),
                           f"{a.spray.embedding[j, 0]:.5g}", f"{a.spray.embedding[j, 1]:.5g}",
-                          *[_fmt(a.shares[r][j]) if r in a.shares else "" for r in regions]])
-    write_csv(out / "members.csv", mrows, ["class", "image", "cluster", "x", "y", *regions])
+                          *[_fmt(a.shares[r][j]) if r in a.shares else "" for r in regions],
+                          _fmt(own.get(key))])
+    write_csv(out / "members.csv", mrows, ["class", "image", "cluster", "x", "y", *regions,
+                                           "test_effect"])
     write_text(out / "audit.html", _html(out, audits, class_index, summary, meta_factors,
                                          regions, labels))
     return result

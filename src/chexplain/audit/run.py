@@ -227,7 +227,9 @@ def _analyse(config, model, source, store, plan, classes, idx, fingerprint, say,
                "counterfactual": str(asdict(config.analysis.counterfactual)),
                "suspect rule": "every cluster's distinctive region (where its prototype exceeds "
                                "the other clusters') is tested, each member's finding pixels "
-                               "kept; flagged: used; distinct strategy: used, no finding mask known",
+                               "kept; a region on the findings is then compared with images "
+                               "whose finding covers the same cells; flagged: used; distinct "
+                               "strategy: used, no finding mask known",
                "distinctive region": str(asdict(config.analysis.distinct)),
                "strategies": "flagged (distinct) clusters united where their regions coincide"
                if config.analysis.strategies else "one per cluster"}

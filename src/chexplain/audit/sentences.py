@@ -4,7 +4,10 @@ A cluster or strategy with a distinctive region (:mod:`chexplain.audit.distincti
 
 - **flagged** when removing its distinctive region, less each member's own finding mask,
   changes the class's logit more than removing as many random cells (the counterfactual test,
-  beyond its floor; :mod:`chexplain.audit.member_test`): a Clever-Hans candidate;
+  beyond its floor; :mod:`chexplain.audit.member_test`), or, for a region lying partly on the
+  findings, when removing it lowers the members' logit more than the same cells lower that of
+  images with the finding at least as much under them (the matched test): a Clever-Hans
+  candidate;
 - a **distinct strategy** when the test says the model uses the region and no finding mask
   is known: where it is, is reported for a human to judge;
 - **not a suspect** otherwise, with the reason (no positive relevance, no region, no
@@ -31,31 +34,51 @@ def verdict(test: MemberTest, overlap: float | None, evidence_overlap: float,
                          f"masks of {test.on_finding} of the {test.on_finding + test.tested} "
                          "members tested)")
         return NOT, "too few members with positive relevance to test its distinctive region"
+    matched = cf.get("control") == "matched images"
     if not cf["used"]:
-        e, f, p = cf["effect"], cf["floor"], cf["p_value"]
-        stats = (f"effect {e:.2f} {'≤' if e <= f else '>'} floor {f:.2f}, p = {p:.2g}"
-                 f"{f' ≥ {alpha:g}' if p >= alpha else ''}")
-        if overlap is not None and overlap >= evidence_overlap:
-            return NOT, (f"its distinctive region lies on the finding's evidence ({overlap:.0%} of "
-                         f"it on the finding masks); removing the rest has no significant effect "
-                         f"({stats})")
-        return NOT, f"no significant effect of removing its distinctive region ({stats})"
+        why = f"no significant effect of removing its distinctive region ({_stats(cf, alpha)})"
+        if matched:
+            off = cf.get("off_finding")
+            rest = (f"removing the rest has no significant effect ({_stats(off, alpha)}); "
+                    if off else "")
+            part = "" if overlap is not None and overlap >= evidence_overlap else "partly "
+            where = f" ({overlap:.0%} of it on the finding masks)" if overlap is not None else ""
+            why = (f"its distinctive region lies {part}on the finding's evidence{where}; {rest}"
+                   f"beside images with the finding under the same cells, its members' loss is not "
+                   f"significantly larger ({_stats(cf, alpha)})")
+        elif overlap is not None and overlap >= evidence_overlap:
+            why = (f"its distinctive region lies on the finding's evidence ({overlap:.0%} of it on "
+                   f"the finding masks); removing the rest has no significant effect "
+                   f"({_stats(cf, alpha)})")
+        return NOT, why
     if overlap is None:
         return DISTINCT, ("removing its distinctive region changes the logit significantly; no "
                           "finding mask is known, so whether it is the finding or a shortcut is "
                           "for a human to judge")
+    if matched:
+        return FLAGGED, ("removing its distinctive region lowers its members' logit more than the "
+                         f"same cells lower that of {cf['controls']} images with the finding at "
+                         "least as much under them: the region holds more than the finding")
     aside = (f"; {test.on_finding} member(s) whose region lies wholly on their finding were "
              "left out" if test.on_finding else "")
     return FLAGGED, ("removing its distinctive region, where it lies off each member's finding "
                      "mask, changes the logit significantly" + aside)
 
 
+def _stats(cf: dict[str, Any], alpha: float) -> str:
+    e, f, p = cf["effect"], cf["floor"], cf["p_value"]
+    return (f"effect {e:.2f} {'≤' if e <= f else '>'} floor {f:.2f}, p = {p:.2g}"
+            f"{f' ≥ {alpha:g}' if p >= alpha else ''}")
+
+
 def cf_text(cf: dict[str, Any] | None) -> str:
     """The counterfactual result in one clause."""
     if not cf:
         return ""
+    control = ("for as many random cells" if cf.get("control", "random cells") == "random cells"
+               else "for the same cells of images with the finding under them")
     return (f"removing it lowers the logit by {cf['logit_drop_hot']:.2f} vs "
-            f"{cf['logit_drop_random']:.2f} for as many random cells (effect {cf['effect']:.2f} "
+            f"{cf['logit_drop_control']:.2f} {control} (effect {cf['effect']:.2f} "
             f"[{cf['ci_low']:.2f}, {cf['ci_high']:.2f}], p = {cf['p_value']:.2g}, floor "
             f"{cf.get('floor', 0.0):.2f})")
 

@@ -51,6 +51,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--min-effect-sd", type=float, default=0.5, help="a strategy is used only if "
                    "removing it lowers the logit by this many standard deviations of the "
                    "class's logits more than random regions (default 0.5)")
+    p.add_argument("--matched-effect-sd", type=float, default=1.0, help="the same for the "
+                   "matched test of a region lying on the finding: its members must lose this "
+                   "many standard deviations more than images with the finding under the same "
+                   "cells (default 1.0)")
     p.add_argument("--lung-masks", metavar="DIR", help="lung-field masks: <DIR>/<image>.png")
     p.add_argument("--finding-masks", metavar="DIR", help="finding masks: <DIR>/<image>.png, or "
                    "<DIR>/<class>/<image>.png per class (white = the finding); they replace the "
@@ -75,7 +79,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
         spray=SprayConfig(neighbours=args.neighbours, max_clusters=args.max_clusters,
                           n_clusters=args.clusters, embedding=args.embedding, seed=args.seed,
                           mirror=args.mirror, knn=args.knn),
-        counterfactual=CounterfactualConfig(seed=args.seed, min_effect_sd=args.min_effect_sd))
+        counterfactual=CounterfactualConfig(seed=args.seed, min_effect_sd=args.min_effect_sd,
+                                            matched_effect_sd=args.matched_effect_sd))
     config = AuditConfig(checkpoint=args.model, model_options=model_options(args), out=args.out,
                          csv=args.csv, data=args.data,
                          images=args.images, nih=args.nih, classes=args.classes, method=args.method,
