@@ -26,7 +26,7 @@ from scipy import ndimage
 from torch.utils.data import default_collate
 
 import _audit_suite as S
-from chexplain.audit.explain import sum_pool
+from chexplain.audit.pooling import sum_pool
 from chexplain.audit.sources import open_source
 from chexplain.evaluate.baselines import Attributor
 from chexplain.evaluate.faithfulness import baseline_image

@@ -37,7 +37,7 @@ import itertools
 import warnings
 import weakref
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -49,6 +49,9 @@ from .errors import ChexplainError, InputError, UnsupportedModelError
 from .models.memory_format import channels_last
 from .targets import TargetSpec, resolve_targets
 from .validate import check_batch
+
+#: Methods giving class activation maps (N, H, W) of a feature layer (Score-CAM included).
+CAM_METHODS = ("gradcam", "gradcam++", "hirescam", "layercam", "scorecam")
 
 METHODS = ("gradcam", "gradcam++", "hirescam", "layercam")
 _INTERP = {1: "linear", 2: "bilinear", 3: "trilinear"}

@@ -31,11 +31,11 @@ import torch
 from .data.chexpert import OBSERVATIONS
 from .data.nih import NIH_TO_CHEXPERT
 from .errors import ChexplainError, DataError
-from .api import check_method_params
-from .evaluate.baselines import Attributor, all_methods, params_record
+from .evaluate.baselines import Attributor, params_record
 from .figures import classes_figure, correct_incorrect_figure, lrp_rules_figure, \
     methods_figure, style, top_findings_figure
 from .io import write_csv, write_json
+from .registry import all_methods, check_method_params
 from .render import save_heatmap
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm", ".dicom")

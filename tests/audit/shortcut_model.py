@@ -81,7 +81,7 @@ def phantoms(box: tuple[int, int, int, int], n_pos: int = 60, n_neg: int = 30, s
 
 def audit_data(model: nn.Module, ph: Phantoms) -> dict[str, np.ndarray]:
     """The arrays an audit stores, with LRP (epsilon-plus) maps of the model's logit."""
-    from chexplain.audit.explain import sum_pool
+    from chexplain.audit.pooling import sum_pool
     from chexplain.lrp.engine import LRP
 
     x = torch.from_numpy(ph.images)[:, None]

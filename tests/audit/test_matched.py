@@ -12,7 +12,7 @@ import torch.nn as nn
 
 from chexplain.audit.analysis import AnalysisConfig, audit_class
 from chexplain.audit.counterfactual import CounterfactualConfig, matched_counterfactual
-from chexplain.audit.explain import sum_pool
+from chexplain.audit.pooling import sum_pool
 from chexplain.audit.spray import SprayConfig
 
 CFG = CounterfactualConfig(grid=8, permutations=999, bootstrap=200, baseline="mean")

@@ -127,7 +127,7 @@ def _images(pos):
 
 
 def _class_data(maps64):
-    from chexplain.audit.explain import sum_pool
+    from chexplain.audit.pooling import sum_pool
     import torch
 
     n = len(maps64)

@@ -13,7 +13,7 @@ import torch.nn as nn
 
 from chexplain.audit.analysis import AnalysisConfig, audit_class
 from chexplain.audit.counterfactual import CounterfactualConfig, counterfactual
-from chexplain.audit.explain import sum_pool
+from chexplain.audit.pooling import sum_pool
 from chexplain.audit.spray import SprayConfig
 
 N_LEFT, N_RIGHT, N_PLAIN = 12, 12, 36

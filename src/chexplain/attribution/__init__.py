@@ -35,6 +35,9 @@ _METHODS: dict[str, tuple[Callable[..., torch.Tensor], tuple[str, ...], Callable
 METHODS = tuple(_METHODS)
 #: The methods whose maps live in the input's space (summed over channels for 2-D maps).
 INPUT_SPACE = (_ig.NAME, _sg.NAME, _occ.NAME)
+#: References of the evaluation beside the methods: gradient × input and a random map
+#: (:mod:`chexplain.evaluate.baselines`).
+BASELINE_METHODS = ("gradient-x-input", "random")
 
 
 def check_params(method: str, params: dict[str, Any]) -> None:
@@ -53,4 +56,4 @@ def attribute(model: nn.Module, x: torch.Tensor, method: str, target: TargetSpec
     return _METHODS[method][0](model, x, target=target, classes=classes, **params)
 
 
-__all__ = ["METHODS", "INPUT_SPACE", "attribute", "check_params"]
+__all__ = ["METHODS", "INPUT_SPACE", "BASELINE_METHODS", "attribute", "check_params"]

@@ -45,6 +45,7 @@ from .member_test import ClassContext, member_test, rows
 from .passes import DistinctShares, _fold, distinct_shares, prototypes_pass, regions_pass, unpack
 from .regions import CORNERS, RegionConfig, fixed_masks
 from .sentences import DISTINCT, FLAGGED, NOT, cluster_sentence, strategy_sentence, verdict
+from .sources import age_bins
 from .spray import SprayConfig, SprayResult, spray
 
 POPULATIONS = ("auto", "positive", "predicted", "all")
@@ -96,11 +97,6 @@ def select_population(labels: np.ndarray, prob: np.ndarray, config: AnalysisConf
     text = {"positive": "labelled positive", "predicted": "predicted positive (p ≥ 0.5)",
             "all": "all images"}[mode]
     return chosen, text
-
-
-def age_bins(age: pd.Series) -> pd.Series:
-    a = pd.to_numeric(age, errors="coerce")
-    return pd.cut(a, [0, 40, 60, 75, 200], right=False, labels=["<40", "40-59", "60-74", "≥75"]).astype(str)
 
 
 def association(clusters: np.ndarray, values: pd.Series) -> dict[str, Any] | None:

@@ -94,7 +94,7 @@ def hot_cells(prototype: np.ndarray, grid: int, hot_share: float = 0.5,
               max_cells: float = 0.15) -> np.ndarray:
     """(grid, grid) bool: the fewest cells holding ``hot_share`` of the prototype's positive
     relevance (at least one cell, at most ``max_cells`` of them)."""
-    from .explain import sum_pool
+    from .pooling import sum_pool
 
     pooled = sum_pool(torch.from_numpy(np.clip(prototype, 0, None)).double(), grid).numpy()
     flat = pooled.ravel()

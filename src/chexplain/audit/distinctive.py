@@ -52,7 +52,7 @@ def contrast(protos: dict[int, np.ndarray], sizes: np.ndarray, c: int) -> np.nda
 
 def pool(m: np.ndarray, grid: int) -> np.ndarray:
     """(…, H, W) → (…, grid, grid) sum pooling (float64)."""
-    from .explain import sum_pool
+    from .pooling import sum_pool
 
     return sum_pool(torch.from_numpy(np.ascontiguousarray(m, dtype=np.float64)), grid).double().numpy()
 

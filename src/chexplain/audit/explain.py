@@ -37,20 +37,11 @@ from torch.utils.data import DataLoader
 from ..data.images import Normalization
 from ..errors import ChexplainError
 from ..io import write_csv
-from .sources import MAP_SIZE, AuditSource
+from .pooling import sum_pool
+from .sources import MAP_SIZE, AuditSource, age_bins
 from .store import ShardPlan, ShardStore
 
 COARSE = 32  #: side of the maps SpRAy clusters
-
-
-def sum_pool(R: torch.Tensor, size: int) -> torch.Tensor:
-    """(…, H, W) → (…, size, size) area pooling scaled so that each map's sum is kept exactly."""
-    lead = R.shape[:-2]
-    flat = R.reshape(-1, 1, *R.shape[-2:]).double()
-    pooled = F.interpolate(flat, size=(size, size), mode="area") * (flat[0, 0].numel() / size**2)
-    fix = flat.sum((-1, -2), keepdim=True) - pooled.sum((-1, -2), keepdim=True)
-    pooled = pooled + fix / size**2  # float rounding of the area weights only
-    return pooled.reshape(*lead, size, size).float()
 
 
 class MapMaker:
@@ -59,10 +50,11 @@ class MapMaker:
     def __init__(self, model: torch.nn.Module, method: str, classes: Sequence[int],
                  normalization: Normalization, **params: Any) -> None:
         from ..lrp.composites import PRESETS
+        from ..registry import family
 
         self.classes = [int(c) for c in classes]
         self.model = model
-        if method in PRESETS:
+        if family(method) == "lrp":  # one relevance pass gives the logits too
             from ..lrp.engine import LRP
 
             if "low" in inspect.signature(PRESETS[method]).parameters and "low" not in params:
@@ -225,8 +217,6 @@ def write_index(store: ShardStore, plan: ShardPlan, source: AuditSource,
     """``store/index.csv``: one row per image and class, in position then class order, with
     the image's metadata (Sex, Age, its ``Age bin``, AP/PA, Site / Institution when known).
     Rows are made while they are written (one row list never holds the whole data set)."""
-    from .analysis import age_bins
-
     data = store.read(plan, ["positions", "logits"])
     pos, logits = data["positions"], data["logits"].astype(np.float64)
     if not np.array_equal(pos, np.arange(plan.n_images)):

@@ -65,12 +65,12 @@ class AuditConfig:
         if self.analysis.population not in POPULATIONS:
             raise ChexplainError(f"unknown --population {self.analysis.population!r}; choose "
                                  f"from {', '.join(POPULATIONS)}")
-        from ..evaluate.baselines import all_methods
+        from ..registry import all_methods
 
         if self.method not in all_methods() or self.method == "random":
             raise ChexplainError(f"unknown --method {self.method!r}; choose from "
                                  f"{', '.join(m for m in all_methods() if m != 'random')}")
-        from ..api import check_method_params
+        from ..registry import check_method_params
 
         check_method_params(self.method, dict(self.method_params))
         self.analysis.spray.check()
@@ -185,7 +185,7 @@ def _analyse(config, model, source, store, plan, classes, idx, fingerprint, say,
              record: dict[str, Any]):
     from torch.utils.data import default_collate
 
-    from .analysis import age_bins
+    from .sources import age_bins
     from .arrays import StoreArrays
     from .regions import finding_masks, read_mask_folder
     from .report import write_outputs

@@ -160,3 +160,8 @@ def open_source(classes: Sequence[str], pre: Preprocess, csv: str | os.PathLike 
     keys = ent["Image Index"].astype(str).tolist()
     ds = _Items([folder / k for k in keys], pre, [], obs, list(range(len(classes))))
     return AuditSource(ds, keys, labels, meta, text_digest([file_digest(entries), *keys]), "nih")
+
+
+def age_bins(age: pd.Series) -> pd.Series:
+    a = pd.to_numeric(age, errors="coerce")
+    return pd.cut(a, [0, 40, 60, 75, 200], right=False, labels=["<40", "40-59", "60-74", "≥75"]).astype(str)

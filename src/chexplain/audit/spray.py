@@ -101,7 +101,7 @@ def normalise_maps(maps: np.ndarray) -> np.ndarray:
 
 def features(maps: np.ndarray, size: int) -> np.ndarray:
     """Normalised, sum-pooled to ``size`` × ``size``, flattened: (N, size²)."""
-    from .explain import sum_pool
+    from .pooling import sum_pool
 
     norm = normalise_maps(maps)
     if norm.shape[-1] != size or norm.shape[-2] != size:

@@ -44,7 +44,7 @@ def parse_value(text: str) -> Any:
 def parse_params(specs: Sequence[str], methods: Sequence[str]) -> dict[str, dict[str, Any]]:
     """``--param`` values → {method: {name: value}}, each checked by
     :func:`chexplain.api.check_method_params`; one-line errors naming the option."""
-    from ..api import check_method_params
+    from ..registry import check_method_params
 
     out: dict[str, dict[str, Any]] = {}
     for spec in specs:

@@ -90,7 +90,7 @@ def _setup(args: argparse.Namespace):
 
 def _check_figure_options(args: argparse.Namespace) -> None:
     """--method, --cmap, --digits and the LRP parameters, before data are loaded or trained on."""
-    from ..api import methods
+    from ..registry import methods
     from ..errors import ChexplainError
     from ..render import get_cmap
     from ..validate import finite

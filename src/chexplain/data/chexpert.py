@@ -301,7 +301,7 @@ class CheXpertDataset(Dataset):
             "path": str(path),
         }
         if self.with_masks:
-            from .phantom import read_finding_masks
+            from .masks import read_finding_masks
 
             found = read_finding_masks(path, img.shape)
             stack = np.zeros((len(OBSERVATIONS),) + img.shape, dtype=bool)

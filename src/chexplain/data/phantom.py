@@ -35,19 +35,14 @@ from PIL import Image, ImageDraw
 from ..errors import DataError
 from ..io import atomic_path, write_json, write_text
 from .chexpert import COLUMNS, OBSERVATIONS
-from .shortcuts import SHORTCUT_MASKS, Confounder, as_confounders, draw_shortcuts
+from .masks import (FINDINGS, MARKER, MASK_NAMES, mask_dir, mask_file, mask_filename,
+                    read_finding_masks)
+from .shortcuts import Confounder, as_confounders, draw_shortcuts
 
 __all__ = ["FINDINGS", "MARKER", "MASK_NAMES", "Confounder", "Phantom", "PhantomSample",
            "phantom_sample", "iter_phantom", "generate_phantom", "write_phantom",
            "read_finding_masks", "mask_dir", "mask_file"]
 
-#: Findings the phantom draws, named by their CheXpert observation.
-FINDINGS: tuple[str, ...] = ("Pleural Effusion", "Pneumothorax", "Cardiomegaly", "Lung Lesion",
-                             "Support Devices")
-MARKER = "marker"
-#: The findings' masks, then the shortcuts' (see :mod:`chexplain.data.shortcuts`).
-MASK_NAMES: tuple[str, ...] = FINDINGS + tuple(SHORTCUT_MASKS.values())
-_SLUGS = {name: name.lower().replace(" ", "_") for name in MASK_NAMES}
 _PATHOLOGIES = FINDINGS[:4]  # any of these makes "No Finding" negative
 DEFAULT_PREVALENCE = {"Pleural Effusion": 0.3, "Pneumothorax": 0.3, "Cardiomegaly": 0.3,
                       "Lung Lesion": 0.3, "Support Devices": 0.4}
@@ -260,36 +255,6 @@ def generate_phantom(n: int, size: int | tuple[int, int] = 224, seed: int = 0,
 
 # ------------------------------------------------------------------- CheXpert layout
 
-def mask_dir(image_path: str | os.PathLike) -> Path:
-    """Folder of an image's masks: ``view1_frontal.jpg`` → ``view1_frontal_masks/``."""
-    p = Path(image_path)
-    return p.with_name(p.stem + "_masks")
-
-
-def mask_file(image_path: str | os.PathLike, name: str) -> Path:
-    """The PNG holding ``name``'s mask (a :data:`MASK_NAMES` entry) for an image."""
-    if name not in _SLUGS:
-        raise DataError(f"unknown mask {name!r}; choose from {', '.join(MASK_NAMES)}")
-    return mask_dir(image_path) / f"{_SLUGS[name]}.png"
-
-
-def read_finding_masks(image_path: str | os.PathLike,
-                       shape: tuple[int, int] | None = None) -> dict[str, np.ndarray]:
-    """The masks written beside an image, by :data:`MASK_NAMES` name (absent ones left out)."""
-    from .images import read_image
-
-    out = {}
-    for name in MASK_NAMES:
-        path = mask_file(image_path, name)
-        if path.is_file():
-            m = read_image(path) > 0.5
-            if shape is not None and m.shape != tuple(shape):
-                raise DataError(f"{path}: mask is {m.shape[1]}x{m.shape[0]}, image is "
-                                f"{shape[1]}x{shape[0]}")
-            out[name] = m
-    return out
-
-
 def _csv_row(rel: str, sample: PhantomSample, rng: np.random.Generator) -> str:
     cells = [rel, "Female" if rng.random() < 0.5 else "Male", str(int(rng.integers(18, 91))),
              "Frontal", "AP" if rng.random() < 0.7 else "PA"]
@@ -357,7 +322,7 @@ def write_phantom(out: str | os.PathLike, n: int, size: int | tuple[int, int] = 
     write_json(out / "phantom.json", {
         "n": n, "size": list(_size(size)), "seed": seed, "prevalence": _prevalence(prevalence),
         "confounder": [asdict(c) for c in as_confounders(confounder)] or None, "jpeg_quality": quality,
-        "masks": {name: _SLUGS[name] + ".png" for name in MASK_NAMES}})
+        "masks": {name: mask_filename(name) for name in MASK_NAMES}})
     return write_text(out / f"{split}.csv", "\n".join(rows) + "\n")
 
 

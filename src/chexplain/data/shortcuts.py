@@ -30,9 +30,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from ..errors import DataError
+from .masks import FINDINGS, SHORTCUT_MASKS
 
-#: kind -> the name of its mask
-SHORTCUT_MASKS = {"text": "marker", "laterality": "laterality", "drain": "drain", "site": "site"}
 KINDS = tuple(SHORTCUT_MASKS)
 _KIND_SEED = {k: 0x5C0 + i for i, k in enumerate(KINDS)}
 
@@ -50,8 +49,6 @@ class Confounder:
     kind: str = "text"
 
     def __post_init__(self) -> None:
-        from .phantom import FINDINGS
-
         if self.observation not in FINDINGS:
             raise DataError(f"confounder observation {self.observation!r} is not one of the "
                             f"phantom's findings: {', '.join(FINDINGS)}")

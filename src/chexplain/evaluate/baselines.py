@@ -4,7 +4,7 @@
   LRP-0 on ReLU networks without biases, Ancona et al. 2018) — the simplest gradient baseline;
 * ``"random"``: i.i.d. uniform noise (seeded): what any metric should score at chance level.
 
-:class:`Attributor` wraps these and every :func:`chexplain.methods` name behind one call,
+:class:`Attributor` wraps these and every name of :mod:`chexplain.registry` behind one call,
 ``Attributor(model, method, normalization)(x, target) -> (N, H, W)``: LRP relevance summed
 over the colour channels, the Grad-CAM family (LayerCAM, Score-CAM included) upsampled to
 the input, Integrated Gradients, SmoothGrad and Occlusion summed over the colour channels
@@ -19,10 +19,13 @@ from typing import Any
 
 import torch
 
-from ..errors import ChexplainError, InputError
+from ..attribution import BASELINE_METHODS
+from ..errors import InputError
+from ..registry import all_methods, family
 from ..models.memory_format import channels_last
 
-BASELINE_METHODS = ("gradient-x-input", "random")
+__all__ = ["BASELINE_METHODS", "Attributor", "all_methods", "gradient_x_input", "random_map",
+           "params_record"]
 
 
 def gradient_x_input(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -39,13 +42,6 @@ def random_map(x: torch.Tensor, seed: int = 0) -> torch.Tensor:
     """Uniform noise in [0, 1) shaped (N, H, W), reproducible for a seed."""
     g = torch.Generator().manual_seed(int(seed))
     return torch.rand((x.shape[0], *x.shape[2:]), generator=g, dtype=x.dtype).to(x.device)
-
-
-def all_methods() -> tuple[str, ...]:
-    """Every method name :class:`Attributor` accepts."""
-    from ..api import methods
-
-    return tuple(methods()) + BASELINE_METHODS
 
 
 def params_record(method_params: dict[str, dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
@@ -79,11 +75,9 @@ class Attributor:
 
     def __init__(self, model: torch.nn.Module, method: str, normalization: Any = None,
                  seed: int = 0, traces: "TraceCache | None" = None, **params: Any) -> None:
-        from ..api import ATTRIBUTION_METHODS, CAM_METHODS
         from ..lrp.composites import PRESETS
 
-        if method not in all_methods():
-            raise ChexplainError(f"unknown method {method!r}; choose from {', '.join(all_methods())}")
+        kind = family(method)
         self.model, self.method, self.params, self.seed = model, method, dict(params), seed
         self.traces = traces
         self.normalization = normalization
@@ -98,16 +92,15 @@ class Attributor:
             from ..attribution.scorecam import ScoreCAM
 
             self._cam = ScoreCAM(model, **params)
-        elif method in CAM_METHODS:
+        elif kind == "cam":
             from ..cam import GradCAM
 
             self._cam = GradCAM(model, method=method, **params)
-        elif method in ATTRIBUTION_METHODS:
-            from ..api import check_method_params
+        elif kind == "attribution":
+            from ..registry import check_method_params
 
             check_method_params(method, params)
-        self.kind = ("lrp" if method in PRESETS else "cam" if method in CAM_METHODS
-                     else "attribution" if method in ATTRIBUTION_METHODS else method)
+        self.kind = method if kind == "baseline" else kind
 
     def __call__(self, x: torch.Tensor, target: Any = None, classes: Any = None) -> torch.Tensor:
         if self.kind == "cam":

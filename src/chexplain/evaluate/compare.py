@@ -25,7 +25,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..api import check_method_params
+from ..registry import check_method_params
 from ..errors import ChexplainError
 from ..io import result_set, write_csv, write_json
 from .baselines import Attributor, TraceCache, params_record
