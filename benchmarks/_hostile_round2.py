@@ -81,7 +81,7 @@ def second_round(p: dict[str, Path]) -> list[Case]:
     def stop_second_image(stack: contextlib.ExitStack) -> None:
         from unittest import mock
 
-        import chexplain.explain_images as ei
+        import chexplain.jobs.explain as ei
 
         real, calls = ei.lrp_rules_figure, []
 

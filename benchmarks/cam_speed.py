@@ -44,7 +44,7 @@ def main() -> None:
     from pytorch_grad_cam import GradCAM as PeerGradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    from chexplain.cam import GradCAM, explain_cam
+    from chexplain.cam.gradcam import GradCAM, explain_cam
 
     torch.manual_seed(0)
     model = torchvision.models.densenet121(weights=None, num_classes=14).to(device).eval()

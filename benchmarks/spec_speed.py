@@ -42,7 +42,7 @@ def main() -> None:
     from chexplain.cli import main as cli
     from chexplain.data.chexpert import OBSERVATIONS
     from chexplain.data.phantom import write_phantom
-    from chexplain.explain_images import find_images
+    from chexplain.jobs.explain import find_images
     from chexplain.models.densenet import chexpert_densenet, model_meta
     from chexplain.train.checkpoint import save_checkpoint
     from chexplain.zoo import load_model

@@ -46,7 +46,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 class FigureAudit(dict):
     """Every figure saved through matplotlib during a test: name → layout problems found as it
     was written (overlapping or clipped titles, labels, tick labels; see
-    :func:`chexplain.layout.layout_problems`)."""
+    :func:`chexplain.viz.layout.layout_problems`)."""
 
     def assert_clean(self, folder, min_px: int = 200, max_px: int = 4000,
                      inputs: tuple[str, ...] = ("data",)) -> list[str]:
@@ -76,7 +76,7 @@ def figure_audit(monkeypatch) -> FigureAudit:
 
     from matplotlib.figure import Figure
 
-    from chexplain.layout import layout_problems
+    from chexplain.viz.layout import layout_problems
 
     seen = FigureAudit()
     original = Figure.savefig

@@ -1,5 +1,5 @@
-"""The package's shape: no import circle (imports inside functions included), no source, test
-or benchmark file over 450 lines."""
+"""The package's shape: at most six modules at its root (the public face), no import circle
+(imports inside functions included), no source, test or benchmark file over 450 lines."""
 
 from __future__ import annotations
 
@@ -98,3 +98,9 @@ def test_no_file_over_450_lines():
             for f in (ROOT / d).rglob("*.py")
             if (n := len(f.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
     assert long == {}
+
+
+def test_the_root_holds_the_public_face_only():
+    root = sorted(f.stem for f in (SRC / "chexplain").glob("*.py")
+                  if f.stem not in ("__init__", "__main__"))
+    assert root == ["api", "errors", "io", "registry", "targets", "validate"]

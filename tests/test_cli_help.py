@@ -28,7 +28,7 @@ def test_every_option_has_help_and_renders_cleanly(path):
 
 
 def test_stated_defaults_are_the_real_ones():
-    from chexplain.demo import DemoConfig
+    from chexplain.jobs.demo import DemoConfig
 
     text = " ".join(_sub(build_parser(), "demo").format_help().split())
     assert f"default {DemoConfig().image_size}" in text and f"default {DemoConfig().epochs}" in text

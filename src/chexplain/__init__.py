@@ -9,7 +9,7 @@ Public API::
 """
 
 from .api import explain, methods
-from .cam import GradCAM
+from .cam.gradcam import GradCAM
 from .lrp.composites import PRESETS, Composite
 from .lrp.engine import LRP
 from .zoo import LoadedModel, load_model

@@ -8,7 +8,7 @@ import torch
 
 from .errors import ChexplainError
 from .lrp.engine import LRP
-from .registry import check_method_params, family, methods
+from .registry import REGISTRY, check_method_params, family, methods
 from .targets import TargetSpec
 
 __all__ = ["explain", "methods", "check_method_params"]
@@ -39,6 +39,8 @@ def explain(
     if not isinstance(method, str):
         raise ChexplainError(f"method must be a name (one of {', '.join(methods())}), got "
                              f"{type(method).__name__}")
+    if method not in REGISTRY:
+        raise ChexplainError(f"unknown method {method!r}; choose from {', '.join(methods())}")
     kind = family(method)
     if kind == "baseline":
         raise ChexplainError(f"{method} is a baseline of the evaluation, not offered by explain; "
@@ -48,7 +50,7 @@ def explain(
 
         return attribute(model, x, method, target=target, classes=classes, **params)
     if kind == "cam":
-        from .cam import explain_cam
+        from .cam.gradcam import explain_cam
 
         check_param_types(method, explain_cam, params)
         return explain_cam(model, x, method=method, target=target, classes=classes, **params)

@@ -3,7 +3,7 @@ CLI accept, its family, and the check of its parameters.
 
 Families, each defined where its code is: ``lrp`` (the composites of
 :data:`chexplain.lrp.composites.PRESETS`), ``cam`` (the Grad-CAM family of
-:mod:`chexplain.cam`, Score-CAM included), ``attribution`` (Integrated Gradients, SmoothGrad,
+:mod:`chexplain.cam.gradcam`, Score-CAM included), ``attribution`` (Integrated Gradients, SmoothGrad,
 occlusion: :data:`chexplain.attribution.INPUT_SPACE`) and ``baseline`` (gradient × input and a
 random map: references of the evaluation, not offered by :func:`chexplain.explain`).
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from .attribution import BASELINE_METHODS, INPUT_SPACE
-from .cam import CAM_METHODS
+from .cam.gradcam import CAM_METHODS
 from .errors import ChexplainError
 from .lrp.composites import PRESETS
 
@@ -68,7 +68,7 @@ def check_method_params(method: str, params: dict[str, Any]) -> None:
     elif method in CAM_METHODS:
         import inspect
 
-        from .cam import explain_cam
+        from .cam.gradcam import explain_cam
 
         accepted = [n for n, p in inspect.signature(explain_cam).parameters.items()
                     if p.kind is p.POSITIONAL_OR_KEYWORD and n not in

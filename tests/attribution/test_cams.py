@@ -5,7 +5,7 @@ from pytorch_grad_cam import LayerCAM, ScoreCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 import chexplain
-from chexplain.cam import GradCAM, feature_map
+from chexplain.cam.gradcam import GradCAM, feature_map
 
 from .conftest import assert_refused_before_running
 

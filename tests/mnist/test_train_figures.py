@@ -84,8 +84,8 @@ def test_bad_inputs_are_one_line(sample_mnist, tmp_path):
 
 
 def test_figure_grids(trained, sample_mnist, tmp_path, figure_audit):
-    pytest.importorskip("chexplain.render")
-    from chexplain.mnist_figures import make_figures
+    pytest.importorskip("chexplain.viz.render")
+    from chexplain.studies.mnist.figures import make_figures
 
     out, _ = trained
     model, meta = load_mnist_mlp(out / "model.pt")

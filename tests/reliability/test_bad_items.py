@@ -199,7 +199,7 @@ def test_an_unwritable_out_is_found_before_the_work(tmp_path, monkeypatch):
 
 def test_api_functions_check_out_first(a_file, tiny_model, phantom_csv):
     from chexplain.data.mnist import load_mnist
-    from chexplain.explain_images import explain_images
+    from chexplain.jobs.explain import explain_images
     from chexplain.train.mnist import TrainConfig, train_mnist
 
     img = next((phantom_csv.parent / "train").rglob("view1_frontal.jpg"))

@@ -134,7 +134,7 @@ def test_twelve_bit_data_in_a_16_bit_png_warns(tmp_path):
 @pytest.mark.parametrize("content", [None, b"\x00\xff\xfe binary", "just,some\n1,2\n"])
 def test_labels_missing_or_not_a_csv(tmp_path, content):
     from chexplain.data.chexpert import OBSERVATIONS
-    from chexplain.explain_images import read_labels
+    from chexplain.jobs.explain import read_labels
 
     path = tmp_path / "labels.csv"
     if isinstance(content, bytes):

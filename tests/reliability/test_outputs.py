@@ -19,7 +19,7 @@ def _images(phantom_csv: Path, n: int = 2) -> list[Path]:
 
 
 def _explain(model, inputs, out, **kw):
-    from chexplain.explain_images import explain_images
+    from chexplain.jobs.explain import explain_images
 
     opts = dict(methods="gradcam", classes="top3", progress=False) | kw
     return explain_images(model, inputs, out, "imagenet", 64, **opts)

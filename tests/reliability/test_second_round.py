@@ -176,7 +176,7 @@ def three_images(phantom_csv, tmp_path):
 
 def test_an_interrupted_explain_keeps_its_finished_images_and_resumes(tiny_checkpoint, three_images,
                                                                       tmp_path, capsys):
-    import chexplain.explain_images as ei
+    import chexplain.jobs.explain as ei
 
     out = tmp_path / "out"
     real, calls = ei.lrp_rules_figure, []

@@ -5,7 +5,7 @@
 * ``occlusion`` (Zeiler & Fergus 2014), :mod:`.occlusion`;
 * ``scorecam`` (Wang et al. 2020) on Grad-CAM's layer, :mod:`.scorecam`.
 
-(LayerCAM, a gradient weighting of that layer, lives with Grad-CAM in :mod:`chexplain.cam`.)
+(LayerCAM, a gradient weighting of that layer, lives with Grad-CAM in :mod:`chexplain.cam.gradcam`.)
 Input-space methods return maps of the input's shape ((N, T, *x.shape[1:]) for several
 targets); Score-CAM returns (N, H, W) maps like Grad-CAM.
 """

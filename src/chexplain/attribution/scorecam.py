@@ -8,7 +8,7 @@ is the score of the masked input,
 computed at the layer's resolution and upsampled to the input like Grad-CAM. Channels that
 are constant (H_k undefined) get weight 0, as in the authors' code. ``weights="channel-softmax"``
 is pytorch-grad-cam's variant: α^c = softmax_k(f_c(x ∘ H_k)) over the channels, of the logits,
-constant channels masking with 0. The layer is Grad-CAM's (:func:`chexplain.cam.feature_map`);
+constant channels masking with 0. The layer is Grad-CAM's (:func:`chexplain.cam.gradcam.feature_map`);
 every target comes from the same K masked passes per sample, ``batch_size`` masks at a time.
 """
 
@@ -33,7 +33,7 @@ _INTERP = {1: "linear", 2: "bilinear", 3: "trilinear"}
 def check(layer: Any = None, batch_size: Any = 32, weights: Any = "probability",
           relu: Any = True, upsample: Any = True) -> None:
     """Refuse bad parameters in one line naming them, before any work."""
-    from ..cam import _check_flags
+    from ..cam.gradcam import _check_flags
 
     P.positive_int(NAME, "batch_size", batch_size)
     P.choice(NAME, "weights", weights, WEIGHTS)
@@ -58,7 +58,7 @@ def scorecam(model: nn.Module, x: torch.Tensor, target: TargetSpec = None,
              upsample: bool = True) -> torch.Tensor:
     """Score-CAM of ``model`` at ``x``: (N, *S) for one class per sample, (N, T, *S) for
     several, S the input's spatial size with ``upsample``, the layer's otherwise."""
-    from ..cam import feature_map
+    from ..cam.gradcam import feature_map
 
     check(layer, batch_size, weights, relu, upsample)
     x = P.check_input(x)

@@ -133,7 +133,7 @@ def open_source(classes: Sequence[str], pre: Preprocess, csv: str | os.PathLike 
         return AuditSource(ds, frame["Path"].astype(str).tolist(), labels, meta,
                            text_digest([file_digest(path), max_images]), "csv")
     if images is not None:
-        from ..explain_images import find_images
+        from ..jobs.explain import find_images
 
         files = find_images([images], exclude=exclude)[sl]
         digest = text_digest([(str(p), p.stat().st_size) for p in files])

@@ -65,7 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def cmd_compare(args: argparse.Namespace) -> int:
     from ..data.chexpert import CheXpertDataset, read_chexpert_csv
     from ..evaluate.compare import CompareConfig, compare, summary_markdown
-    from ..explain_images import parse_methods
+    from ..jobs.explain import parse_methods
     from ..train.data import resolve_csv, resolve_root
     from ..train.loop import resolve_device
     from ..zoo.labels import check_labelled, in_output_order, resolve_classes

@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from ..demo import DemoConfig, quick_config, run_demo
+    from ..jobs.demo import DemoConfig, quick_config, run_demo
 
     over = {"out": args.out, "device": args.device}
     if args.epochs is not None:

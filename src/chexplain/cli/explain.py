@@ -7,7 +7,7 @@ import argparse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from ..explain_images import DEFAULT_METHODS
+    from ..jobs.explain import DEFAULT_METHODS
     from .method_params import add_param_argument
     from .model_args import add_model_arguments
 
@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "in explain.json and here) instead of stopping at the first")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (see "
-                   "chexplain.explain_images for its layout)")
+                   "chexplain.jobs.explain for its layout)")
     p.add_argument("--resume", action="store_true", help="skip the images a run with the same "
                    "options and model finished in --out (progress.jsonl)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -47,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from ..explain_images import explain_images, parse_methods
+    from ..jobs.explain import explain_images, parse_methods
     from ..train.loop import resolve_device
     from .method_params import parse_params
     from .model_args import load_from_args

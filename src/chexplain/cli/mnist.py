@@ -92,7 +92,7 @@ def _check_figure_options(args: argparse.Namespace) -> None:
     """--method, --cmap, --digits and the LRP parameters, before data are loaded or trained on."""
     from ..registry import methods
     from ..errors import ChexplainError
-    from ..render import get_cmap
+    from ..viz.render import get_cmap
     from ..validate import finite
 
     if args.method not in methods():
@@ -150,7 +150,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_figures(args: argparse.Namespace) -> int:
-    from ..mnist_figures import make_figures
+    from ..studies.mnist.figures import make_figures
     from ..models.mlp import load_mnist_mlp
     from ..train.mnist import resolve_device
 
@@ -171,7 +171,7 @@ def cmd_figures(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from ..mnist_reproduce import reproduce
+    from ..studies.mnist.reproduce import reproduce
 
     _check_figure_options(args)
     data = _setup(args)

@@ -93,7 +93,7 @@ class Attributor:
 
             self._cam = ScoreCAM(model, **params)
         elif kind == "cam":
-            from ..cam import GradCAM
+            from ..cam.gradcam import GradCAM
 
             self._cam = GradCAM(model, method=method, **params)
         elif kind == "attribution":

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from chexplain.cli import main
-from chexplain.explain_images import find_images, select_classes
+from chexplain.jobs.explain import find_images, select_classes
 
 NAMES = ["A", "B", "C", "D"]
 

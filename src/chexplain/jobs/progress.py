@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from .errors import ChexplainError
-from .io import atomic_path
+from ..errors import ChexplainError
+from ..io import atomic_path
 
 PROGRESS = "progress.jsonl"
 

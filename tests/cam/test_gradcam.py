@@ -11,9 +11,9 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from chexplain.cam import GradCAM, explain_cam
+from chexplain.cam.gradcam import GradCAM, explain_cam
 from chexplain.errors import ChexplainError, InputError, TargetError, UnsupportedModelError
-from chexplain.render import normalize
+from chexplain.viz.render import normalize
 
 torch.set_num_threads(1)
 
@@ -366,7 +366,7 @@ def test_public_api_shapes_dtype_inference_mode_and_weak_cache() -> None:
     import gc
 
     import chexplain
-    from chexplain import cam as cam_module
+    from chexplain.cam import gradcam as cam_module
 
     torch.manual_seed(8)
     model = _randomise_bn(_small_cnn(1, 6)).eval()

@@ -9,8 +9,8 @@ import torchvision
 from torch import nn
 
 import transformer_zoo as zoo
-from chexplain.cam import GradCAM, explain_cam
-from chexplain.cam_layer import Layout, layout_of, token_grid
+from chexplain.cam.gradcam import GradCAM, explain_cam
+from chexplain.cam.layer import Layout, layout_of, token_grid
 
 torch.set_num_threads(1)
 tvm = torchvision.models

@@ -17,12 +17,12 @@ import torch
 import torch.fx as fx
 from torch import nn
 
-from .cam_checks import strip_squash, warn_hooks
-from .cam_layer import HookFreeTracer, Layout, default_layer
-from .errors import InputError, UnsupportedModelError
-from .lrp.capture import ShapeTracer, trace_shaped
-from .lrp.inplace import out_of_place
-from .lrp.snapshot import first_line as _first_line
+from .checks import strip_squash, warn_hooks
+from .layer import HookFreeTracer, Layout, default_layer
+from ..errors import InputError, UnsupportedModelError
+from ..lrp.capture import ShapeTracer, trace_shaped
+from ..lrp.inplace import out_of_place
+from ..lrp.snapshot import first_line as _first_line
 
 
 def _grad_leaf(t: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from chexplain.layout import layout_problems
+from chexplain.viz.layout import layout_problems
 
 
 def _grid(tight: bool) -> Figure:

@@ -39,7 +39,7 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import InputError, UnsupportedModelError
+from ..errors import InputError, UnsupportedModelError
 
 _ADAPTIVE_POOLS = tuple(getattr(nn, f"Adaptive{k}Pool{d}d") for k in ("Avg", "Max") for d in (1, 2, 3))
 _ADAPTIVE_FNS = {getattr(F, f"adaptive_{k}_pool{d}d") for k in ("avg", "max") for d in (1, 2, 3)}

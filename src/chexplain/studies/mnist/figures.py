@@ -5,7 +5,7 @@
     (the study: tanh, ReLU, ReLU* of experiment II);
 (c) ten random test digits x ten classes.
 
-Each figure is a PNG grid written by :func:`chexplain.render.save_grid` with the relevance
+Each figure is a PNG grid written by :func:`chexplain.viz.render.save_grid` with the relevance
 array (rows, cols, 28, 28) as ``.npy`` beside it, plus ``<name>_inputs.npy`` with the digits.
 Relevance is summed over the (single) input channel. Default method: ``"lrp-epsilon"`` (the
 study's Eq. 58); relevance passes through tanh unchanged, the study's convention.
@@ -20,10 +20,10 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from .data.mnist import MnistData
-from .errors import ChexplainError
-from .io import write_npy
-from .train.mnist_augment import encode
+from ...data.mnist import MnistData
+from ...errors import ChexplainError
+from ...io import write_npy
+from ...train.mnist_augment import encode
 
 DEFAULT_METHOD = "lrp-epsilon"
 DEFAULT_CMAP = "study"
@@ -62,11 +62,11 @@ def _predict(model: torch.nn.Module, meta: Mapping[str, Any], images: torch.Tens
 
 
 def _save(path: Path, maps: np.ndarray, inputs: np.ndarray, title: str, cmap: str, **labels: Any) -> Path:
-    from .render import save_grid
+    from ...viz.render import save_grid
 
     import textwrap
 
-    from .render import SIGNED_CMAPS
+    from ...viz.render import SIGNED_CMAPS
 
     write_npy(path.with_name(path.stem + "_inputs.npy"), inputs)
     zero = {"study": "green", "coldnhot": "black"}.get(cmap, "white")

@@ -14,7 +14,7 @@ Layout of ``out``::
     fig5_correct_incorrect.png               with labels: a correct and an incorrect case per class
     explain.json                             options, files and timings
     progress.jsonl                           the run's fingerprint and the finished images
-                                             (``resume=True`` skips them; :mod:`chexplain.explain_progress`)
+                                             (``resume=True`` skips them; :mod:`chexplain.jobs.progress`)
 """
 
 from __future__ import annotations
@@ -28,15 +28,15 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from .data.chexpert import OBSERVATIONS
-from .data.nih import NIH_TO_CHEXPERT
-from .errors import ChexplainError, DataError
-from .evaluate.baselines import Attributor, params_record
-from .figures import classes_figure, correct_incorrect_figure, lrp_rules_figure, \
+from ..data.chexpert import OBSERVATIONS
+from ..data.nih import NIH_TO_CHEXPERT
+from ..errors import ChexplainError, DataError
+from ..evaluate.baselines import Attributor, params_record
+from ..viz.figures import classes_figure, correct_incorrect_figure, lrp_rules_figure, \
     methods_figure, style, top_findings_figure
-from .io import write_csv, write_json
-from .registry import all_methods, check_method_params
-from .render import save_heatmap
+from ..io import write_csv, write_json
+from ..registry import all_methods, check_method_params
+from ..viz.render import save_heatmap
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm", ".dicom")
 DEFAULT_METHODS = ("lrp-epsilon", "lrp-alpha1beta0", "lrp-alpha2beta1", "dtd", "gradcam")
@@ -131,7 +131,7 @@ def read_labels(path: str | os.PathLike, names: Sequence[str]) -> dict[str, np.n
     NIH's Data_Entry CSV (its findings mapped to CheXpert observations)."""
     import pandas as pd
 
-    from .data.tables import read_csv_strict
+    from ..data.tables import read_csv_strict
 
     frame = read_csv_strict(Path(path))
     out: dict[str, np.ndarray] = {}
@@ -196,8 +196,8 @@ def explain_images(model: torch.nn.Module, inputs: Sequence[str | os.PathLike], 
     """
     from tqdm import tqdm
 
-    from .data.images import Preprocess, get_normalization, read_image
-    from .validate import positive_int, prepare_out, probability, warn_odd_size
+    from ..data.images import Preprocess, get_normalization, read_image
+    from ..validate import positive_int, prepare_out, probability, warn_odd_size
 
     t0 = time.perf_counter()
     names = list(observations)
@@ -227,7 +227,7 @@ def explain_images(model: torch.nn.Module, inputs: Sequence[str | os.PathLike], 
     every = {**explainers, **extra}
     records, cache, failed = [], [], []
     stems: dict[str, int] = {}
-    from .explain_progress import Progress
+    from .progress import Progress
 
     done = Progress(out, names)
     done.start(_fingerprint(files, names, methods, classes, labels, threshold, image_size,
@@ -312,7 +312,7 @@ def explain_images(model: torch.nn.Module, inputs: Sequence[str | os.PathLike], 
         fig5 = _figure5(out / "fig5_correct_incorrect.png", cache, names, explainers[fm], fm,
                         classes, threshold)
     _write_predictions(out, records, names)
-    from .zoo.base import describe_normalization
+    from ..zoo.base import describe_normalization
 
     summary = {"model": about, "checkpoint_observations": names, "methods": methods, "classes": classes,
                "image_size": int(image_size), "normalization": describe_normalization(norm),
@@ -327,7 +327,7 @@ def _fingerprint(files, names, methods, classes, labels, threshold, image_size, 
                  display_size, figure_method, about, method_params) -> dict[str, Any]:
     """What makes a resumed run the same run: the model, the inputs and every option that
     changes an output."""
-    from .io import file_sha256
+    from ..io import file_sha256
 
     extra = {"method_params": params_record(method_params)} if method_params else {}
     return {**extra, "model": about, "observations": list(names), "methods": list(methods),

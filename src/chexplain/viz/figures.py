@@ -20,8 +20,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .cam import CAM_METHODS
-from .io import atomic_path, write_npy
+from ..cam.gradcam import CAM_METHODS
+from ..io import atomic_path, write_npy
 from .render import overlay
 
 CAM_LIKE = CAM_METHODS + ("random",)

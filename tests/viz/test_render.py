@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from chexplain.errors import InputError
-from chexplain.render import get_cmap, heatmap_rgb, normalize, overlay, save_grid, save_heatmap
+from chexplain.viz.render import get_cmap, heatmap_rgb, normalize, overlay, save_grid, save_heatmap
 
 NEUTRAL = {"bwr": (255, 255, 255), "seismic": (255, 255, 255), "study": (0, 255, 0), "coldnhot": (0, 0, 0)}
 RNG = np.random.default_rng(0)

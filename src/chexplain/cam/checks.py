@@ -1,4 +1,4 @@
-"""Checks of the caller's model for the Grad-CAM family (:mod:`chexplain.cam`): a final
+"""Checks of the caller's model for the Grad-CAM family (:mod:`chexplain.cam.gradcam`): a final
 sigmoid/softmax is skipped (the logits are explained, as LRP does), and forward hooks that the
 traced model does not apply are named in a warning."""
 

@@ -52,7 +52,7 @@ def test_demo_quick_end_to_end(tmp_path, capsys, figure_audit):
 def test_demo_times_its_thread_count_and_restores_the_callers(capsys):
     import torch
 
-    from chexplain.demo import expected_seconds, quick_config
+    from chexplain.jobs.demo import expected_seconds, quick_config
 
     before = torch.get_num_threads()
     try:

@@ -17,7 +17,7 @@ target layer's output is cut out as a gradient leaf, so the layers before it run
 autograd and the backward pass stops at the layer: the cost is about one forward pass. All
 targets come from that one forward pass (one short backward through the head per target).
 
-The default layer is the last spatial feature map the logits depend on (chexplain.cam_layer
+The default layer is the last spatial feature map the logits depend on (chexplain.cam.layer
 documents the rule and the choice per family): for CNNs the input of the global pooling (for
 torchvision's DenseNet-121 the output of the functional final ReLU, not ``features.norm5``
 before it), for class-token ViTs the tokens entering the last block's attention, for Swin the
@@ -43,12 +43,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .cam_features import Hooked, Traced
-from .cam_layer import layout_of
-from .errors import ChexplainError, InputError, UnsupportedModelError
-from .models.memory_format import channels_last
-from .targets import TargetSpec, resolve_targets
-from .validate import check_batch
+from .features import Hooked, Traced
+from .layer import layout_of
+from ..errors import ChexplainError, InputError, UnsupportedModelError
+from ..models.memory_format import channels_last
+from ..targets import TargetSpec, resolve_targets
+from ..validate import check_batch
 
 #: Methods giving class activation maps (N, H, W) of a feature layer (Score-CAM included).
 CAM_METHODS = ("gradcam", "gradcam++", "hirescam", "layercam", "scorecam")

@@ -30,8 +30,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import InputError
-from .io import atomic_path, write_npy
+from ..errors import InputError
+from ..io import atomic_path, write_npy
 
 NORMS = ("symmetric", "percentile", "minmax", "none")
 SIGNED_CMAPS = ("bwr", "seismic", "study", "coldnhot")

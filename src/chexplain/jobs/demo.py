@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .evaluate.compare import BENCHMARK_METHODS
+from ..evaluate.compare import BENCHMARK_METHODS
 
 
 @dataclass
@@ -77,7 +77,7 @@ def run_demo(config: DemoConfig | None = None, progress: bool = True,
     whose cores are partly busy, fewer threads than cores are faster) and restores them."""
     import torch
 
-    from .errors import ChexplainError
+    from ..errors import ChexplainError
 
     cfg = config or DemoConfig()
     if cfg.threads is not None and cfg.threads < 1:
@@ -90,15 +90,15 @@ def run_demo(config: DemoConfig | None = None, progress: bool = True,
 
 
 def _run_demo(cfg: DemoConfig, progress: bool, say: Callable[[str], None]) -> dict[str, Any]:
-    from .data.chexpert import CheXpertDataset
-    from .data.phantom import write_phantom
-    from .evaluate.auroc import evaluate_checkpoint
-    from .evaluate.compare import CompareConfig, compare, summary_markdown
-    from .explain_images import explain_images
-    from .io import write_json
-    from .models.densenet import load_trained
-    from .report.html import write_report
-    from .train.chexpert import ChexpertTrainConfig, train_chexpert
+    from ..data.chexpert import CheXpertDataset
+    from ..data.phantom import write_phantom
+    from ..evaluate.auroc import evaluate_checkpoint
+    from ..evaluate.compare import CompareConfig, compare, summary_markdown
+    from .explain import explain_images
+    from ..io import write_json
+    from ..models.densenet import load_trained
+    from ..report.html import write_report
+    from ..train.chexpert import ChexpertTrainConfig, train_chexpert
 
     out = Path(cfg.out)
     t0 = time.perf_counter()
@@ -172,8 +172,8 @@ def _run_demo(cfg: DemoConfig, progress: bool, say: Callable[[str], None]) -> di
     if cfg.mnist:
         s = time.perf_counter()
         say("[demo] 7/8 quick MNIST reproduction of Bach et al. 2015")
-        from .data.mnist import load_mnist
-        from .mnist_reproduce import reproduce
+        from ..data.mnist import load_mnist
+        from ..studies.mnist.reproduce import reproduce
 
         mnist = reproduce(load_mnist(None), out / "mnist", quick=True,
                           max_iterations=cfg.mnist_max_iterations, device=cfg.device,
@@ -214,7 +214,7 @@ def _audit(cfg: DemoConfig, ckpt: Path, test_csv: Path, out: Path, say, progress
     """A small ``chexplain audit`` of the first test images; returns the report's summary line."""
     import shutil
 
-    from .audit import AnalysisConfig, AuditConfig, run_audit
+    from ..audit import AnalysisConfig, AuditConfig, run_audit
 
     s = time.perf_counter()
     say(f"[demo] 6/8 audit: SpRAy of {cfg.audit_images} test images for {', '.join(cfg.audit_classes)}")
@@ -245,8 +245,8 @@ def expected_seconds(cfg: DemoConfig) -> tuple[float, float, int]:
     than 2). Returns (seconds, seconds per image forward, threads set)."""
     import torch
 
-    from .models.densenet import chexpert_densenet
-    from .models.memory_format import channels_last
+    from ..models.densenet import chexpert_densenet
+    from ..models.memory_format import channels_last
 
     model, _ = chexpert_densenet(cfg.arch, 14, None)
     model.eval()
