@@ -21,9 +21,9 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from chexplain.data.mnist import load_mnist  # noqa: E402
-from chexplain.models.mlp import get_experiment, mnist_mlp  # noqa: E402
-from chexplain.train.mnist import TrainConfig, train_mnist  # noqa: E402
+from chexplain.studies.mnist.data import load_mnist  # noqa: E402
+from chexplain.studies.mnist.model import get_experiment, mnist_mlp  # noqa: E402
+from chexplain.studies.mnist.train import TrainConfig, train_mnist  # noqa: E402
 
 
 def bare_steps(experiment: str, n: int, device: str) -> float:

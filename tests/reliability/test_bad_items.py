@@ -198,9 +198,9 @@ def test_an_unwritable_out_is_found_before_the_work(tmp_path, monkeypatch):
 
 
 def test_api_functions_check_out_first(a_file, tiny_model, phantom_csv):
-    from chexplain.data.mnist import load_mnist
+    from chexplain.studies.mnist.data import load_mnist
     from chexplain.jobs.explain import explain_images
-    from chexplain.train.mnist import TrainConfig, train_mnist
+    from chexplain.studies.mnist.train import TrainConfig, train_mnist
 
     img = next((phantom_csv.parent / "train").rglob("view1_frontal.jpg"))
     with pytest.raises(OutputError, match="is a file"):

@@ -44,7 +44,7 @@ def test_explain_options_fail_before_any_image(tiny_model, phantom_csv, tmp_path
 
 
 def test_mnist_figure_options_fail_before_the_data(tmp_path, capsys, monkeypatch):
-    import chexplain.data.mnist as mnist
+    import chexplain.studies.mnist.data as mnist
 
     monkeypatch.setattr(mnist, "load_mnist", lambda *a, **k: pytest.fail("data were loaded"))
     for extra, words in ((["--cmap", "nosuchmap"], "unknown colour map 'nosuchmap'"),

@@ -15,8 +15,11 @@ from typing import Sequence
 
 from ..errors import ChexplainError
 
-# command group -> module under chexplain.cli
-GROUPS = ("mnist", "chexpert", "phantom", "explain", "compare", "audit", "demo")
+# command group -> the module that registers it (a study's commands live with the study)
+GROUPS = {"mnist": "chexplain.studies.mnist.cli", "chexpert": "chexplain.cli.chexpert",
+          "phantom": "chexplain.cli.phantom", "explain": "chexplain.cli.explain",
+          "compare": "chexplain.cli.compare", "audit": "chexplain.cli.audit",
+          "demo": "chexplain.cli.demo"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,8 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Explain image classifiers (chest radiographs) with LRP and Grad-CAM.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in GROUPS:
-        importlib.import_module(f"chexplain.cli.{name}").register(sub)
+    for module in GROUPS.values():
+        importlib.import_module(module).register(sub)
     return parser
 
 

@@ -172,7 +172,7 @@ def _run_demo(cfg: DemoConfig, progress: bool, say: Callable[[str], None]) -> di
     if cfg.mnist:
         s = time.perf_counter()
         say("[demo] 7/8 quick MNIST reproduction of Bach et al. 2015")
-        from ..data.mnist import load_mnist
+        from ..studies.mnist.data import load_mnist
         from ..studies.mnist.reproduce import reproduce
 
         mnist = reproduce(load_mnist(None), out / "mnist", quick=True,

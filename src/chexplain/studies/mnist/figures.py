@@ -20,10 +20,10 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from ...data.mnist import MnistData
+from .data import MnistData
 from ...errors import ChexplainError
 from ...io import write_npy
-from ...train.mnist_augment import encode
+from .augment import encode
 
 DEFAULT_METHOD = "lrp-epsilon"
 DEFAULT_CMAP = "study"

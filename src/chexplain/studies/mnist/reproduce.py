@@ -14,11 +14,11 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ...data.mnist import MnistData
+from .data import MnistData
 from ...errors import ChexplainError
 from ...io import write_json, write_text
-from ...models.mlp import EXPERIMENTS, get_experiment, load_mnist_mlp
-from ...train.mnist import TrainConfig, resolve_device, train_mnist
+from .model import EXPERIMENTS, get_experiment, load_mnist_mlp
+from .train import TrainConfig, resolve_device, train_mnist
 
 # a smoke run that finishes in about a minute on two CPU cores (not the study's accuracies)
 QUICK_ITERATIONS = {"1": 3000, "2-tanh": 600, "2-relu": 600, "2-relu-short": 250}

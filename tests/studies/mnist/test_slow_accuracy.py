@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from chexplain.train.mnist import TrainConfig, train_mnist
+from chexplain.studies.mnist.train import TrainConfig, train_mnist
 
 
 @pytest.mark.slow

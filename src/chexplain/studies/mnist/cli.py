@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..models.mlp import EXPERIMENTS
-from . import command_group
+from .model import EXPERIMENTS
+from ...cli import command_group
 
 
 def _data_args(p: argparse.ArgumentParser) -> None:
@@ -79,7 +79,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _setup(args: argparse.Namespace):
     import torch
 
-    from ..data.mnist import load_mnist
+    from .data import load_mnist
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -90,10 +90,10 @@ def _setup(args: argparse.Namespace):
 
 def _check_figure_options(args: argparse.Namespace) -> None:
     """--method, --cmap, --digits and the LRP parameters, before data are loaded or trained on."""
-    from ..registry import methods
-    from ..errors import ChexplainError
-    from ..viz.render import get_cmap
-    from ..validate import finite
+    from ...registry import methods
+    from ...errors import ChexplainError
+    from ...viz.render import get_cmap
+    from ...validate import finite
 
     if args.method not in methods():
         raise ChexplainError(f"unknown --method {args.method!r}; choose from {', '.join(methods())}")
@@ -108,7 +108,7 @@ def _params(args: argparse.Namespace) -> dict:
 
 
 def _digits(text: str) -> list[int]:
-    from ..errors import ChexplainError
+    from ...errors import ChexplainError
 
     try:
         digits = [int(d) for d in text.split(",") if d.strip()]
@@ -120,7 +120,7 @@ def _digits(text: str) -> list[int]:
 
 
 def _iterations(text: str | None) -> dict[str, int]:
-    from ..errors import ChexplainError
+    from ...errors import ChexplainError
 
     out: dict[str, int] = {}
     for item in (text or "").split(","):
@@ -135,7 +135,7 @@ def _iterations(text: str | None) -> dict[str, int]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from ..train.mnist import TrainConfig, train_mnist
+    from .train import TrainConfig, train_mnist
 
     data = _setup(args)
     config = TrainConfig(experiment=args.experiment, iterations=args.iterations, batch_size=args.batch_size,
@@ -150,9 +150,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_figures(args: argparse.Namespace) -> int:
-    from ..studies.mnist.figures import make_figures
-    from ..models.mlp import load_mnist_mlp
-    from ..train.mnist import resolve_device
+    from .figures import make_figures
+    from .model import load_mnist_mlp
+    from .train import resolve_device
 
     _check_figure_options(args)
     data = _setup(args)
@@ -171,7 +171,7 @@ def cmd_figures(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from ..studies.mnist.reproduce import reproduce
+    from .reproduce import reproduce
 
     _check_figure_options(args)
     data = _setup(args)

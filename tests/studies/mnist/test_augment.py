@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from chexplain.train.mnist_augment import augment, encode, random_shift, salt_and_pepper
+from chexplain.studies.mnist.augment import augment, encode, random_shift, salt_and_pepper
 
 
 def _dot_images(n: int) -> torch.Tensor:

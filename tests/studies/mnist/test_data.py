@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from chexplain.data import mnist as M
+from chexplain.studies.mnist import data as M
 from chexplain.errors import DataError
 
 TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]

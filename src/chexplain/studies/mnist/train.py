@@ -2,7 +2,7 @@
 
 The whole data set lives as one uint8 tensor on the training device; the batches of 25 are
 drawn from a per-epoch permutation and encoded and augmented ``log_every`` batches at a time,
-in one vectorised call on the device (:mod:`chexplain.train.mnist_augment`); the loss is read
+in one vectorised call on the device (:mod:`chexplain.studies.mnist.augment`); the loss is read
 back to the host (a device sync) only every ``log_every`` iterations, for the progress bar. Defaults follow the study (batch 25, its iteration
 counts and augmentations). The study trained with plain SGD; our default optimiser is Adam
 (learning rate 1e-3 for experiment I, 5e-4 for II) with a cosine decay to 1% of it; the
@@ -24,13 +24,13 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..data.mnist import MnistData
-from ..errors import ChexplainError
-from ..io import write_json
-from ..models.mlp import Experiment, get_experiment, mnist_mlp
-from .checkpoint import load_checkpoint, restore, save_checkpoint
-from .loop import cosine_lr, resolve_device
-from .mnist_augment import augment, encode
+from .data import MnistData
+from ...errors import ChexplainError
+from ...io import write_json
+from .model import Experiment, get_experiment, mnist_mlp
+from ...train.checkpoint import load_checkpoint, restore, save_checkpoint
+from ...train.loop import cosine_lr, resolve_device
+from .augment import augment, encode
 
 OPTIMIZERS = ("adam", "sgd")
 DEFAULT_LR = {"adam": {"1": 1e-3, "2": 5e-4}, "sgd": {"1": 0.02, "2": 0.01}}
@@ -92,7 +92,7 @@ def train_mnist(
     generators, epoch permutation) every ``checkpoint_every`` iterations and on Ctrl-C;
     ``resume=True`` continues from it. Returns the metrics.
     """
-    from ..validate import prepare_out
+    from ...validate import prepare_out
 
     exp, iterations, lr = config.resolved()
     device = resolve_device(config.device)
