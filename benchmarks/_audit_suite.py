@@ -150,7 +150,7 @@ def clean_tag(args) -> str:
 
 
 def _train(csv: Path, run: Path, args, epochs: int | None = None) -> tuple[Path, float | None]:
-    from chexplain.train.chexpert import ChexpertTrainConfig, train_chexpert
+    from chexplain.studies.chexpert.train import ChexpertTrainConfig, train_chexpert
 
     seconds = None
     if not (run / "summary.json").is_file():

@@ -8,7 +8,7 @@
    positives, 10 % of negatives), one without; a test set of another seed (``--test-seed``)
    where the shortcut is independent of the label (``Confounder(observation, 0.5, 0.5)``).
 2. A DenseNet-121 trained on each, for the same number of epochs (random init,
-   :func:`chexplain.train.chexpert.train_chexpert`).
+   :func:`chexplain.studies.chexpert.train.train_chexpert`).
 3. ``chexplain.audit.run_audit`` of both models on the test set for ``observation``.
 4. From the phantom's shortcut masks (read here only, never by the audit): per cluster and per
    strategy (suspect clusters united by shortcut kind) the purity (members with the shortcut /
@@ -41,7 +41,7 @@ from pathlib import Path
 import torch
 
 from chexplain.data.phantom import Confounder, write_phantom
-from chexplain.train.chexpert import ChexpertTrainConfig, train_chexpert
+from chexplain.studies.chexpert.train import ChexpertTrainConfig, train_chexpert
 
 
 def _data(out: Path, args) -> dict[str, Path]:

@@ -3,7 +3,7 @@
     python benchmarks/train_phantom.py --n 2000 --size 128 --epochs 4 --threads 2 --out /tmp/bench
 
 Writes (once) a phantom training set of ``--n`` images and a held-out phantom test set of
-``--n-test`` images (another seed), trains with :func:`chexplain.train.chexpert.train_chexpert`
+``--n-test`` images (another seed), trains with :func:`chexplain.studies.chexpert.train.train_chexpert`
 (validation: a 10 % patient split), evaluates ``best.pt`` on the held-out set with
 :func:`chexplain.evaluate.auroc.evaluate_checkpoint`, and prints the per-finding AUROC, the
 mean over the drawn findings and the training images per second. Only the phantom's five
@@ -21,7 +21,7 @@ import torch
 
 from chexplain.data.phantom import FINDINGS, write_phantom
 from chexplain.evaluate.auroc import evaluate_checkpoint
-from chexplain.train.chexpert import ChexpertTrainConfig, train_chexpert
+from chexplain.studies.chexpert.train import ChexpertTrainConfig, train_chexpert
 
 
 def main() -> None:

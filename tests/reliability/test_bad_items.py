@@ -25,7 +25,7 @@ from .conftest import write_dicom
 def trained_run(tmp_path_factory):
     """A finished one-epoch tiny run on 24 phantom images at 32 px, and its data."""
     from chexplain.data.phantom import write_phantom
-    from chexplain.train.chexpert import ChexpertTrainConfig, train_chexpert
+    from chexplain.studies.chexpert.train import ChexpertTrainConfig, train_chexpert
 
     root = tmp_path_factory.mktemp("resume")
     csv = write_phantom(root / "phantom", 16, 32, seed=5, progress=False)
@@ -51,7 +51,7 @@ def _edited_copy(csv: Path, dest: Path) -> Path:
 
 
 def test_resume_with_the_same_data_continues(trained_run):
-    from chexplain.train.chexpert import train_chexpert
+    from chexplain.studies.chexpert.train import train_chexpert
 
     _, _, _, config = trained_run
     assert train_chexpert(config(), resume=True, progress=False)["epochs_run"] == 1
@@ -59,7 +59,7 @@ def test_resume_with_the_same_data_continues(trained_run):
 
 @pytest.mark.parametrize("option", ["--csv", "--valid"])
 def test_resume_with_a_different_csv_is_refused(trained_run, option):
-    from chexplain.train.chexpert import train_chexpert
+    from chexplain.studies.chexpert.train import train_chexpert
 
     root, csv, valid, config = trained_run
     key = option.removeprefix("--")
@@ -72,7 +72,7 @@ def test_resume_with_a_different_csv_is_refused(trained_run, option):
 
 
 def test_resume_with_another_data_folder_is_refused(trained_run, tmp_path):
-    from chexplain.train.chexpert import train_chexpert
+    from chexplain.studies.chexpert.train import train_chexpert
 
     root, csv, valid, config = trained_run
     copy = tmp_path / "copy"

@@ -167,7 +167,7 @@ def test_a_full_disk_while_explaining_is_one_line(tiny_model, phantom_csv, tmp_p
 
 def test_a_full_disk_while_training_is_one_line(phantom_csv, tmp_path, monkeypatch):
     import chexplain.train.checkpoint as ck
-    from chexplain.train.chexpert import ChexpertTrainConfig, train_chexpert
+    from chexplain.studies.chexpert.train import ChexpertTrainConfig, train_chexpert
 
     monkeypatch.setattr(ck.torch, "save", _no_space)
     cfg = ChexpertTrainConfig(csv=str(phantom_csv), out=str(tmp_path / "run"), arch="tiny",

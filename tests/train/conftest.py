@@ -19,7 +19,7 @@ def phantom(tmp_path_factory) -> Path:
 @pytest.fixture
 def tiny_config(phantom, tmp_path):
     """A factory of fast training configs (tiny DenseNet, 32 px, no worker processes)."""
-    from chexplain.train.chexpert import ChexpertTrainConfig
+    from chexplain.studies.chexpert.train import ChexpertTrainConfig
 
     def make(**overrides) -> ChexpertTrainConfig:
         opts = dict(csv=str(phantom), out=str(tmp_path / "run"), arch="tiny", image_size=32,

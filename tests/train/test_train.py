@@ -14,7 +14,7 @@ import torch
 from chexplain.data.chexpert import OBSERVATIONS
 from chexplain.errors import ChexplainError
 from chexplain.models.densenet import load_trained
-from chexplain.train.chexpert import train_chexpert
+from chexplain.studies.chexpert.train import train_chexpert
 from chexplain.train.checkpoint import load_checkpoint
 from chexplain.train.data import build_datasets
 from chexplain.train.loop import masked_bce

@@ -16,7 +16,7 @@ from typing import Sequence
 from ..errors import ChexplainError
 
 # command group -> the module that registers it (a study's commands live with the study)
-GROUPS = {"mnist": "chexplain.studies.mnist.cli", "chexpert": "chexplain.cli.chexpert",
+GROUPS = {"mnist": "chexplain.studies.mnist.cli", "chexpert": "chexplain.studies.chexpert.cli",
           "phantom": "chexplain.cli.phantom", "explain": "chexplain.cli.explain",
           "compare": "chexplain.cli.compare", "audit": "chexplain.cli.audit",
           "demo": "chexplain.cli.demo"}

@@ -98,7 +98,7 @@ def _run_demo(cfg: DemoConfig, progress: bool, say: Callable[[str], None]) -> di
     from ..io import write_json
     from ..models.densenet import load_trained
     from ..report.html import write_report
-    from ..train.chexpert import ChexpertTrainConfig, train_chexpert
+    from ..studies.chexpert.train import ChexpertTrainConfig, train_chexpert
 
     out = Path(cfg.out)
     t0 = time.perf_counter()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import command_group
+from ...cli import command_group
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,9 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _register_train(commands: argparse._SubParsersAction) -> None:
-    from ..models.densenet import ARCHS
-    from ..train.chexpert import SCHEDULES
-    from ..train.loop import AMP_MODES
+    from ...models.densenet import ARCHS
+    from .train import SCHEDULES
+    from ...train.loop import AMP_MODES
 
     p = commands.add_parser(
         "train", help="train a 14-output DenseNet-121 (one CPU to many GPUs with torchrun)",
@@ -83,7 +83,7 @@ def _register_train(commands: argparse._SubParsersAction) -> None:
 
 
 def _register_evaluate(commands: argparse._SubParsersAction) -> None:
-    from .model_args import add_model_arguments
+    from ...cli.model_args import add_model_arguments
 
     p = commands.add_parser(
         "evaluate", help="per-class AUROC of a trained model (the study's Table 2)",
@@ -110,9 +110,9 @@ def _register_evaluate(commands: argparse._SubParsersAction) -> None:
 
 
 def _stats(args: argparse.Namespace) -> int:
-    from ..data.chexpert import filter_views, format_stats, label_stats, read_chexpert_csv
-    from ..io import write_json
-    from ..validate import check_output_file
+    from ...data.chexpert import filter_views, format_stats, label_stats, read_chexpert_csv
+    from ...io import write_json
+    from ...validate import check_output_file
 
     if args.json:
         check_output_file(args.json, "--json")
@@ -128,9 +128,9 @@ def _stats(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from ..errors import ChexplainError
-    from ..train.chexpert import ChexpertTrainConfig, train_chexpert
-    from ..train.distributed import env_from_torchrun
+    from ...errors import ChexplainError
+    from .train import ChexpertTrainConfig, train_chexpert
+    from ...train.distributed import env_from_torchrun
 
     if args.model and args.arch:
         raise ChexplainError("give --model SPEC or --arch, not both")
@@ -154,8 +154,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from ..evaluate.auroc import evaluate_checkpoint, table2_markdown
-    from .model_args import model_options
+    from ...evaluate.auroc import evaluate_checkpoint, table2_markdown
+    from ...cli.model_args import model_options
 
     report = evaluate_checkpoint(args.model, args.csv, args.out, data=args.data,
                                  policy=args.policy, frontal_only=args.frontal,

@@ -38,16 +38,16 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..data.chexpert import OBSERVATIONS, policy_name
-from ..errors import ChexplainError
-from ..evaluate.auroc import per_class_auroc
-from ..io import write_json, write_text
-from ..models.densenet import chexpert_densenet, model_meta
-from ..validate import prepare_out
-from . import distributed as D
-from .checkpoint import load_checkpoint, save_checkpoint, set_rng_state, rng_state
-from .data import build_datasets, data_fingerprint, fingerprint_mismatch
-from .loop import autocast, cosine_lr, masked_bce, predict, resolve_amp, to_device
+from ...data.chexpert import OBSERVATIONS, policy_name
+from ...errors import ChexplainError
+from ...evaluate.auroc import per_class_auroc
+from ...io import write_json, write_text
+from ...models.densenet import chexpert_densenet, model_meta
+from ...validate import prepare_out
+from ...train import distributed as D
+from ...train.checkpoint import load_checkpoint, save_checkpoint, set_rng_state, rng_state
+from ...train.data import build_datasets, data_fingerprint, fingerprint_mismatch
+from ...train.loop import autocast, cosine_lr, masked_bce, predict, resolve_amp, to_device
 
 SCHEDULES = ("cosine", "plateau", "constant")
 _STOP_SYNC = 10  # distributed: ranks agree on a Ctrl-C / SIGTERM every this many steps
@@ -184,7 +184,7 @@ def _train(config: ChexpertTrainConfig, env: D.DistEnv, device: torch.device, re
 
     torch.manual_seed(config.seed)
     if config.model:  # any architecture, with a new 14-output head (chexplain.zoo.training)
-        from ..zoo.training import trainable, trained_meta
+        from ...zoo.training import trainable, trained_meta
 
         built = trainable(config.model, len(OBSERVATIONS), config.weights)
         model, init, normalization = built.module, built.init, built.normalization
