@@ -1,6 +1,6 @@
 """Does the counterfactual floor keep a model trained without the shortcut from being flagged?
 
-    OMP_NUM_THREADS=1 python benchmarks/audit_floor_check.py /tmp/chexplain-audit-phantom
+    OMP_NUM_THREADS=1 python benchmarks/audit_floor_check.py runs/audit-phantom
 
 Forces the strategy test that a marker cluster would get on each model of an
 ``audit_phantom.py`` run: the labelled-positive test images with the shortcut (the phantom's

@@ -1,7 +1,7 @@
 """Acceptance experiment of ``chexplain audit``: does SpRAy find a planted shortcut?
 
     OMP_NUM_THREADS=1 nice -n 10 python benchmarks/audit_phantom.py --n 800 --n-test 400 \
-        --size 64 --epochs 3 --kind text --threads 1 --out /tmp/chexplain-audit-phantom
+        --size 64 --epochs 3 --kind text --threads 1 --out runs/audit-phantom
 
 1. Two phantom training sets of the same seed: one with a shortcut of ``--kind`` (text,
    laterality, drain, site; ``Confounder(observation, 0.9, 0.1, kind=kind)``: drawn on 90 % of
@@ -22,7 +22,7 @@ square anywhere), one clean model,
 both audited on each kind's test set; ``suite.json`` and ``suite.md`` under ``--out``:
 
     OMP_NUM_THREADS=1 nice -n 10 python benchmarks/audit_phantom.py --suite --positives-only \
-        --threads 1 --out /tmp/chexplain-audit-suite        # --reaudit after a detector change
+        --threads 1 --out runs/suite        # --reaudit after a detector change
 
 Variants land in their own folders and rows of the same ``suite.md``: ``--kind-epochs
 texture=10`` (a shortcut model trained longer), ``--clean-epochs 10`` (the clean model),
@@ -108,7 +108,7 @@ def main() -> None:
     ap.add_argument("--reaudit", action="store_true",
                     help="suite: recompute the audits' analysis (explanations, models, data reused)")
     ap.add_argument("--reexplain", action="store_true", help="suite: recompute the audits entirely")
-    ap.add_argument("--out", default="/tmp/chexplain-audit-phantom")
+    ap.add_argument("--out", default="runs/audit-phantom")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.suite:

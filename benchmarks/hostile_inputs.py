@@ -1,6 +1,6 @@
 """Hostile inputs end to end through the CLI: one line per case, then a count.
 
-    PYTHONPATH=src python benchmarks/hostile_inputs.py [--work DIR] [--only SUBSTRING] [--second-round]
+    PYTHONPATH=src python benchmarks/hostile_inputs.py [--work DIR] [--only SUBSTRING] [--more]
 
 Builds tiny data (a 64-px phantom set, a tiny DenseNet trained one epoch by
 ``chexplain chexpert train --arch tiny``) and broken variants of every input, then runs each
@@ -173,7 +173,7 @@ def build(work: Path) -> dict[str, Path]:
     shutil.copy(get_testdata_file("badVR.dcm"), d / "badVR.dcm")
     write_dicom(d / "nopix.dcm", PixelData=b"")
     _checkpoints(d, p["ckpt"])
-    from _hostile_round2 import more_inputs
+    from _hostile_more import more_inputs
 
     more_inputs(d, p, lines)
     p["bad"] = d
@@ -340,9 +340,9 @@ def cases(p: dict[str, Path]) -> list[Case]:
           check=lambda: (w / "out" / "cg" / "compare.json").is_file()
           and not list((w / "out" / "cg").glob(".results.*"))),
     ]
-    from _hostile_round2 import second_round
+    from _hostile_more import more_cases
 
-    return out_dir + resume + csvs + images + ckpts + opts + outputs + second_round(p)
+    return out_dir + resume + csvs + images + ckpts + opts + outputs + more_cases(p)
 
 
 def _disk_full(name: str):
@@ -376,7 +376,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", type=Path, help="scratch folder (default: a temporary one)")
     ap.add_argument("--only", help="run the cases whose name holds this")
-    ap.add_argument("--second-round", action="store_true", help="run the second audit's cases only")
+    ap.add_argument("--more", action="store_true", help="run the cases of _hostile_more only")
     args = ap.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="chexplain-hostile-"))
     if work.exists() and any(work.iterdir()):
@@ -385,9 +385,9 @@ def main() -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     p = build(work)
     counts = {"GOOD": 0, "WEAK": 0, "BAD": 0}
-    from _hostile_round2 import second_round
+    from _hostile_more import more_cases
 
-    pool = second_round(p) if args.second_round else cases(p)
+    pool = more_cases(p) if args.more else cases(p)
     selected = [c for c in pool if not args.only or args.only in c.name]
     for case in selected:
         outcome = run(case)

@@ -1,6 +1,6 @@
 """Train chexplain's CheXpert DenseNet on phantom radiographs and report AUROC and throughput.
 
-    python benchmarks/train_phantom.py --n 2000 --size 128 --epochs 4 --threads 2 --out /tmp/bench
+    python benchmarks/train_phantom.py --n 2000 --size 128 --epochs 4 --threads 2 --out runs/bench
 
 Writes (once) a phantom training set of ``--n`` images and a held-out phantom test set of
 ``--n-test`` images (another seed), trains with :func:`chexplain.studies.chexpert.train.train_chexpert`
@@ -39,7 +39,7 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--out", default="/tmp/chexplain-train-phantom")
+    ap.add_argument("--out", default="runs/train-phantom")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

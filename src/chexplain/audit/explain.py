@@ -24,7 +24,7 @@ import queue
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -158,7 +158,7 @@ def explain_dataset(maker: MapMaker, source: AuditSource, store: ShardStore, pla
                         pin_memory=device.type == "cuda", prefetch_factor=4 if workers else None)
     bar = tqdm(total=sum(len(b) for b in batches), desc=f"explain (rank {rank})" if world_size > 1
                else "explain", unit="img", disable=not progress)
-    t0, written, parts = time.perf_counter(), [], []
+    t0, written = time.perf_counter(), []
     pending: list[tuple[int, Future]] = []
     writer = ThreadPoolExecutor(1, thread_name_prefix="audit-shard")
 
@@ -171,10 +171,16 @@ def explain_dataset(maker: MapMaker, source: AuditSource, store: ShardStore, pla
                 on_shard(k_done)
 
     batches_in = loader if workers else _prefetched(loader)
+    shards = ShardParts(plan, full)
     try:
-        _explain_batches(maker, zip(owner, batches_in), plan, normalization, device, full,
-                         parts, bar, t0, lambda k, a: pending.append(
-                             (k, writer.submit(store.write_shard, k, a))), finish)
+        for k, batch in zip(owner, batches_in):
+            rec = batch_record(maker, batch, normalization, device, full, k)
+            bar.update(len(rec["position"]))
+            bar.set_postfix_str(f"{bar.n / max(time.perf_counter() - t0, 1e-9):.1f} img/s")
+            arrays = shards.add(k, rec)
+            if arrays is not None:
+                pending.append((k, writer.submit(store.write_shard, k, arrays)))
+            finish(False)
         finish(True)
     finally:
         writer.shutdown(wait=True)
@@ -185,31 +191,41 @@ def explain_dataset(maker: MapMaker, source: AuditSource, store: ShardStore, pla
     return ExplainResult(n, time.perf_counter() - t0, written)
 
 
-def _explain_batches(maker, items, plan, normalization, device, full, parts, bar, t0, submit,
-                     finish) -> None:
-    n = 0
-    for k, batch in items:
-        x = batch["image"].to(device, non_blocking=True)
-        maps, logits = maker(x)
-        if not torch.isfinite(maps).all():
-            raise ChexplainError(f"non-finite relevance in shard {k} (images "
-                                 f"{int(batch['position'][0])}…); try another --method")
-        grey = normalization.invert(x)[:, None]
-        rec = {"position": batch["position"], "logits": logits.float().cpu(),
-               "maps32": sum_pool(maps, COARSE).cpu(), "maps64": sum_pool(maps, MAP_SIZE).cpu(),
-               "image64": F.interpolate(grey.float(), size=(MAP_SIZE, MAP_SIZE),
-                                        mode="area")[:, 0].cpu(),
-               "finding": batch["finding"], "has_finding": batch["has_finding"]}
-        if full:
-            rec["full"] = maps.half().cpu()
-        parts.append(rec)
-        n += len(x)
-        bar.update(len(x))
-        bar.set_postfix_str(f"{n / max(time.perf_counter() - t0, 1e-9):.1f} img/s")
-        if sum(len(p["position"]) for p in parts) == len(plan.positions(k)):
-            submit(k, _shard_arrays(parts, full))
-            parts.clear()
-        finish(False)
+def batch_record(maker: MapMaker, batch: dict[str, torch.Tensor], normalization: Normalization,
+                 device: torch.device, full: bool, shard: int) -> dict[str, torch.Tensor]:
+    """One batch's row of a shard: positions, logits, the maps pooled to 32² and 64² (and in
+    half precision at full size with ``full``), the image at 64² and its finding masks."""
+    x = batch["image"].to(device, non_blocking=True)
+    maps, logits = maker(x)
+    if not torch.isfinite(maps).all():
+        raise ChexplainError(f"non-finite relevance in shard {shard} (images "
+                             f"{int(batch['position'][0])}…); try another --method")
+    grey = normalization.invert(x)[:, None]
+    rec = {"position": batch["position"], "logits": logits.float().cpu(),
+           "maps32": sum_pool(maps, COARSE).cpu(), "maps64": sum_pool(maps, MAP_SIZE).cpu(),
+           "image64": F.interpolate(grey.float(), size=(MAP_SIZE, MAP_SIZE), mode="area")[:, 0].cpu(),
+           "finding": batch["finding"], "has_finding": batch["has_finding"]}
+    if full:
+        rec["full"] = maps.half().cpu()
+    return rec
+
+
+@dataclass
+class ShardParts:
+    """The batch records of the shard being assembled; :meth:`add` returns its arrays once
+    the shard is complete."""
+
+    plan: ShardPlan
+    full: bool
+    parts: list[dict[str, torch.Tensor]] = field(default_factory=list)
+
+    def add(self, shard: int, rec: dict[str, torch.Tensor]) -> dict[str, np.ndarray] | None:
+        self.parts.append(rec)
+        if sum(len(p["position"]) for p in self.parts) < len(self.plan.positions(shard)):
+            return None
+        arrays = _shard_arrays(self.parts, self.full)
+        self.parts = []
+        return arrays
 
 
 def write_index(store: ShardStore, plan: ShardPlan, source: AuditSource,

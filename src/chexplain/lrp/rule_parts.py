@@ -6,6 +6,7 @@ Shapes as in :mod:`chexplain.lrp.rules`: x (N, *in), z (N, *out), R and s (N, T,
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
@@ -96,7 +97,7 @@ def fusable(layer: LinearOp) -> bool:
 
 
 def weight_pair(layer: LinearOp, w1: Tensor, w2: Tensor) -> Optional[Tensor]:
-    """[w1; w2] along the output dimension, for :func:`back_pair` (None if not fusable)."""
+    """[w1; w2] along the output dimension, for :meth:`SignedState.back` (None if not fusable)."""
     return torch.cat([w1, w2], 0) if fusable(layer) else None
 
 
@@ -112,24 +113,40 @@ def cat_scaled(R: Tensor, inv1: Tensor, inv2: Tensor) -> Tensor:
     return buf
 
 
-def back_pair(layer: LinearOp, xp: Tensor, xn: Optional[Tensor], w1: Tensor, w2: Tensor, inv1: Tensor,
-           inv2: Optional[Tensor], pairs: tuple, R: Tensor) -> Tensor:
-    """back(w1, w2, R·inv1) + back(w2, w1, R·inv2), i.e. x⁺ ⊙ (w1ᵀs1 + w2ᵀs2) + x⁻ ⊙ (w2ᵀs1 + w1ᵀs2),
-    with each pair of transposed ops fused into one on concatenated weights ``pairs``."""
-    if inv2 is None:
-        return back(layer, xp, xn, w1, w2, scaled(R, inv1))
-    p12, p21 = pairs
-    if p12 is None:
-        out = back(layer, xp, xn, w1, w2, scaled(R, inv1))
-        return out.add_(back(layer, xp, xn, w2, w1, scaled(R, inv2)))
-    s = cat_scaled(R, inv1, inv2)
-    out = vjp(layer, s, p12, xp.shape).mul_(xp.unsqueeze(1))
-    if xn is not None:
-        out.add_(vjp(layer, s, p21, xn.shape).mul_(xn.unsqueeze(1)))
-    return out
+@dataclass
+class SignedState:
+    """A sign-splitting rule's per-layer state (γ, αβ, z⁺): x⁺ and x⁻ (None when x ≥ 0), the
+    weights (w1, w2) of the first term, 1/stab of its denominator ``inv1``, that of the second
+    term ``inv2`` (None without one; its sign folded in), and the fused weight pairs
+    ([w1; w2], [w2; w1]) of :func:`weight_pairs` (None where the layer cannot fuse them)."""
+
+    xp: Tensor
+    xn: Optional[Tensor]
+    w1: Tensor
+    w2: Tensor
+    inv1: Tensor
+    inv2: Optional[Tensor] = None
+    pairs: Optional[tuple[Optional[Tensor], Optional[Tensor]]] = None
+
+    def back(self, layer: LinearOp, R: Tensor) -> Tensor:
+        """back(w1, w2, R·inv1) + back(w2, w1, R·inv2), i.e. x⁺ ⊙ (w1ᵀs1 + w2ᵀs2) + x⁻ ⊙
+        (w2ᵀs1 + w1ᵀs2), each pair of transposed ops fused into one on ``pairs``."""
+        xp, xn = self.xp, self.xn
+        if self.inv2 is None:
+            return back(layer, xp, xn, self.w1, self.w2, scaled(R, self.inv1))
+        p12, p21 = self.pairs if self.pairs is not None else (None, None)
+        if p12 is None:
+            out = back(layer, xp, xn, self.w1, self.w2, scaled(R, self.inv1))
+            return out.add_(back(layer, xp, xn, self.w2, self.w1, scaled(R, self.inv2)))
+        s = cat_scaled(R, self.inv1, self.inv2)
+        out = vjp(layer, s, p12, xp.shape).mul_(xp.unsqueeze(1))
+        if xn is not None:
+            out.add_(vjp(layer, s, p21, xn.shape).mul_(xn.unsqueeze(1)))
+        return out
 
 
-def weight_pairs(layer: LinearOp, xn: Optional[Tensor], w1: Tensor, w2: Tensor) -> tuple:
+def weight_pairs(layer: LinearOp, xn: Optional[Tensor], w1: Tensor, w2: Tensor
+                 ) -> tuple[Optional[Tensor], Optional[Tensor]]:
     return weight_pair(layer, w1, w2), (weight_pair(layer, w2, w1) if xn is not None else None)
 
 

@@ -30,13 +30,13 @@ the other side, which keeps the rule conservative (chexplain's earlier default).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 
 from ..errors import ChexplainError
 from .ops import LinearOp
-from .rule_parts import (back_pair, forward_split, fusable, inverse, inverse_signed, neg_part, pos_part,
+from .rule_parts import (SignedState, forward_split, fusable, inverse, inverse_signed, neg_part, pos_part,
                          scaled, signed_sums, split_sign, vjp, weight_pairs)
 
 Tensor = torch.Tensor
@@ -62,15 +62,15 @@ class Rule:
     #: whether ``apply`` returns a tensor it allocated, which the engine may add into in place
     fresh_result = False
 
-    def prepare(self, layer: LinearOp, x: Tensor, z: Tensor, nonnegative: bool = False) -> tuple:
+    def prepare(self, layer: LinearOp, x: Tensor, z: Tensor, nonnegative: bool = False) -> Any:
         """What does not depend on R (once per layer); ``nonnegative``: x ≥ 0 is known."""
         raise NotImplementedError  # pragma: no cover
 
-    def apply(self, layer: LinearOp, x: Tensor, state: tuple, R: Tensor) -> Tensor:
+    def apply(self, layer: LinearOp, x: Tensor, state: Any, R: Tensor) -> Tensor:
         """Relevance of the inputs (N, T, *in) for R (N, T, *out)."""
         raise NotImplementedError  # pragma: no cover
 
-    def forward_prepare(self, layer: LinearOp, x: Tensor, nonnegative: bool = False) -> Optional[tuple[Tensor, tuple]]:
+    def forward_prepare(self, layer: LinearOp, x: Tensor, nonnegative: bool = False) -> Optional[tuple[Tensor, Any]]:
         """(z, state) when the rule's modified forwards also give the layer's output z (saving
         its own forward), else None."""
         return None
@@ -83,6 +83,14 @@ class Rule:
         return f"{type(self).__name__}({params})"
 
 
+class SignedRule(Rule):
+    """A rule whose state is a :class:`~chexplain.lrp.rule_parts.SignedState` (γ, αβ, z⁺): the
+    relevance of the inputs is its :meth:`~chexplain.lrp.rule_parts.SignedState.back`."""
+
+    def apply(self, layer, x, state: SignedState, R):
+        return state.back(layer, R)
+
+
 @dataclass(repr=False)
 class Epsilon(Rule):
     """LRP-ε (Bach et al. 2015, Eq. 58): R_i = Σ_j x_i w_ij / (z_j + ε·sign(z_j)) · R_j, z_j with bias."""
@@ -92,11 +100,12 @@ class Epsilon(Rule):
     fresh_result = True
     uses_bias = False
 
-    def prepare(self, layer, x, z, nonnegative=False):
-        return (inverse(z, self.epsilon),)
+    def prepare(self, layer, x, z, nonnegative=False) -> Tensor:
+        """1/stab(z): the whole state."""
+        return inverse(z, self.epsilon)
 
-    def apply(self, layer, x, state, R):
-        return vjp(layer, scaled(R, state[0]), layer.weight, x.shape).mul_(x.unsqueeze(1))
+    def apply(self, layer, x, state: Tensor, R):
+        return vjp(layer, scaled(R, state), layer.weight, x.shape).mul_(x.unsqueeze(1))
 
 
 class Z(Epsilon):
@@ -110,7 +119,7 @@ class Z(Epsilon):
 
 
 @dataclass(repr=False)
-class Gamma(Rule):
+class Gamma(SignedRule):
     """LRP-γ (Montavon et al. 2019, "Layer-wise relevance propagation: an overview", Eq. 4).
 
     q_ij = x_i (w_ij + γ w_ij⁺) for outputs z_j > 0, generalised to signed inputs and outputs
@@ -150,19 +159,31 @@ class Gamma(Rule):
         wp, wn = self._weights(layer)
         return z, self._state(layer, xp, xn, wp, wn, z, P.mul_(self.gamma).add_(z), zg_n)
 
-    def _state(self, layer, xp, xn, wp, wn, z, zg_p, zg_n) -> tuple:
+    def _state(self, layer, xp, xn, wp, wn, z, zg_p, zg_n) -> SignedState:
         inv_p = inverse(zg_p, self.stabilizer, (z > 0).to(z.dtype))
         if zg_n is None:
-            return xp, xn, wp, wn, inv_p, None, None
+            return SignedState(xp, xn, wp, wn, inv_p)
         inv_n = inverse(zg_n, self.stabilizer, (z < 0).to(z.dtype))
-        return xp, xn, wp, wn, inv_p, inv_n, weight_pairs(layer, xn, wp, wn)
+        return SignedState(xp, xn, wp, wn, inv_p, inv_n, weight_pairs(layer, xn, wp, wn))
 
-    def apply(self, layer, x, state, R):
-        return back_pair(layer, *state[:6], state[6], R)
+
+@dataclass
+class SignedSums:
+    """αβ's positive and negative sums of a layer before they become 1/stab: x⁺, x⁻, w⁺, w⁻,
+    z⁺ (positive products and b⁺), z⁻ (negative products and b⁻; None when not needed) and
+    whether z⁺ has an empty neuron (``empty="conserve"``)."""
+
+    xp: Tensor
+    xn: Optional[Tensor]
+    wp: Tensor
+    wn: Tensor
+    z_pos: Tensor
+    z_neg: Optional[Tensor]
+    empty_pos: bool
 
 
 @dataclass(repr=False)
-class AlphaBeta(Rule):
+class AlphaBeta(SignedRule):
     """LRP-αβ (Bach et al. 2015, Eq. 60), α − β = 1, β ≥ 0.
 
     R_i = Σ_j (α z_ij⁺ / z_j⁺ − β z_ij⁻ / z_j⁻) R_j with z_ij = x_i w_ij split by the sign of the
@@ -186,32 +207,34 @@ class AlphaBeta(Rule):
                 f"LRP-alpha-beta needs alpha - beta = 1 and beta >= 0, got alpha={self.alpha}, beta={self.beta}")
         _check_empty("LRP-alpha-beta", self.empty)
 
-    def _parts(self, layer: LinearOp, x: Tensor, nonnegative: bool, need_negative: bool) -> tuple:
+    def _parts(self, layer: LinearOp, x: Tensor, nonnegative: bool, need_negative: bool) -> SignedSums:
         wp, wn = layer.signed_weights()
         xp, xn = split_sign(x, nonnegative)
         if xn is not None and need_negative and self.empty == "literal":  # two forwards, not four
             z_pos, z_neg = signed_sums(layer, x, xp, xn)
             z_pos, z_neg = layer.add_bias(z_pos, pos_part(layer.bias)), layer.add_bias(z_neg, neg_part(layer.bias))
-            return xp, xn, wp, wn, z_pos, z_neg, False
+            return SignedSums(xp, xn, wp, wn, z_pos, z_neg, False)
         z_pos = forward_split(layer, xp, xn, wp, wn, pos_part(layer.bias))  # ≥ 0: positive products and b⁺
         empty_pos = self.empty == "conserve" and bool(z_pos.amin() == 0)
         z_neg = None  # ≤ 0: negative products and b⁻
         if need_negative or empty_pos:
             z_neg = forward_split(layer, xp, xn, wn, wp, neg_part(layer.bias))
-        return xp, xn, wp, wn, z_pos, z_neg, empty_pos
+        return SignedSums(xp, xn, wp, wn, z_pos, z_neg, empty_pos)
 
     def prepare(self, layer, x, z, nonnegative=False):
-        return self._state(layer, *self._parts(layer, x, nonnegative, self.beta != 0))
+        return self._state(layer, self._parts(layer, x, nonnegative, self.beta != 0))
 
     def forward_prepare(self, layer, x, nonnegative=False):
         """z = z⁺ + z⁻ (biases included): equal to the layer's output up to rounding."""
-        parts = self._parts(layer, x, nonnegative, True)
-        z = parts[4] + parts[5]  # before _state turns z⁺ and z⁻ into their inverses
-        return z, self._state(layer, *parts)
+        sums = self._parts(layer, x, nonnegative, True)
+        z = sums.z_pos + sums.z_neg  # before _state turns z⁺ and z⁻ into their inverses
+        return z, self._state(layer, sums)
 
-    def _state(self, layer, xp, xn, wp, wn, z_pos, z_neg, empty_pos) -> tuple:
+    def _state(self, layer, sums: SignedSums) -> SignedState:
+        xp, xn, wp, wn, z_pos, z_neg = sums.xp, sums.xn, sums.wp, sums.wn, sums.z_pos, sums.z_neg
+        empty_pos = sums.empty_pos
         if z_neg is None or (self.beta == 0 and self.empty == "literal"):  # α1β0: the positive side only
-            return xp, xn, wp, wn, inverse_signed(z_pos, self.stabilizer, 1.0).mul_(self.alpha), None, None
+            return SignedState(xp, xn, wp, wn, inverse_signed(z_pos, self.stabilizer, 1.0).mul_(self.alpha))
         alpha = beta = None
         if self.empty == "conserve" and (empty_pos or bool(z_neg.amax() == 0)):
             # Eq. 60 where one side is empty, in the limit that keeps the rule conservative
@@ -227,14 +250,12 @@ class AlphaBeta(Rule):
             inv_b = inv_b.mul_(-self.beta) if self.beta else None
         # the β-term enters with its sign folded into inv_b:
         # out = back(w⁺, w⁻, αs⁺) + back(w⁻, w⁺, −βs⁻)
-        return xp, xn, wp, wn, inv_a, inv_b, None if inv_b is None else weight_pairs(layer, xn, wp, wn)
-
-    def apply(self, layer, x, state, R):
-        return back_pair(layer, *state[:6], state[6], R)
+        return SignedState(xp, xn, wp, wn, inv_a, inv_b,
+                           None if inv_b is None else weight_pairs(layer, xn, wp, wn))
 
 
 @dataclass(repr=False)
-class ZPlus(Rule):
+class ZPlus(SignedRule):
     """z⁺ (Montavon et al. 2017, Deep Taylor decomposition, Eq. 10): R_i = Σ_j z_ij⁺ / Σ_i z_ij⁺ R_j.
 
     z_ij⁺ = x_i⁺ w_ij⁺ + x_i⁻ w_ij⁻ (the positive products); biases are ignored; stab(·) with
@@ -264,21 +285,26 @@ class ZPlus(Rule):
         wp, wn = layer.signed_weights()
         z_pos, z_neg = signed_sums(layer, x, xp, xn)
         z = layer.add_bias(z_neg.add_(z_pos), layer.bias)
-        return z, (xp, xn, wp, wn, inverse_signed(z_pos, self.stabilizer, 1.0), None, None)
+        return z, SignedState(xp, xn, wp, wn, inverse_signed(z_pos, self.stabilizer, 1.0))
 
     def prepare(self, layer, x, z, nonnegative=False):
         wp, wn = layer.signed_weights()
         xp, xn = split_sign(x, nonnegative)
         z_pos = forward_split(layer, xp, xn, wp, wn, None)  # ≥ 0
         if self.empty == "literal" or not bool(z_pos.amin() == 0):
-            return xp, xn, wp, wn, inverse_signed(z_pos, self.stabilizer, 1.0), None, None
+            return SignedState(xp, xn, wp, wn, inverse_signed(z_pos, self.stabilizer, 1.0))
         empty = z_pos == 0
         inv_e = inverse_signed(forward_split(layer, xp, xn, wn, wp, None), self.stabilizer, -1.0).mul_(empty)
         inv = inverse_signed(z_pos, self.stabilizer, 1.0).mul_(~empty)
-        return xp, xn, wp, wn, inv, inv_e, weight_pairs(layer, xn, wp, wn)
+        return SignedState(xp, xn, wp, wn, inv, inv_e, weight_pairs(layer, xn, wp, wn))
 
-    def apply(self, layer, x, state, R):
-        return back_pair(layer, *state[:6], state[6], R)
+
+@dataclass
+class WeightState:
+    """w² and flat: the modified weights and 1/stab of their sums."""
+
+    weight: Tensor
+    inv: Tensor
 
 
 @dataclass(repr=False)
@@ -296,11 +322,10 @@ class WSquare(Rule):
 
     def prepare(self, layer, x, z, nonnegative=False):
         w2 = self._weight(layer.weight)
-        return w2, inverse(layer.forward_with(torch.ones_like(x[:1]), w2, None), self.stabilizer)
+        return WeightState(w2, inverse(layer.forward_with(torch.ones_like(x[:1]), w2, None), self.stabilizer))
 
-    def apply(self, layer, x, state, R):
-        w2, inv = state
-        return vjp(layer, R * inv, w2, x.shape)
+    def apply(self, layer, x, state: WeightState, R):
+        return vjp(layer, R * state.inv, state.weight, x.shape)
 
 
 class Flat(WSquare):
@@ -316,11 +341,21 @@ class Flat(WSquare):
             return super().apply(layer, x, state, R)
         # all weights are one, so (Wᵀs)_i is the same for every input channel: sum s over the
         # output channels first, transpose onto one input channel, then broadcast
-        ones, inv = state
         n, t = R.shape[:2]
-        s = scaled(R, inv).sum(2, keepdim=True)
-        one = vjp(layer, s, ones[:1, :1], (n, 1, *x.shape[2:]))
+        s = scaled(R, state.inv).sum(2, keepdim=True)
+        one = vjp(layer, s, state.weight[:1, :1], (n, 1, *x.shape[2:]))
         return one.expand(n, t, *x.shape[1:]).contiguous()
+
+
+@dataclass
+class BoxState:
+    """z^B: the bounds as tensors of the input's shape, 1/stab(z^B), and [w, w⁺, w⁻] stacked
+    along the input channels for one transposed op (None where the layer cannot fuse)."""
+
+    low: Tensor
+    high: Tensor
+    inv: Tensor
+    stacked: Optional[Tensor]
 
 
 @dataclass(repr=False)
@@ -362,11 +397,11 @@ class ZBox(Rule):
         zb = layer.forward_with(x, w, None).sub_(bounds)
         # the three transposed ops as one, on [w, w⁺, w⁻] stacked along the input channels
         stacked = torch.cat([w, wp, wn], 1) if fusable(layer) else None
-        return low, high, inverse(zb, self.stabilizer), stacked
+        return BoxState(low, high, inverse(zb, self.stabilizer), stacked)
 
-    def apply(self, layer, x, state, R):
-        low, high, inv, stacked = state
-        s = scaled(R, inv)
+    def apply(self, layer, x, state: BoxState, R):
+        low, high, stacked = state.low, state.high, state.stacked
+        s = scaled(R, state.inv)
         if stacked is not None:
             g, g_low, g_high = vjp(layer, s, stacked, (x.shape[0], 3 * x.shape[1], *x.shape[2:])).chunk(3, 2)
         else:

@@ -1,4 +1,4 @@
-"""The second reliability audit: non-regular checkpoints, output paths checked before work,
+"""Non-regular checkpoints, output paths checked before work,
 option types at the API boundary, explain's incremental predictions and resume, audit inputs
 (its own output inside --images, a class without a CSV column)."""
 

@@ -1,4 +1,6 @@
-"""The second reliability audit's cases of :mod:`hostile_inputs` (its inputs and cases)."""
+"""More cases of :mod:`hostile_inputs`: animated and rotated images, compressed DICOM, CSVs in
+another dialect, repeated rows, paths leaving the data folder, checkpoints without a gradient
+or a CSV column."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from hostile_inputs import Case, _w
 
 
 def more_inputs(d: Path, p: dict[str, Path], lines: list[str]) -> None:
-    """Inputs of the second round: animated and rotated images, compressed DICOM, CSVs in
+    """More inputs: animated and rotated images, compressed DICOM, CSVs in
     another dialect, with repeated rows or paths leaving the data folder, and checkpoints
     whose class has no gradient or no CSV column."""
     from pydicom.data import get_testdata_file
@@ -47,8 +49,8 @@ def more_inputs(d: Path, p: dict[str, Path], lines: list[str]) -> None:
     shutil.copytree(flat, p["flat2"])
 
 
-def second_round(p: dict[str, Path]) -> list[Case]:
-    """The cases of the second reliability audit."""
+def more_cases(p: dict[str, Path]) -> list[Case]:
+    """The cases on the inputs of :func:`more_inputs`."""
     import json
 
     w, b, ck, csv, img = p["work"], p["bad"], str(p["ckpt"]), str(p["csv"]), str(p["img"])
