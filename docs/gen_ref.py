@@ -1,41 +1,85 @@
-"""Write the API reference: one page per module of ``src/chexplain``, and its navigation.
+"""The API reference, generated at build time: one page per module of ``src/chexplain``.
 
-Run by the mkdocs-gen-files plugin at build time (``mkdocs.yml``), so the reference follows the
-package as it is: a module added, moved or removed needs no edit here.
+An MkDocs hook (``hooks:`` in ``mkdocs.yml``), so ``mkdocs build`` and ``mkdocs serve`` run it
+themselves: it walks the package, adds one generated page ``reference/<module path>.md`` per
+module holding ``::: <dotted name>`` (rendered by mkdocstrings) and appends their navigation,
+packages as sections, to the hand-written one. A module added, moved or removed needs no edit.
+Nothing is written into ``docs/``.
+
+``python docs/gen_ref.py`` prints the pages it would generate.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-
-import mkdocs_gen_files
+from typing import Any
 
 SRC = Path(__file__).resolve().parent.parent / "src"
-PACKAGE = SRC / "chexplain"
+PACKAGE = "chexplain"
+TITLE = "API reference"
 
 
-def module_pages() -> list[tuple[tuple[str, ...], Path]]:
-    """Every module of the package as (dotted name parts, page path under reference/)."""
+@dataclass(frozen=True)
+class ModulePage:
+    """One module's reference page."""
+
+    name: str  # dotted module name, e.g. chexplain.lrp.engine
+    uri: str  # page path under the docs, e.g. reference/chexplain/lrp/engine.md
+    is_package: bool
+
+    @property
+    def content(self) -> str:
+        return f"# `{self.name}`\n\n::: {self.name}\n"
+
+
+def module_pages(src: Path = SRC, package: str = PACKAGE) -> list[ModulePage]:
+    """Every module of ``package`` under ``src``, packages before their modules."""
     pages = []
-    for path in sorted(PACKAGE.rglob("*.py")):
-        parts = path.relative_to(SRC).with_suffix("").parts
-        if parts[-1] == "__init__":
+    for path in sorted((src / package).rglob("*.py")):
+        parts = path.relative_to(src).with_suffix("").parts
+        is_package = parts[-1] == "__init__"
+        if is_package:
             parts = parts[:-1]
-            page = Path(*parts, "index.md")
-        else:
-            page = Path(*parts).with_suffix(".md")
-        pages.append((parts, page))
-    return pages
+        uri = "/".join(("reference", *parts, "index.md" if is_package else "")).rstrip("/")
+        pages.append(ModulePage(".".join(parts), uri if is_package else uri + ".md", is_package))
+    return sorted(pages, key=lambda p: (p.name.split("."), not p.is_package))
 
 
-def main() -> None:
-    nav = mkdocs_gen_files.Nav()
-    for parts, page in module_pages():
-        nav[parts] = page.as_posix()
-        with mkdocs_gen_files.open(Path("reference", page), "w") as f:
-            f.write(f"# `{'.'.join(parts)}`\n\n::: {'.'.join(parts)}\n")
-    with mkdocs_gen_files.open("reference/SUMMARY.md", "w") as f:
-        f.writelines(nav.build_literate_nav())
+def reference_nav(pages: list[ModulePage]) -> list[Any]:
+    """MkDocs nav entries: a package is a section whose first page is the package's own."""
+    by_name = {p.name: p for p in pages}
+
+    def children(package: str) -> list[Any]:
+        entries: list[Any] = [{package: by_name[package].uri}]
+        depth = package.count(".") + 1
+        for p in pages:
+            if p.name.count(".") != depth or not p.name.startswith(package + "."):
+                continue
+            short = p.name.rpartition(".")[2]
+            entries.append({short: children(p.name)} if p.is_package else {short: p.uri})
+        return entries
+
+    return children(PACKAGE)
 
 
-main()
+def on_config(config: Any) -> Any:
+    """Append the reference's navigation to the hand-written one."""
+    nav = list(config["nav"] or [])
+    nav.append({TITLE: reference_nav(module_pages())})
+    config["nav"] = nav
+    return config
+
+
+def on_files(files: Any, config: Any) -> Any:
+    """Add the generated reference pages to the site's files."""
+    from mkdocs.structure.files import File
+
+    for page in module_pages():
+        files.append(File.generated(config, page.uri, content=page.content))
+    return files
+
+
+if __name__ == "__main__":
+    for p in module_pages():
+        print(p.uri, "->", p.name)
