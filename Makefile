@@ -1,10 +1,12 @@
 # Quick start: `make demo` and `make test`. Both create .venv when missing.
+# `make docs` builds the documentation site into site/ (not part of `make test`).
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+DOCS_STAMP := $(VENV)/.docs-installed
 
-.PHONY: test demo bench clean
+.PHONY: test demo bench docs clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -25,5 +27,14 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/lrp_speed.py
 
+# The docs need only their own pinned tools: the API reference is read from src/ without
+# importing it (no torch).
+$(DOCS_STAMP): docs/requirements.txt | $(PY)
+	$(PY) -m pip install --quiet -r docs/requirements.txt
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	$(PY) -m mkdocs build --strict
+
 clean:
-	rm -rf runs build *.egg-info .pytest_cache
+	rm -rf runs build site *.egg-info .pytest_cache
