@@ -7,7 +7,8 @@ classes" uses the engine's automatic target chunks; "in one pass" puts all 14 on
                                    [--clock wall|cpu]
 
 Zennit is optional (a dev dependency); without it its rows are skipped. Zennit runs without a
-canonizer: its BatchNorm merge crashes on torchvision's DenseNet (prior-art.md).
+canonizer: its BatchNorm merge pairs modules by order across DenseNet's concatenations and fails on
+torchvision's DenseNet-121.
 """
 
 from __future__ import annotations

@@ -21,12 +21,11 @@ from ..targets import TargetSpec, resolve_targets
 from . import ops
 from .canonize import canonize
 from .composites import PRESETS, Composite, make_composite
-from .generic import RelevanceContext, unbroadcast
+from .generic import RelevanceContext
 from .capture import Capture
 from .graph import Graph, Node, token_dense
 from .report import ConservationReport, LayerRelevance
 from .snapshot import warn_hooks
-from .rule_parts import inverse
 from ..models.memory_format import channels_last
 from .values import cast_graph, forward_values, fresh_nodes, inplace_relus, nonnegative_nodes, shapes
 
@@ -191,10 +190,12 @@ class LRP:
             rule = self._rule_for(node)
             if len(inputs) > 1 and not getattr(rule, "uses_bias", True):
                 return None  # fed by a threshold ReLU: z = W(x + off) + b needs the bias it ignores
-            got = rule.forward_prepare(_layer(node, inputs, rule, states), inputs[0], node.inputs[0] in nonneg)
+            state = states.setdefault(node.name, {})
+            got = rule.forward_prepare(node.op.rule_layer(inputs, rule, state), inputs[0],
+                                       node.inputs[0] in nonneg)
             if got is None:
                 return None
-            z, states[node.name] = got
+            z, state["rule"] = got
             return z
         return run
 
@@ -289,96 +290,22 @@ class LRP:
         """Relevance of each input of ``node`` (None for non-tensor inputs) and the rule's name;
         ``states`` keeps each node's R-independent part across target chunks (``reuse``: more
         chunks follow, so transposed poolings are kept too)."""
-        op, eps = node.op, self.composite.stabilizer
-        extra = [None] * (len(inputs) - 1)
-        if isinstance(op, ops.LinearOp):
-            rule = self._rule_for(node)
-            layer = _layer(node, inputs, rule, states)
-            if node.name not in states:
-                states[node.name] = rule.prepare(layer, inputs[0], z, nonnegative=node.inputs[0] in nonneg)
-            return [rule.apply(layer, inputs[0], states[node.name], R)] + extra, repr(rule)
-        if isinstance(op, (ops.ActivationOp, ops.ThresholdReLUOp, ops.IdentityOp)):
-            return [R] + extra, None
-        if isinstance(op, ops.ReshapeOp):
-            if inputs[0].shape[0] == z.shape[0]:
-                return [R.reshape(*R.shape[:2], *inputs[0].shape[1:])] + extra, None
-            # a reshape that merges or splits the batch (Swin's windows, (B·nW, L, C)): row-major order
-            # is kept, so the targets axis moves out of the way and the reshape is undone
-            return [R.movedim(1, 0).reshape(R.shape[1], *inputs[0].shape).movedim(0, 1)] + extra, None
-        if isinstance(op, ops.MaxPoolOp):
-            if self.composite.maxpool == "proportional":
-                pool = op.as_average()
-                if node.name not in states:
-                    states[node.name] = (inverse(pool.forward(inputs[0]), eps), {} if reuse else None)
-                return [_proportional_pool(pool, inputs[0], R, *states[node.name])], "max pool (proportional)"
-            if node.name not in states:
-                states[node.name] = op.indices(inputs[0])
-            return [_winner_takes_all(inputs[0], R, states[node.name])], None
-        if isinstance(op, ops.PoolOp):
-            if node.name not in states:
-                states[node.name] = (inverse(z, eps), {} if reuse else None)
-            return [_proportional_pool(op, inputs[0], R, *states[node.name])], f"proportional ({op.description})"
-        if isinstance(op, ops.AddOp):
-            if node.name not in states:
-                states[node.name] = inverse(z, eps)
-            s = R * states[node.name].unsqueeze(1)  # the last input's share is written into s
-            parts = [x.unsqueeze(1) * s for x in inputs[:-1]] + [s.mul_(inputs[-1].unsqueeze(1))]
-            # an input broadcast to the sum (x + mlp(context), (N, C, 1, 1)) gets what its entries reached
-            return [unbroadcast(p, x.shape) for p, x in zip(parts, inputs)], "proportional (sum)"
-        if isinstance(op, ops.CatOp):
-            dim = op.dim + 1 if op.dim >= 0 else op.dim
-            return list(R.split([x.shape[op.dim] for x in inputs], dim=dim)), None
-        if isinstance(op, ops.MetaOp):
-            return [None] * len(inputs), None
-        return op.relevance(inputs, z, R, RelevanceContext(eps, states.setdefault(node.name, {}), reuse, self.composite))
-
-
-def _layer(node: Node, inputs: list[Any], rule: Any, states: dict[str, Any]) -> ops.LinearOp:
-    """The node's layer as its rule sees it: fed by a threshold ReLU (a second input, the
-    off-state constant), its bias is the per-sample W·off + b (computed once, only for rules
-    that read the bias; the others take z from the forward, which includes it)."""
-    if len(inputs) == 1 or not getattr(rule, "uses_bias", True):
-        return node.op
-    key = f"{node.name}/layer"
-    if key not in states:
-        states[key] = node.op.with_bias(node.op.effective_bias(inputs[1]))
-    return states[key]
+        op = node.op
+        ctx = RelevanceContext(self.composite.stabilizer, states.setdefault(node.name, {}), reuse,
+                               self.composite, self._rule_for(node) if op.takes_rule else None,
+                               node.inputs[0] in nonneg)
+        return op.relevance(inputs, z, R, ctx)
 
 
 def _drop(values: dict[str, Any], states: dict[str, Any], name: str) -> None:
     """Forget a finished node's value and prepared state."""
     values.pop(name, None)
     states.pop(name, None)
-    states.pop(f"{name}/layer", None)
 
 
 def _per_sample(R: Tensor, n: int) -> Tensor:
     """Sums (n, T) of a relevance (N', T, ...), N' = n or the windows of each sample (n·nW)."""
     return R.transpose(0, 1).reshape(R.shape[1], n, -1).sum(-1).transpose(0, 1)
-
-
-def _proportional_pool(op: ops.PoolOp, x: Tensor, R: Tensor, inv: Tensor, kept: dict | None) -> Tensor:
-    """R_i = x_i Σ_j p_ij / z_j R_j for a linear pooling z_j = Σ_i p_ij x_i (the z rule);
-    ``inv`` = 1 / stab(z); ``kept``: transposed poolings by batch size, reused across chunks."""
-    n, t = R.shape[:2]
-    s = (R * inv.unsqueeze(1)).reshape(n * t, *R.shape[2:])
-    if kept is None:
-        g = op.vjp(s, x.shape)
-    else:
-        if s.shape[0] not in kept:
-            kept[s.shape[0]] = op.transposed((s.shape[0], *x.shape[1:]), s.dtype, s.device)
-        g = kept[s.shape[0]](s)
-    return x.unsqueeze(1) * g.view(n, t, *x.shape[1:])  # x first: its (channels-last) layout
-
-
-def _winner_takes_all(x: Tensor, R: Tensor, indices: Tensor) -> Tensor:
-    """All relevance of a pooling window goes to its maximum (overlapping windows add up);
-    ``indices``: the maxima's flat positions in x, per channel."""
-    n, t, c = R.shape[:3]
-    idx = indices.reshape(n, 1, c, -1).expand(n, t, c, -1)
-    out = torch.zeros((n, t, c, x[0, 0].numel()), dtype=R.dtype, device=R.device)
-    out.scatter_add_(3, idx, R.reshape(n, t, c, -1))
-    return out.view(n, t, *x.shape[1:])
 
 
 def check_composite_params(name: str, params: dict[str, Any]) -> None:

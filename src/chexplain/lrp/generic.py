@@ -28,8 +28,8 @@ from typing import Any, Callable, Optional, Sequence
 
 import torch
 
-from .ops import Op
-from .rules import inverse
+from .ops_base import Op
+from .rule_parts import inverse
 
 Tensor = torch.Tensor
 
@@ -37,12 +37,16 @@ Tensor = torch.Tensor
 @dataclass
 class RelevanceContext:
     """stabilizer: ε of the proportional rules; state: this node's dict, kept across target
-    chunks (for R-independent parts); reuse: more target chunks follow; composite: the rules."""
+    chunks (for R-independent parts); reuse: more target chunks follow; composite: the rules;
+    rule: the composite's rule for this node (linear layers); nonnegative: the node's first
+    input is known to be ≥ 0."""
 
     stabilizer: float
     state: dict
     reuse: bool
     composite: Any = None
+    rule: Any = None
+    nonnegative: bool = False
 
 
 def batched_vjp(fn: Callable[..., Tensor], inputs: Sequence[Any], wrt: Sequence[int], s: Tensor,

@@ -9,15 +9,19 @@ is computed with the layer's own transposed operation, never by materialising z_
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import torch
 import torch.nn.functional as F
 
+from .generic import unbroadcast
 from .ops_base import Op
 # the linear layers live in ops_linear.py; re-exported here, where the engine and rules look for them
 from .ops_linear import (SUBPIXEL_MAX_CHANNELS, AffineOp, ConvOp, DenseOp, LinearOp,  # noqa: F401
                          TokenDenseOp, subpixel_transpose)
+from .rule_parts import inverse
+
+Tensor = torch.Tensor
 
 
 # --------------------------------------------------------------------------- element-wise
@@ -33,6 +37,9 @@ class ActivationOp(Op):
     def __init__(self, name: str, negative_slope: float = 0.01) -> None:
         self.name = name
         self.negative_slope = negative_slope
+
+    def relevance(self, inputs, out, R, ctx):
+        return [R] + [None] * (len(inputs) - 1), None
 
     def forward(self, x):
         if self.name == "relu":
@@ -69,6 +76,10 @@ class ThresholdReLUOp(Op):
     def on(self, x: torch.Tensor) -> torch.Tensor:
         """The mask m = 1[a·x + c > 0] (the original ReLU's active units)."""
         return x * self._view(self.scale, x.ndim) + self._view(self.shift, x.ndim) > 0
+
+    def relevance(self, inputs, out, R, ctx):
+        """Passed to the gated signal unchanged; the off units' constant gets none."""
+        return [R] + [None] * (len(inputs) - 1), None
 
     def forward(self, x):
         return x * self.on(x)
@@ -114,6 +125,12 @@ class PoolOp(Op):
     def forward(self, x):
         return self.fn(x)
 
+    def relevance(self, inputs, out, R, ctx):
+        """The z rule R_i = x_i Σ_j p_ij / z_j R_j (:func:`proportional_pool`)."""
+        if "pool" not in ctx.state:
+            ctx.state["pool"] = (inverse(out, ctx.stabilizer), {} if ctx.reuse else None)
+        return [proportional_pool(self, inputs[0], R, *ctx.state["pool"])], f"proportional ({self.description})"
+
     def vjp(self, grad: torch.Tensor, input_shape: torch.Size) -> torch.Tensor:
         """Transposed pooling for a batch of output gradients (linear, input-independent)."""
         return self.transposed((grad.shape[0], *input_shape[1:]), grad.dtype, grad.device)(grad)
@@ -155,6 +172,18 @@ class MaxPoolOp(Op):
     def indices(self, x: torch.Tensor) -> torch.Tensor:
         return self._fn(True)(x)[1]
 
+    def relevance(self, inputs, out, R, ctx):
+        """Winner-takes-all, or with the composite's ``maxpool="proportional"`` the z rule of
+        the matching average pooling."""
+        if ctx.composite is not None and ctx.composite.maxpool == "proportional":
+            pool = self.as_average()
+            if "pool" not in ctx.state:
+                ctx.state["pool"] = (inverse(pool.forward(inputs[0]), ctx.stabilizer), {} if ctx.reuse else None)
+            return [proportional_pool(pool, inputs[0], R, *ctx.state["pool"])], "max pool (proportional)"
+        if "indices" not in ctx.state:
+            ctx.state["indices"] = self.indices(inputs[0])
+        return [winner_takes_all(inputs[0], R, ctx.state["indices"])], None
+
     def as_average(self) -> PoolOp:
         """The matching average pooling, for the proportional variant of the rule."""
         k, s, p = self.kernel_size, self.stride, self.padding
@@ -176,6 +205,14 @@ class ReshapeOp(Op):
     def forward(self, x, *args):
         return self.fn(x, *args)
 
+    def relevance(self, inputs, out, R, ctx):
+        extra = [None] * (len(inputs) - 1)
+        if inputs[0].shape[0] == out.shape[0]:
+            return [R.reshape(*R.shape[:2], *inputs[0].shape[1:])] + extra, None
+        # a reshape that merges or splits the batch (Swin's windows, (B·nW, L, C)): row-major order
+        # is kept, so the targets axis moves out of the way and the reshape is undone
+        return [R.movedim(1, 0).reshape(R.shape[1], *inputs[0].shape).movedim(0, 1)] + extra, None
+
 
 @dataclass
 class IdentityOp(Op):
@@ -185,6 +222,9 @@ class IdentityOp(Op):
 
     def forward(self, x):
         return x
+
+    def relevance(self, inputs, out, R, ctx):
+        return [R] + [None] * (len(inputs) - 1), None
 
 
 @dataclass
@@ -199,6 +239,14 @@ class AddOp(Op):
             out = out + x
         return out
 
+    def relevance(self, inputs, out, R, ctx):
+        if "inv" not in ctx.state:
+            ctx.state["inv"] = inverse(out, ctx.stabilizer)
+        s = R * ctx.state["inv"].unsqueeze(1)  # the last input's share is written into s
+        parts = [x.unsqueeze(1) * s for x in inputs[:-1]] + [s.mul_(inputs[-1].unsqueeze(1))]
+        # an input broadcast to the sum (x + mlp(context), (N, C, 1, 1)) gets what its entries reached
+        return [unbroadcast(p, x.shape) for p, x in zip(parts, inputs)], "proportional (sum)"
+
 
 @dataclass
 class CatOp(Op):
@@ -209,6 +257,10 @@ class CatOp(Op):
 
     def forward(self, *xs):
         return torch.cat(xs, self.dim)
+
+    def relevance(self, inputs, out, R, ctx):
+        dim = self.dim + 1 if self.dim >= 0 else self.dim
+        return list(R.split([x.shape[self.dim] for x in inputs], dim=dim)), None
 
 
 @dataclass
@@ -232,3 +284,31 @@ class MetaOp(Op):
         new = MetaOp(self.fn)
         new.dtype = dtype
         return new
+
+    def relevance(self, inputs, out, R, ctx):
+        return [None] * len(inputs), None
+
+
+# --------------------------------------------------------------------------- pooling rules
+def proportional_pool(op: "PoolOp", x: Tensor, R: Tensor, inv: Tensor, kept: Optional[dict]) -> Tensor:
+    """R_i = x_i Σ_j p_ij / z_j R_j for a linear pooling z_j = Σ_i p_ij x_i (the z rule);
+    ``inv`` = 1 / stab(z); ``kept``: transposed poolings by batch size, reused across chunks."""
+    n, t = R.shape[:2]
+    s = (R * inv.unsqueeze(1)).reshape(n * t, *R.shape[2:])
+    if kept is None:
+        g = op.vjp(s, x.shape)
+    else:
+        if s.shape[0] not in kept:
+            kept[s.shape[0]] = op.transposed((s.shape[0], *x.shape[1:]), s.dtype, s.device)
+        g = kept[s.shape[0]](s)
+    return x.unsqueeze(1) * g.view(n, t, *x.shape[1:])  # x first: its (channels-last) layout
+
+
+def winner_takes_all(x: Tensor, R: Tensor, indices: Tensor) -> Tensor:
+    """All relevance of a pooling window goes to its maximum (overlapping windows add up);
+    ``indices``: the maxima's flat positions in x, per channel."""
+    n, t, c = R.shape[:3]
+    idx = indices.reshape(n, 1, c, -1).expand(n, t, c, -1)
+    out = torch.zeros((n, t, c, x[0, 0].numel()), dtype=R.dtype, device=R.device)
+    out.scatter_add_(3, idx, R.reshape(n, t, c, -1))
+    return out.view(n, t, *x.shape[1:])

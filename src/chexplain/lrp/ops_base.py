@@ -11,6 +11,8 @@ class Op:
     """Base class: ``forward(*inputs)`` on tensors of shape (N, ...)."""
 
     kind = "op"
+    #: whether the composite chooses this op's rule (passed to :meth:`relevance` as ``ctx.rule``)
+    takes_rule = False
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -19,9 +21,10 @@ class Op:
         return self
 
     def relevance(self, inputs: list[Any], out: torch.Tensor, R: torch.Tensor, ctx: Any) -> tuple[list, Optional[str]]:
-        """The op's own relevance rule (see ``generic.py``): (relevance (N, T, *in) or None per
-        input, the rule's name for the report or None). Ops with composite-chosen rules (linear
-        layers, pooling, sums) are handled by the engine instead."""
+        """The op's relevance rule: (relevance (N, T, *in) or None per input, the rule's name for
+        the report or None). ``ctx``: :class:`chexplain.lrp.generic.RelevanceContext` (this
+        node's state across target chunks, the stabiliser, the composite and, for the ops whose
+        rule it chooses, that rule)."""
         raise NotImplementedError(f"no relevance rule for {type(self).__name__}")
 
 

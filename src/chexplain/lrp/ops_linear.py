@@ -18,11 +18,31 @@ class LinearOp(Op):
 
     kind = "linear"
     layer_type = "linear"
+    takes_rule = True
 
     def __init__(self, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> None:
         self.weight = weight
         self.bias = bias
         self._memo: dict[str, Any] = {}
+
+    def relevance(self, inputs, out, R, ctx):
+        """The composite's rule for this layer (:mod:`chexplain.lrp.rules`): its R-independent
+        part prepared once (``ctx.state["rule"]``), then applied to R."""
+        rule = ctx.rule
+        layer = self.rule_layer(inputs, rule, ctx.state)
+        if "rule" not in ctx.state:
+            ctx.state["rule"] = rule.prepare(layer, inputs[0], out, nonnegative=ctx.nonnegative)
+        return [rule.apply(layer, inputs[0], ctx.state["rule"], R)] + [None] * (len(inputs) - 1), repr(rule)
+
+    def rule_layer(self, inputs: list[Any], rule: Any, state: dict) -> "LinearOp":
+        """The layer as its rule sees it: fed by a threshold ReLU (a second input, the off-state
+        constant), its bias is the per-sample W·off + b (computed once, only for rules that read
+        the bias; the others take z from the forward, which includes it)."""
+        if len(inputs) == 1 or not getattr(rule, "uses_bias", True):
+            return self
+        if "layer" not in state:
+            state["layer"] = self.with_bias(self.effective_bias(inputs[1]))
+        return state["layer"]
 
     def signed_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(w⁺, w⁻), computed once per layer and reused by every call."""

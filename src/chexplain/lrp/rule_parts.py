@@ -11,7 +11,7 @@ from typing import Optional
 
 import torch
 
-from .ops import ConvOp, DenseOp, LinearOp
+from .ops_linear import ConvOp, DenseOp, LinearOp
 
 Tensor = torch.Tensor
 

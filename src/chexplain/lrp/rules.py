@@ -35,7 +35,7 @@ from typing import Any, Optional
 import torch
 
 from ..errors import ChexplainError
-from .ops import LinearOp
+from .ops_linear import LinearOp
 from .rule_parts import (SignedState, forward_split, fusable, inverse, inverse_signed, neg_part, pos_part,
                          scaled, signed_sums, split_sign, vjp, weight_pairs)
 
