@@ -1,4 +1,4 @@
-"""Fixtures for the CheXpert training tests: a small phantom set in CheXpert's layout."""
+"""Fixtures for the CheXpert study's tests: a small phantom set in CheXpert's layout."""
 
 from __future__ import annotations
 
