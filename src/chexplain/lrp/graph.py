@@ -22,17 +22,11 @@ import torch.nn.functional as F
 
 from ..errors import UnsupportedModelError
 from . import generic, ops, registry
-from .builtin_modules import convert_module as _convert_module
 from .inplace import out_of_place
 from .snapshot import SymbolicTraceError, first_line as _first_line, snapshot
 
-_RELU = {F.relu, torch.relu, torch.relu_, getattr(F, "relu_", F.relu)}
-_TANH = {torch.tanh, F.tanh}
 _SQUASH_FN = {torch.sigmoid, F.sigmoid, torch.softmax, F.softmax, F.log_softmax, torch.log_softmax}
 _SQUASH_MOD = (nn.Sigmoid, nn.Softmax, nn.LogSoftmax)
-_DROPOUT_FN = {F.dropout, F.dropout1d, F.dropout2d, F.alpha_dropout, F.feature_alpha_dropout}
-_POOL_FN = {F.avg_pool1d, F.avg_pool2d, F.adaptive_avg_pool1d, F.adaptive_avg_pool2d}
-_MAXPOOL_ARGS = ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
 
 
 @dataclass
@@ -223,8 +217,6 @@ def _convert(gm: fx.GraphModule) -> Graph:
         inputs = [r.name for r in refs]
         if isinstance(op, tuple):  # (op, input names): a converter that rewires its inputs
             op, inputs = op
-        if op is None:
-            op = _convert_module(gm, node) if node.op == "call_module" else _convert_call(node, refs)
         if op is None and node.name in squash:
             op = SquashOp()  # allowed only as the model's last operation, see _check_squash_only_at_end
         if op is None:
@@ -338,61 +330,3 @@ def _live(graph: Graph) -> set[str]:
             live.add(name)
             stack.extend(graph.by_name[name].inputs)
     return live
-
-
-def _convert_call(node: fx.Node, refs: list[fx.Node]) -> ops.Op | None:
-    target = node.target
-    if node.op == "call_method":
-        name = target
-        if name in ("relu", "relu_"):
-            return ops.ActivationOp("relu")
-        if name in ("tanh", "tanh_"):
-            return ops.ActivationOp("tanh")
-        if name in ("view", "reshape", "flatten", "view_as", "reshape_as"):  # view as reshape: may be channels-last
-            method = {"flatten": "flatten", "view_as": "reshape_as"}.get(name, name if name == "reshape_as" else "reshape")
-            return ops.ReshapeOp(_bound(node, lambda obj, *a, **k: getattr(obj, method)(*a, **k)))
-        if name in ("contiguous", "clone"):
-            return ops.IdentityOp()
-        if name in ("mean", "sum"):
-            return _reduction(node, refs)
-        return None
-    if target in _RELU:
-        return ops.ActivationOp("relu")
-    if target is F.leaky_relu:
-        slope = node.args[1] if len(node.args) > 1 else node.kwargs.get("negative_slope", 0.01)
-        return ops.ActivationOp("leaky_relu", slope)
-    if target in _TANH:
-        return ops.ActivationOp("tanh")
-    if target in (F.max_pool1d, F.max_pool2d):
-        bound = dict(zip(_MAXPOOL_ARGS, node.args)) | dict(node.kwargs)
-        if bound.get("return_indices"):
-            return None
-        k = bound["kernel_size"]
-        return ops.MaxPoolOp(1 if target is F.max_pool1d else 2, k, bound.get("stride") or k,
-                             bound.get("padding", 0), bound.get("dilation", 1), bound.get("ceil_mode", False))
-    if target in _POOL_FN:
-        return _single_tensor(node, refs, lambda fn: ops.PoolOp(fn, target.__name__))
-    if target in (torch.flatten, torch.reshape):
-        return ops.ReshapeOp(_bound(node, target))
-    if target in (torch.mean, torch.sum):
-        return _reduction(node, refs)
-    if target in _DROPOUT_FN:
-        return ops.IdentityOp()
-    return None
-
-
-def _single_tensor(node: fx.Node, refs: list[fx.Node], make: Callable) -> ops.Op | None:
-    if len(refs) != 1:
-        return None
-    return make(_bound(node, _target_fn(node)))
-
-
-def _reduction(node: fx.Node, refs: list[fx.Node]) -> ops.Op | None:
-    args = node.args[1:] if len(node.args) > 1 else ()
-    dim = args[0] if args else node.kwargs.get("dim")
-    dims = dim if isinstance(dim, (tuple, list)) else (dim,)
-    if dim is None or any(not isinstance(d, int) or d == 0 for d in dims):
-        raise UnsupportedModelError(
-            f"{_describe(node)} {_where(node)} reduces over the batch dimension (dim={dim!r}); reduce over "
-            "feature dimensions only")
-    return _single_tensor(node, refs, lambda fn: ops.PoolOp(fn, f"{node.target} over {dim}"))

@@ -1,6 +1,7 @@
 """Converters from torch.fx nodes to LRP operations, extensible by other modules.
 
-``graph.trace`` looks every fx node up here first (then in its built-in table):
+``graph.trace`` looks every fx node up here, torch's own layers and functions included
+(:mod:`chexplain.lrp.builtin_modules`):
 
 - :func:`register_module` for ``call_module`` nodes, by module type (the most specific class in
   the module's MRO wins);
@@ -31,12 +32,12 @@ MODULES: dict[type, Converter] = {}
 FUNCTIONS: dict[Any, Converter] = {}
 METHODS: dict[str, Converter] = {}
 
-#: Modules whose import registers converters (the attention helper appends its own).
-CONVERTER_MODULES = ["chexplain.lrp.ops_shape", "chexplain.lrp.ops_elementwise", "chexplain.lrp.ops_norm",
-                     "chexplain.lrp.ops_linear_fn", "chexplain.lrp.ops_resample", "chexplain.lrp.ops_conv_transpose"]
-CONVERTER_MODULES.append("chexplain.lrp.ops_attention")
-CONVERTER_MODULES.append("chexplain.lrp.ops_swin")
-CONVERTER_MODULES.append("chexplain.lrp.ops_lstm")
+#: Modules whose import registers converters: torch's own layers and functions first, then the
+#: operations by concept.
+CONVERTER_MODULES = ["chexplain.lrp.builtin_modules", "chexplain.lrp.ops_shape",
+                     "chexplain.lrp.ops_elementwise", "chexplain.lrp.ops_norm", "chexplain.lrp.ops_linear_fn",
+                     "chexplain.lrp.ops_resample", "chexplain.lrp.ops_conv_transpose",
+                     "chexplain.lrp.ops_attention", "chexplain.lrp.ops_swin", "chexplain.lrp.ops_lstm"]
 
 
 def register_module(*types: type) -> Callable[[Converter], Converter]:
