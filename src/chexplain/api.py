@@ -8,7 +8,7 @@ import torch
 
 from .errors import ChexplainError
 from .lrp.engine import LRP
-from .registry import REGISTRY, check_method_params, family, methods
+from .registry import REGISTRY, check_method_params, methods
 from .targets import TargetSpec
 
 __all__ = ["explain", "methods", "check_method_params"]
@@ -39,9 +39,9 @@ def explain(
     if not isinstance(method, str):
         raise ChexplainError(f"method must be a name (one of {', '.join(methods())}), got "
                              f"{type(method).__name__}")
-    if method not in REGISTRY:
+    kind = REGISTRY.get(method)
+    if kind is None:
         raise ChexplainError(f"unknown method {method!r}; choose from {', '.join(methods())}")
-    kind = family(method)
     if kind == "baseline":
         raise ChexplainError(f"{method} is a baseline of the evaluation, not offered by explain; "
                              f"choose from {', '.join(methods())}")

@@ -168,8 +168,6 @@ def matched_test(members: np.ndarray, chosen: np.ndarray, cells: np.ndarray, fou
         return None
     owners = np.searchsorted(tested, owners)
     picks = np.array(picks, dtype=int)
-    order = np.argsort(ctx.positions[pool_[picks]], kind="stable")  # load in store order
-    picks, owners = picks[order], owners[order]
     g = cfg.grid
     fold_c = _fold(cells[tested], ctx.flipped[chosen[tested]])[owners]  # owner's cells, folded
     control_cells = _fold(fold_c, ctx.flipped[pool_[picks]])  # … in the control's frame
