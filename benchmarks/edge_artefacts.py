@@ -61,7 +61,7 @@ def main() -> int:
     torch.manual_seed(0)
     random_model, _ = chexpert_densenet(meta["arch"], 14, None)
     random_model.eval()
-    print(f"| model | input px | method | grid8 (1 = none) | checker (noise 0.25) |")
+    print("| model | input px | method | grid8 (1 = none) | checker (noise 0.25) |")
     print("|---|---:|---|---:|---:|")
     for size in [int(s) for s in args.sizes.split(",")]:
         ds = CheXpertDataset(args.csv, masks=False, size=size, normalization=meta["normalization"])

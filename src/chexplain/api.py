@@ -8,7 +8,7 @@ import torch
 
 from .errors import ChexplainError
 from .lrp.engine import LRP
-from .registry import REGISTRY, check_method_params, methods
+from .registry import check_method_params, methods, registry
 from .targets import TargetSpec
 
 __all__ = ["explain", "methods", "check_method_params"]
@@ -39,7 +39,7 @@ def explain(
     if not isinstance(method, str):
         raise ChexplainError(f"method must be a name (one of {', '.join(methods())}), got "
                              f"{type(method).__name__}")
-    kind = REGISTRY.get(method)
+    kind = registry().get(method)
     if kind is None:
         raise ChexplainError(f"unknown method {method!r}; choose from {', '.join(methods())}")
     if kind == "baseline":

@@ -17,17 +17,21 @@ from .cam.gradcam import CAM_METHODS
 from .errors import ChexplainError
 from .lrp.composites import PRESETS
 
-#: name -> family, in the order the CLI lists them
-REGISTRY: dict[str, str] = {**{m: "lrp" for m in PRESETS}, **{m: "cam" for m in CAM_METHODS},
-                            **{m: "attribution" for m in INPUT_SPACE},
-                            **{m: "baseline" for m in BASELINE_METHODS}}
 FAMILIES = ("lrp", "cam", "attribution", "baseline")
+
+
+def registry() -> dict[str, str]:
+    """name -> family, in the order the CLI lists them; read from the families' own tables at
+    each call, so that a preset registered later (:func:`chexplain.lrp.composites.preset`) is
+    offered too."""
+    return {**{m: "lrp" for m in PRESETS}, **{m: "cam" for m in CAM_METHODS},
+            **{m: "attribution" for m in INPUT_SPACE}, **{m: "baseline" for m in BASELINE_METHODS}}
 
 
 def names(*families: str) -> tuple[str, ...]:
     """The methods of ``families`` (all families when none is given)."""
     wanted = families or FAMILIES
-    return tuple(m for m, f in REGISTRY.items() if f in wanted)
+    return tuple(m for m, f in registry().items() if f in wanted)
 
 
 def methods() -> tuple[str, ...]:
@@ -43,9 +47,10 @@ def all_methods() -> tuple[str, ...]:
 
 def family(method: str) -> str:
     """The family of ``method``; an unknown name is refused in one line."""
-    if not isinstance(method, str) or method not in REGISTRY:
+    table = registry()
+    if not isinstance(method, str) or method not in table:
         raise ChexplainError(f"unknown method {method!r}; choose from {', '.join(all_methods())}")
-    return REGISTRY[method]
+    return table[method]
 
 
 def check_method_params(method: str, params: dict[str, Any]) -> None:

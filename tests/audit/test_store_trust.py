@@ -3,7 +3,6 @@ the analysis streams the store and survives degenerate maps; the last line times
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import subprocess

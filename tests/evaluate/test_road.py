@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pytest
 import torch
 
 from chexplain.evaluate.faithfulness import BASELINES, baseline_image, region_perturbation, region_ranking

@@ -1,55 +1,55 @@
-"""The worked example of docs/engine.md ("Adding a rule or an operation"), run: a new rule is
-one class used in a Composite, a new operation one converter registered for its module; both
-checked against the per-neuron formulas computed by hand."""
+"""The worked example of docs/engine.md ("Adding a rule or an operation"), run as written there:
+a new rule is one module of ``chexplain.lrp.rules`` (its preset then offered by name
+everywhere), a new operation one module of ``chexplain.lrp.ops``; both checked against the
+per-neuron formulas computed by hand."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 import chexplain
-from chexplain.errors import UnsupportedModelError
-from chexplain.lrp import registry
-from chexplain.lrp.composites import Composite
-from chexplain.lrp.ops_base import Op
-from chexplain.lrp.rule_parts import inverse, scaled, vjp
-from chexplain.lrp.rules import Rule
+from chexplain.errors import ChexplainError, UnsupportedModelError
+from chexplain.lrp import composites, ops, registry, rules
+from chexplain.registry import family
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "engine.md"
+RULE_FILE, OP_FILE = "src/chexplain/lrp/rules/epsilon_no_bias.py", "src/chexplain/lrp/ops/softsign.py"
 
 
-# --- the new rule: LRP-ε whose denominators leave the bias out ------------------------------
-@dataclass(repr=False)
-class EpsilonNoBias(Rule):
-    """R_i = Σ_j x_i w_ij / (Σ_i' x_i' w_i'j + ε·sign) · R_j: conservative with biases too."""
-
-    epsilon: float = 1e-9
-    name = "epsilon-no-bias"
-    uses_bias = False
-
-    def prepare(self, layer, x, z, nonnegative=False):
-        return inverse(layer.forward_with(x, layer.weight, None), self.epsilon)
-
-    def apply(self, layer, x, state, R):
-        return vjp(layer, scaled(R, state), layer.weight, x.shape).mul_(x.unsqueeze(1))
+def _example(path: str) -> str:
+    """The code block of docs/engine.md that starts with ``# path``."""
+    blocks = re.findall(r"```python\n(.*?)```", DOCS.read_text(encoding="utf-8"), re.S)
+    found = [b for b in blocks if b.startswith(f"# {path}\n")]
+    assert len(found) == 1, f"docs/engine.md has no single example of {path}"
+    return found[0]
 
 
-# --- the new operation: Softsign, relevance passed through as for every activation ---------
-class SoftsignOp(Op):
-    kind = "activation"
-
-    def forward(self, x):
-        return F.softsign(x)
-
-    def relevance(self, inputs, out, R, ctx):
-        return [R], "identity (activation)"
-
-
-def softsign_converter(ctx: registry.Context) -> Op:
-    return SoftsignOp()
+@pytest.fixture
+def extended(tmp_path, monkeypatch):
+    """The two example modules dropped into the rule and op packages, then imported as
+    chexplain imports them; everything they registered is removed afterwards."""
+    tables = [composites.PRESETS, registry.MODULES, registry.FUNCTIONS, registry.METHODS, registry.SUBSTITUTES]
+    saved = [dict(t) for t in tables]
+    for package, path in ((rules, RULE_FILE), (ops, OP_FILE)):
+        folder = tmp_path / package.__name__.rsplit(".", 1)[1]
+        folder.mkdir()
+        (folder / Path(path).name).write_text(_example(path), encoding="utf-8")
+        monkeypatch.setattr(package, "__path__", [*package.__path__, str(folder)])
+    composites._import_rule_modules()
+    registry.load()
+    yield sys.modules["chexplain.lrp.rules.epsilon_no_bias"]
+    for table, before in zip(tables, saved):
+        table.clear()
+        table.update(before)
+    for name in ("chexplain.lrp.rules.epsilon_no_bias", "chexplain.lrp.ops.softsign"):
+        sys.modules.pop(name, None)
 
 
 def _model() -> nn.Module:
@@ -57,19 +57,17 @@ def _model() -> nn.Module:
     return nn.Sequential(nn.Linear(4, 5), nn.Softsign(), nn.Linear(5, 3)).double().eval()
 
 
-def test_softsign_is_refused_until_its_converter_is_registered(monkeypatch):
+def test_softsign_is_refused_until_its_module_exists():
     model, x = _model(), torch.randn(2, 4, dtype=torch.float64)
     with pytest.raises(UnsupportedModelError, match="Softsign at '1'"):
         chexplain.explain(model, x, method="lrp-epsilon", target=0)
-    monkeypatch.setitem(registry.MODULES, nn.Softsign, softsign_converter)
-    R = chexplain.explain(model, x, method="lrp-epsilon", target=0)
-    assert R.shape == x.shape and torch.isfinite(R).all()
+    assert "lrp-epsilon-no-bias" not in chexplain.methods()
 
 
-def test_the_new_rule_and_op_match_the_formulas_by_hand(monkeypatch):
-    monkeypatch.setitem(registry.MODULES, nn.Softsign, softsign_converter)
+def test_the_new_rule_and_op_match_the_formulas_by_hand(extended):
+    assert family("lrp-epsilon-no-bias") == "lrp" and "lrp-epsilon-no-bias" in chexplain.methods()
     model, x = _model(), torch.randn(3, 4, dtype=torch.float64)
-    R = chexplain.LRP(model, composite=Composite({"dense": EpsilonNoBias()}))(x, target=0)
+    R = chexplain.explain(model, x, method="lrp-epsilon-no-bias", target=0)
     W1, W2 = model[0].weight.detach().numpy(), model[2].weight.detach().numpy()
     b1 = model[0].bias.detach().numpy()
     xs = x.numpy()
@@ -82,3 +80,11 @@ def test_the_new_rule_and_op_match_the_formulas_by_hand(monkeypatch):
     want = xs * ((R_h / z1) @ W1)
     assert np.allclose(R.numpy(), want, rtol=1e-6, atol=1e-12)  # ε = 1e-9 in the denominators
     assert np.allclose(R.sum(1).numpy(), out, rtol=1e-6)  # conservative despite the biases
+    direct = chexplain.LRP(model, composite=composites.Composite(
+        {"dense": extended.EpsilonNoBias()}))(x, target=0)
+    torch.testing.assert_close(direct, R)
+
+
+def test_a_preset_name_cannot_be_registered_twice():
+    with pytest.raises(ChexplainError, match="'lrp-epsilon' is registered twice"):
+        composites.preset("lrp-epsilon")(lambda: None)

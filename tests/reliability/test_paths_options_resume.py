@@ -5,7 +5,6 @@ option types at the API boundary, explain's incremental predictions and resume, 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from unittest import mock
 

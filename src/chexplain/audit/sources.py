@@ -24,7 +24,8 @@ from torch.utils.data import Dataset
 
 from ..data.images import Preprocess, read_image
 from ..errors import ChexplainError
-from .store import file_digest, text_digest
+from ..io import file_sha256 as file_digest
+from .store import text_digest
 
 MAP_SIZE = 64  #: side of the stored finding masks, input images and fine maps
 SITE_COLUMNS = ("Site", "Institution")  #: optional site columns of a user's CSV

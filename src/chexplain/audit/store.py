@@ -35,7 +35,6 @@ import numpy as np
 
 from ..errors import ChexplainError, DataError
 from ..io import atomic_path, write_json
-from ..io import file_sha256 as file_digest  # noqa: F401 - used by sources and run
 
 STORE_VERSION = 2
 RAW_MEMBERS = ("maps32", "maps64", "full")  #: stored without compression (see save_npz)

@@ -28,7 +28,7 @@ from ..evaluate.compare import BENCHMARK_METHODS
 
 @dataclass
 class DemoConfig:
-    """Options of :func:`run_demo`; the defaults are the full demo (≤ 10 min on 2 CPU cores)."""
+    """Options of :func:`run_demo`; the defaults are the full demo (8.5 min on 2 idle CPU cores, see docs/demo.md)."""
 
     out: str = "runs/demo"
     n_train: int = 600

@@ -8,7 +8,7 @@
    2022); with zero padding the merged shift of a convolution varies near the border, so the
    bias becomes a (C_out, H, W) tensor. T(x) = m ⊙ x + (1 − m) ⊙ t is split: the gated signal
    m ⊙ x carries relevance, the off units' constant (1 − m) ⊙ t travels on a side branch
-   (:class:`~chexplain.lrp.ops.OffStateOp`, through copies of the pools and reshapes) into the
+   (:class:`~chexplain.lrp.ops.core.OffStateOp`, through copies of the pools and reshapes) into the
    layer, which adds W'·((1 − m) ⊙ t) to its bias. Without that split the off units would
    pass the relevance of their constant down to inputs the network ignores there (which blew
    LRP-0 and LRP-ε up by 1e30 and more on DenseNets with non-zero BatchNorm shifts).

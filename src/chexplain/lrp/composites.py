@@ -9,17 +9,27 @@ Montavon et al. 2017 (Deep Taylor: z⁺ with z^B or w² at the input) and Kohlbr
 Presets with αβ or z⁺ take ``empty="literal"`` (Eq. 60 as written, the default of the
 reference implementations) or ``empty="conserve"`` (an empty side passes all of R_j through the
 other one); see :mod:`chexplain.lrp.rules`.
+
+A preset registers its name with :func:`preset` where it is defined: here for the literature's
+presets, in a rule's own module for a new rule (every module of :mod:`chexplain.lrp.rules` is
+imported below), so that the method registry, and with it every entry point, offers it.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import importlib
 import inspect
+import pkgutil
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..errors import ChexplainError
+from . import rules
 from .rules import LRP0_STABILIZER, AlphaBeta, Epsilon, Flat, Gamma, Rule, WSquare, Z, ZBox, ZPlus
+
+#: name → factory of the named composite (keyword parameters, see :func:`make_composite`)
+PRESETS: dict[str, Callable[..., "Composite"]] = {}
 
 
 @dataclass
@@ -61,39 +71,61 @@ class Composite:
         return self.layer_map.get(layer_type) or Epsilon(self.stabilizer)
 
 
-def _common(rule_dense: Rule, rule_conv: Rule, first: Rule | None, stabilizer: float, maxpool: str) -> Composite:
+def preset(*names: str) -> Callable[[Callable[..., Composite]], Callable[..., Composite]]:
+    """Register a factory of a :class:`Composite` under ``names`` (the first is its name, the
+    others aliases); its keyword parameters are the method's parameters."""
+    def deco(factory: Callable[..., Composite]) -> Callable[..., Composite]:
+        for name in names:
+            if name in PRESETS and PRESETS[name] is not factory:
+                raise ChexplainError(f"LRP method {name!r} is registered twice")
+            PRESETS[name] = factory
+        return factory
+    return deco
+
+
+def layerwise(rule_dense: Rule, rule_conv: Rule, first: Rule | None = None, stabilizer: float = 1e-6,
+              maxpool: str = "wta") -> Composite:
+    """A preset's composite: ``rule_dense`` on dense layers, ``rule_conv`` on convolutions,
+    ``first`` (if given) on the input layer, LRP-ε with ε = ``stabilizer`` on un-merged affine
+    layers."""
     return Composite({"dense": rule_dense, "conv": rule_conv, "affine": Epsilon(stabilizer)}, [], first,
                      maxpool, stabilizer)
 
 
+@preset("lrp-z")
 def lrp_z(stabilizer: float = LRP0_STABILIZER, maxpool: str = "wta") -> Composite:
     """LRP-0 everywhere (Bach et al. 2015, Eq. 56); ``stabilizer`` (1e-12) only prevents division by zero,
     here and in the proportional rules."""
-    return _common(Z(stabilizer), Z(stabilizer), None, stabilizer, maxpool)
+    return layerwise(Z(stabilizer), Z(stabilizer), None, stabilizer, maxpool)
 
 
+@preset("lrp-epsilon")
 def lrp_epsilon(epsilon: float = 1e-6, stabilizer: float = 1e-6, maxpool: str = "wta") -> Composite:
     """LRP-ε everywhere (Bach et al. 2015, Eq. 58)."""
-    return _common(Epsilon(epsilon), Epsilon(epsilon), None, stabilizer, maxpool)
+    return layerwise(Epsilon(epsilon), Epsilon(epsilon), None, stabilizer, maxpool)
 
 
-def lrp_alphabeta(alpha: float = 2.0, beta: float = 1.0, stabilizer: float = 1e-6, maxpool: str = "wta",
-                  empty: str = "literal") -> Composite:
-    """LRP-αβ everywhere (Bach et al. 2015, Eq. 60)."""
-    rule = AlphaBeta(alpha, beta, stabilizer, empty)
-    return _common(rule, rule, None, stabilizer, maxpool)
-
-
+@preset("lrp-alpha1beta0")
 def lrp_alpha1beta0(stabilizer: float = 1e-6, maxpool: str = "wta", empty: str = "literal") -> Composite:
     """LRP-α1β0 everywhere (Bach et al. 2015, Eq. 60 with α = 1, β = 0)."""
     return lrp_alphabeta(1.0, 0.0, stabilizer, maxpool, empty)
 
 
+@preset("lrp-alpha2beta1", "lrp-alphabeta")
+def lrp_alphabeta(alpha: float = 2.0, beta: float = 1.0, stabilizer: float = 1e-6, maxpool: str = "wta",
+                  empty: str = "literal") -> Composite:
+    """LRP-αβ everywhere (Bach et al. 2015, Eq. 60)."""
+    rule = AlphaBeta(alpha, beta, stabilizer, empty)
+    return layerwise(rule, rule, None, stabilizer, maxpool)
+
+
+@preset("lrp-zplus")
 def lrp_zplus(stabilizer: float = 1e-6, maxpool: str = "wta", empty: str = "literal") -> Composite:
     """z⁺ everywhere (Montavon et al. 2017)."""
-    return _common(ZPlus(stabilizer, empty), ZPlus(stabilizer, empty), None, stabilizer, maxpool)
+    return layerwise(ZPlus(stabilizer, empty), ZPlus(stabilizer, empty), None, stabilizer, maxpool)
 
 
+@preset("dtd")
 def dtd(low: Any = None, high: Any = None, stabilizer: float = 1e-6, maxpool: str = "wta",
         empty: str = "literal") -> Composite:
     """Deep Taylor decomposition (Montavon et al. 2017): z⁺ on ReLU layers, z^B at the input when
@@ -101,55 +133,44 @@ def dtd(low: Any = None, high: Any = None, stabilizer: float = 1e-6, maxpool: st
     if (low is None) != (high is None):
         raise ChexplainError("dtd needs both input bounds low= and high=, or neither (then w² at the input)")
     first = ZBox(low, high, stabilizer) if low is not None else WSquare(stabilizer)
-    return _common(ZPlus(stabilizer, empty), ZPlus(stabilizer, empty), first, stabilizer, maxpool)
+    return layerwise(ZPlus(stabilizer, empty), ZPlus(stabilizer, empty), first, stabilizer, maxpool)
 
 
+@preset("epsilon-plus")
 def epsilon_plus(epsilon: float = 1e-6, stabilizer: float = 1e-6, maxpool: str = "wta",
                  empty: str = "literal") -> Composite:
     """ε on dense layers, z⁺ on convolutions (Kohlbrenner et al. 2020)."""
-    return _common(Epsilon(epsilon), ZPlus(stabilizer, empty), None, stabilizer, maxpool)
+    return layerwise(Epsilon(epsilon), ZPlus(stabilizer, empty), None, stabilizer, maxpool)
 
 
+@preset("epsilon-plus-flat")
 def epsilon_plus_flat(epsilon: float = 1e-6, stabilizer: float = 1e-6, maxpool: str = "wta",
                       empty: str = "literal") -> Composite:
     """ε on dense layers, z⁺ on convolutions, flat at the input (Kohlbrenner et al. 2020)."""
-    return _common(Epsilon(epsilon), ZPlus(stabilizer, empty), Flat(stabilizer), stabilizer, maxpool)
+    return layerwise(Epsilon(epsilon), ZPlus(stabilizer, empty), Flat(stabilizer), stabilizer, maxpool)
 
 
+@preset("epsilon-gamma-box")
 def epsilon_gamma_box(low: Any = None, high: Any = None, epsilon: float = 1e-6, gamma: float = 0.25,
                       stabilizer: float = 1e-6, maxpool: str = "wta") -> Composite:
     """ε on dense layers, γ on convolutions, z^B at the input (Kohlbrenner et al. 2020)."""
     if low is None or high is None:
         raise ChexplainError("epsilon-gamma-box needs the input bounds low= and high= (the z^B rule at the input)")
-    return _common(Epsilon(epsilon), Gamma(gamma, stabilizer), ZBox(low, high, stabilizer), stabilizer, maxpool)
+    return layerwise(Epsilon(epsilon), Gamma(gamma, stabilizer), ZBox(low, high, stabilizer), stabilizer, maxpool)
 
 
+@preset("epsilon-alpha2beta1")
 def epsilon_alpha2beta1(epsilon: float = 1e-6, stabilizer: float = 1e-6, maxpool: str = "wta",
                         empty: str = "literal") -> Composite:
     """ε on dense layers, α2β1 on convolutions."""
-    return _common(Epsilon(epsilon), AlphaBeta(2.0, 1.0, stabilizer, empty), None, stabilizer, maxpool)
+    return layerwise(Epsilon(epsilon), AlphaBeta(2.0, 1.0, stabilizer, empty), None, stabilizer, maxpool)
 
 
+@preset("epsilon-alpha2beta1-flat")
 def epsilon_alpha2beta1_flat(epsilon: float = 1e-6, stabilizer: float = 1e-6, maxpool: str = "wta",
                              empty: str = "literal") -> Composite:
     """ε on dense layers, α2β1 on convolutions, flat at the input (Kohlbrenner et al. 2020)."""
-    return _common(Epsilon(epsilon), AlphaBeta(2.0, 1.0, stabilizer, empty), Flat(stabilizer), stabilizer, maxpool)
-
-
-PRESETS: dict[str, Callable[..., Composite]] = {
-    "lrp-z": lrp_z,
-    "lrp-epsilon": lrp_epsilon,
-    "lrp-alpha1beta0": lrp_alpha1beta0,
-    "lrp-alpha2beta1": lrp_alphabeta,
-    "lrp-alphabeta": lrp_alphabeta,
-    "lrp-zplus": lrp_zplus,
-    "dtd": dtd,
-    "epsilon-plus": epsilon_plus,
-    "epsilon-plus-flat": epsilon_plus_flat,
-    "epsilon-gamma-box": epsilon_gamma_box,
-    "epsilon-alpha2beta1": epsilon_alpha2beta1,
-    "epsilon-alpha2beta1-flat": epsilon_alpha2beta1_flat,
-}
+    return layerwise(Epsilon(epsilon), AlphaBeta(2.0, 1.0, stabilizer, empty), Flat(stabilizer), stabilizer, maxpool)
 
 
 def make_composite(name: str, **params: Any) -> Composite:
@@ -166,3 +187,13 @@ def make_composite(name: str, **params: Any) -> Composite:
     composite.attention = attention
     composite.__post_init__()
     return composite
+
+
+def _import_rule_modules() -> None:
+    """Import every module of :mod:`chexplain.lrp.rules`: a new rule's module registers its
+    presets with :func:`preset`."""
+    for module in pkgutil.iter_modules(rules.__path__, rules.__name__ + "."):
+        importlib.import_module(module.name)
+
+
+_import_rule_modules()

@@ -21,7 +21,7 @@ from ..targets import TargetSpec, resolve_targets
 from . import ops
 from .canonize import canonize
 from .composites import PRESETS, Composite, make_composite
-from .generic import RelevanceContext
+from .ops.generic import RelevanceContext
 from .capture import Capture
 from .graph import Graph, Node, token_dense
 from .report import ConservationReport, LayerRelevance

@@ -21,7 +21,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import UnsupportedModelError
-from . import generic, ops, registry
+from . import ops, registry
+from .ops import generic
 from .inplace import out_of_place
 from .snapshot import SymbolicTraceError, first_line as _first_line, snapshot
 

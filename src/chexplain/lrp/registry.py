@@ -1,25 +1,30 @@
 """Converters from torch.fx nodes to LRP operations, extensible by other modules.
 
 ``graph.trace`` looks every fx node up here, torch's own layers and functions included
-(:mod:`chexplain.lrp.builtin_modules`):
+(:mod:`chexplain.lrp.ops.builtin`):
 
 - :func:`register_module` for ``call_module`` nodes, by module type (the most specific class in
   the module's MRO wins);
 - :func:`register_function` for ``call_function`` nodes, by the called function;
 - :func:`register_method` for ``call_method`` nodes, by the Tensor method's name.
 
-A converter receives a :class:`Context` and returns an :class:`~chexplain.lrp.ops.Op` (whose
+A converter receives a :class:`Context` and returns an :class:`~chexplain.lrp.ops.base.Op` (whose
 ``forward`` gets the values of ``ctx.refs`` in order), or None when it does not apply (then the
 node is unsupported and ``trace`` raises, naming the op and module path), or raises
-:class:`~chexplain.errors.UnsupportedModelError` with a specific message. Modules registering
-converters are imported by :data:`CONVERTER_MODULES`; ``docs/lrp-ops.md`` lists every operation
-and its rule.
+:class:`~chexplain.errors.UnsupportedModelError` with a specific message.
+
+Two more kinds of extension prepare the graph before conversion: :func:`register_substitute`
+swaps a leaf module for a traceable equivalent, :func:`register_graph_pass` rewrites the fx
+graph. :func:`load` imports every module of :mod:`chexplain.lrp.ops` (torch's own layers and
+functions first), so a new operation is one module there; ``docs/lrp-ops.md`` lists every
+operation and its rule.
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
+import pkgutil
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
@@ -31,14 +36,6 @@ Converter = Callable[["Context"], Any]
 MODULES: dict[type, Converter] = {}
 FUNCTIONS: dict[Any, Converter] = {}
 METHODS: dict[str, Converter] = {}
-
-#: Modules whose import registers converters: torch's own layers and functions first, then the
-#: operations by concept.
-CONVERTER_MODULES = ["chexplain.lrp.builtin_modules", "chexplain.lrp.ops_shape",
-                     "chexplain.lrp.ops_elementwise", "chexplain.lrp.ops_norm", "chexplain.lrp.ops_linear_fn",
-                     "chexplain.lrp.ops_resample", "chexplain.lrp.ops_conv_transpose",
-                     "chexplain.lrp.ops_attention", "chexplain.lrp.ops_swin", "chexplain.lrp.ops_lstm"]
-
 
 def register_module(*types: type) -> Callable[[Converter], Converter]:
     def deco(fn: Converter) -> Converter:
@@ -69,6 +66,22 @@ def register_method(*names: str) -> Callable[[Converter], Converter]:
 SUBSTITUTES: dict[type, Callable[[torch.nn.Module], torch.nn.Module]] = {}
 #: rewrites of the fx graph before conversion, ``fn(gm)`` in place (e.g. q, k, v = qkv.permute(2, 0, ...).unbind(0)).
 GRAPH_PASSES: list[Callable[[fx.GraphModule], None]] = []
+
+
+def register_substitute(*types: type) -> Callable[[Callable], Callable]:
+    """Swap modules of ``types`` for ``factory(module)`` in the traced copy."""
+    def deco(factory: Callable[[torch.nn.Module], torch.nn.Module]) -> Callable:
+        for t in types:
+            SUBSTITUTES[t] = factory
+        return factory
+    return deco
+
+
+def register_graph_pass(fn: Callable[[fx.GraphModule], None]) -> Callable[[fx.GraphModule], None]:
+    """Run ``fn(gm)`` on every traced graph before conversion (in registration order)."""
+    if fn not in GRAPH_PASSES:
+        GRAPH_PASSES.append(fn)
+    return fn
 
 
 def autowrap_functions() -> tuple[Callable[..., Any], ...]:
@@ -115,8 +128,12 @@ def rewrite(gm: fx.GraphModule) -> None:
 
 
 def load() -> None:
-    """Import every converter module (idempotent)."""
-    for name in CONVERTER_MODULES:
+    """Import every module of :mod:`chexplain.lrp.ops`, torch's own layers and functions
+    (``builtin``) first (idempotent)."""
+    package = importlib.import_module("chexplain.lrp.ops")
+    names = sorted(m.name for m in pkgutil.iter_modules(package.__path__, package.__name__ + "."))
+    builtin = package.__name__ + ".builtin"
+    for name in [builtin] + [n for n in names if n != builtin]:
         importlib.import_module(name)
 
 

@@ -4,7 +4,7 @@ With conservative rules, Σ_i R_i = Σ_j R_j at every layer (Bach et al. 2015, E
 stabilisers and the β-term of αβ make layers absorb (or inject) relevance. The report lists,
 per layer that applies a rule, the relevance it received and passed on, summed per sample
 and target. A layer fed by a DenseNet threshold ReLU counts the off units' constant as part of
-its bias (see :class:`~chexplain.lrp.ops.ThresholdReLUOp`), so what that constant is worth is in
+its bias (see :class:`~chexplain.lrp.ops.core.ThresholdReLUOp`), so what that constant is worth is in
 the layer's ``absorbed``, and the input relevance plus all layers' ``absorbed`` is the logit.
 """
 

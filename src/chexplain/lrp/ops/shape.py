@@ -1,5 +1,5 @@
 """Converters of index and shape operations: relevance moves with the op's own VJP
-(:class:`~chexplain.lrp.generic.IndexOp`), plus the eval-mode identities (stochastic depth).
+(:class:`~chexplain.lrp.ops.generic.IndexOp`), plus the eval-mode identities (stochastic depth).
 
 Every op must act on each sample separately: one that touches the batch dimension (a permute
 moving dim 0, a concatenation or stack along it, a chunk of the batch) is refused here, naming
@@ -16,11 +16,12 @@ import torch.fx as fx
 import torch.nn.functional as F
 import torchvision
 
-from ..errors import UnsupportedModelError
-from . import ops
+from ...errors import UnsupportedModelError
+from .. import ops
 from .generic import AffineCallOp, IndexOp
-from .inplace import assigned
-from .registry import GRAPH_PASSES, Context, register_function, register_method, register_module
+from ..inplace import assigned
+from ..registry import (Context, register_function, register_graph_pass, register_method,
+                        register_module)
 
 
 def _where(ctx: Context) -> str:
@@ -166,6 +167,7 @@ def _pad_module(ctx: Context):
     return IndexOp(type(ctx.module).__name__, ctx.module, [0])
 
 
+@register_graph_pass
 def _fold_stack_sum(gm: fx.GraphModule) -> None:
     """``torch.stack([a, b, ...]).sum(0)`` (EfficientViM's heads summed) → ``a + b + ...``, and
     ``.mean(0)`` (CrossViT's heads averaged) → ``(a + b + ...) / n``."""
@@ -192,7 +194,6 @@ def _fold_stack_sum(gm: fx.GraphModule) -> None:
         gm.graph.erase_node(node)
 
 
-GRAPH_PASSES.append(_fold_stack_sum)
 
 
 @register_method("to", "type_as", "float", "double")

@@ -19,9 +19,9 @@ import chexplain
 from chexplain.errors import UnsupportedModelError
 from chexplain.lrp import rules
 from chexplain.lrp.composites import Composite, lrp_epsilon
-from chexplain.lrp.ops_lstm import ExplicitLSTM
+from chexplain.lrp.ops.lstm import ExplicitLSTM
 
-from .families import zero_biases
+from ..families import zero_biases
 
 EPS, STAB = 0.05, 1e-3
 COMPOSITE = Composite({"dense": rules.Epsilon(EPS), "conv": rules.Epsilon(EPS), "affine": rules.Epsilon(EPS)},

@@ -7,9 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from chexplain.lrp import ops_linear as ops
-from chexplain.lrp.ops import ConvOp, DenseOp, subpixel_transpose
-from chexplain.lrp.rule_parts import back, signed_sums, split_sign
+from chexplain.lrp.ops import linear as ops
+from chexplain.lrp.ops.linear import ConvOp, DenseOp, subpixel_transpose
+from chexplain.lrp.rules.core import back, signed_sums, split_sign
 
 CASES = [c for c in itertools.product([1, 3], [(7, 7), (5, 3), (4, 6)], [(2, 2), (2, 3), (3, 1)], [(3, 3), (0, 2)],
                                       [(9, 8), (12, 13)])

@@ -11,10 +11,10 @@ import torch.fx as fx
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..errors import UnsupportedModelError
-from . import ops
-from .graph import _bound, _describe, _target_fn, _where
-from .registry import Context, register_function, register_method, register_module
+from ...errors import UnsupportedModelError
+from .. import ops
+from ..graph import _bound, _describe, _target_fn, _where
+from ..registry import Context, register_function, register_method, register_module
 
 _RELU = {F.relu, torch.relu, torch.relu_, getattr(F, "relu_", F.relu)}
 _TANH = {torch.tanh, F.tanh}

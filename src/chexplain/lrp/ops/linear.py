@@ -9,7 +9,7 @@ from typing import Any, Callable, Optional
 import torch
 import torch.nn.functional as F
 
-from .ops_base import Op, _cast, _shallow_copy
+from .base import Op, _cast, _shallow_copy
 
 
 # --------------------------------------------------------------------------- linear layers

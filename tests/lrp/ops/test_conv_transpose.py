@@ -1,7 +1,7 @@
 """Transposed convolutions (nn.ConvTranspose1d/2d/3d, F.conv_transpose*) as linear layers:
 LRP-0 equals gradient × input on a bias-free ReLU network; every rule agrees with Zennit on a
 network that upsamples with a strided, grouped transposed convolution. The per-neuron formulas
-of each rule are checked on single layers in ``test_rules_oracle``."""
+of each rule are checked on single layers in ``tests/lrp/rules/test_oracle.py``."""
 
 import pytest
 import torch

@@ -1,7 +1,7 @@
 """Linear layers written functionally: ``F.linear`` and ``F.conv1d/2d`` whose weight (and bias)
 are parameters or buffers read in forward (timm's ``Linear`` in MobileNetV3, GhostNet, LCNet;
 ``Conv2dSame``; weight-standardised ``StdConv2d``, whose standardised weight is folded to a
-constant). They become the same :class:`~chexplain.lrp.ops.DenseOp` / ``ConvOp`` as ``nn.Linear``
+constant). They become the same :class:`~chexplain.lrp.ops.linear.DenseOp` / ``ConvOp`` as ``nn.Linear``
 / ``nn.Conv``, so the composite's rule and canonization apply (Bach et al. 2015; Montavon et
 al. 2019). A weight computed from the input is refused, naming the op and module path.
 """
@@ -12,9 +12,9 @@ from typing import Any
 
 import torch.nn.functional as F
 
-from ..errors import UnsupportedModelError
-from . import ops
-from .registry import Context, register_function
+from ...errors import UnsupportedModelError
+from .. import ops
+from ..registry import Context, register_function
 
 _CONV_ARGS = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
 

@@ -9,7 +9,7 @@ import chexplain
 from chexplain.lrp import make_composite, rules
 from chexplain.lrp.graph import trace
 
-from .oracle import dense_matrix, lrp_oracle, sequential_oracle
+from ..oracle import dense_matrix, lrp_oracle, sequential_oracle
 
 LAYERS = {
     "dense": lambda bias: nn.Linear(7, 5, bias=bias),

@@ -13,10 +13,10 @@ import torch.fx as fx
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..errors import UnsupportedModelError
-from .ops_linear import LinearOp
-from .ops_linear_fn import as_tuple, explained_input, param_value, where
-from .registry import Context, register_function, register_module
+from ...errors import UnsupportedModelError
+from .linear import LinearOp
+from .linear_fn import as_tuple, explained_input, param_value, where
+from ..registry import Context, register_function, register_module
 
 _TRANSPOSED = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
 _ADJOINT = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}

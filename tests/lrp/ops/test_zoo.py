@@ -21,7 +21,7 @@ from chexplain.errors import UnsupportedModelError
 from chexplain.lrp.graph import trace
 from chexplain.lrp.values import forward_values
 
-from .families import randomize, zero_biases
+from ..families import randomize, zero_biases
 
 
 @pytest.fixture(autouse=True)
@@ -177,7 +177,7 @@ def test_grn_statistic_constant_matches_detached_gradient_times_input():
 
 
 def _op_relevance(op, inputs, R, stabilizer=1e-3):
-    from chexplain.lrp.generic import RelevanceContext
+    from chexplain.lrp.ops.generic import RelevanceContext
     out = op.forward(*inputs)
     return op.relevance(inputs, out, R, RelevanceContext(stabilizer, {}, False)), out
 
@@ -187,7 +187,7 @@ def _stab(z, eps=1e-3):
 
 
 def test_signed_sum_per_neuron_formula_with_broadcast():
-    from chexplain.lrp.generic import SignedSumOp
+    from chexplain.lrp.ops.generic import SignedSumOp
     a, b = torch.randn(2, 3, 4, 4), torch.randn(2, 3, 1, 1)
     R = torch.randn(2, 5, 3, 4, 4)
     (parts, _), y = _op_relevance(SignedSumOp((1.0, -1.0)), [a, b], R)
@@ -197,7 +197,7 @@ def test_signed_sum_per_neuron_formula_with_broadcast():
 
 
 def test_bilinear_product_per_neuron_formula():
-    from chexplain.lrp.ops_attention import BilinearOp
+    from chexplain.lrp.ops.attention import BilinearOp
     a, b = torch.randn(2, 3, 4), torch.randn(2, 1, 4)
     R = torch.randn(2, 2, 3, 4)
     op = BilinearOp(torch.mul, (0, 1), None, "product")
@@ -208,7 +208,7 @@ def test_bilinear_product_per_neuron_formula():
 
 
 def test_interpolation_per_neuron_formula():
-    from chexplain.lrp.generic import AffineCallOp
+    from chexplain.lrp.ops.generic import AffineCallOp
     fn = lambda v: F.interpolate(v, scale_factor=2, mode="bilinear")  # noqa: E731
     x, R = torch.randn(1, 2, 3, 3), torch.randn(1, 2, 2, 6, 6)
     (parts, _), y = _op_relevance(AffineCallOp(fn, fn, 0, "interpolate"), [x], R)

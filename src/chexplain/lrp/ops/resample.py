@@ -10,9 +10,9 @@ from __future__ import annotations
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..errors import UnsupportedModelError
+from ...errors import UnsupportedModelError
 from .generic import AffineCallOp
-from .registry import Context, register_function, register_module
+from ..registry import Context, register_function, register_module
 
 _SIGNED_MODES = ("bicubic",)
 

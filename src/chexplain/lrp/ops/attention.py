@@ -27,11 +27,12 @@ import torch.fx as fx
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..errors import UnsupportedModelError
-from . import ops
+from ...errors import UnsupportedModelError
+from .. import ops
 from .generic import IndexOp, ProductOp, ShiftOp, batched_vjp
-from .registry import GRAPH_PASSES, SUBSTITUTES, Context, register_function, register_method, register_module
-from .rules import inverse
+from ..registry import (Context, register_function, register_graph_pass, register_method, register_module,
+                        register_substitute)
+from ..stabilizer import inverse
 
 Tensor = torch.Tensor
 
@@ -258,6 +259,7 @@ def _int_item(node: fx.Node) -> bool:
     return node.op == "call_function" and node.target is operator.getitem and isinstance(node.args[1], int)
 
 
+@register_graph_pass
 def _fold_batch_permute(gm: fx.GraphModule) -> None:
     """``q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)`` (timm), or its items ``qkv[0]``, ``qkv[1]``,
     ``qkv[2]`` (CaiT) → three per-sample index ops."""
@@ -285,7 +287,6 @@ def _fold_batch_permute(gm: fx.GraphModule) -> None:
         gm.graph.erase_node(node)
 
 
-GRAPH_PASSES.append(_fold_batch_permute)
 
 
 @register_function(_take_moved)
@@ -332,7 +333,7 @@ class ExplicitMultiheadAttention(nn.Module):
         return out, weights
 
 
-SUBSTITUTES[nn.MultiheadAttention] = ExplicitMultiheadAttention
+register_substitute(nn.MultiheadAttention)(ExplicitMultiheadAttention)
 
 
 # --------------------------------------------------------------------------- timm's mask helpers

@@ -20,10 +20,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..errors import UnsupportedModelError
-from . import ops
+from ...errors import UnsupportedModelError
+from .. import ops
 from .generic import LinearisedOp
-from .registry import Context, register_function, register_method, register_module
+from ..registry import Context, register_function, register_method, register_module
 
 Tensor = torch.Tensor
 

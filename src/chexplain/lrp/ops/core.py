@@ -1,10 +1,5 @@
-"""The operations of a traced model, each with its own forward and the pieces LRP needs.
-
-A model becomes a list of :class:`Node` objects (see ``graph.py``); every node holds one
-``Op``. Linear layers (dense, convolution, per-channel affine) expose their forward with
-arbitrary (modified) weights and the matching vector-Jacobian product, so that every LRP rule
-is computed with the layer's own transposed operation, never by materialising z_ij.
-"""
+"""The core operations: activations, the threshold ReLU of canonization, pooling, reshapes,
+sums and concatenation, each with its own forward and relevance."""
 
 from __future__ import annotations
 
@@ -14,12 +9,9 @@ from typing import Any, Callable, Optional
 import torch
 import torch.nn.functional as F
 
+from ..stabilizer import inverse
+from .base import Op
 from .generic import unbroadcast
-from .ops_base import Op
-# the linear layers live in ops_linear.py; re-exported here, where the engine and rules look for them
-from .ops_linear import (SUBPIXEL_MAX_CHANNELS, AffineOp, ConvOp, DenseOp, LinearOp,  # noqa: F401
-                         TokenDenseOp, subpixel_transpose)
-from .rule_parts import inverse
 
 Tensor = torch.Tensor
 

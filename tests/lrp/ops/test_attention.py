@@ -15,8 +15,8 @@ from torch import nn
 import chexplain
 import transformer_zoo as zoo
 from chexplain.lrp.composites import PRESETS, lrp_epsilon
-from chexplain.lrp.generic import RelevanceContext
-from chexplain.lrp.ops_attention import BilinearOp, ExplicitMultiheadAttention, SDPAOp, SoftmaxOp
+from chexplain.lrp.ops.generic import RelevanceContext
+from chexplain.lrp.ops.attention import BilinearOp, ExplicitMultiheadAttention, SDPAOp, SoftmaxOp
 
 torch.set_num_threads(1)
 EPS = 1e-3  # a visible stabiliser: the formulas must use it the same way
@@ -250,7 +250,7 @@ def _constant_attention():
 def test_lrp0_equals_modified_gradient_times_input(family) -> None:
     """Bias-free, CP-LRP: LRP-0 = gradient × input with the attention weights and normalisation
     statistics detached and each activation's derivative f(x)/x (tests/lrp/gradient_oracle.py)."""
-    from .gradient_oracle import modified_gradient_times_input
+    from ..gradient_oracle import modified_gradient_times_input
 
     name, model, x = family
     free = _bias_free(__import__("copy").deepcopy(model))

@@ -22,7 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .generic import ProductOp, ShiftOp
-from .registry import SUBSTITUTES, Context, register_function
+from ..registry import Context, register_function, register_substitute
 
 
 def _effective_shift(window: list, shift: list, pad_h: int, pad_w: int) -> tuple[int, int]:
@@ -110,7 +110,7 @@ def _register() -> None:
     from torchvision.models import swin_transformer as st
 
     for cls in (st.ShiftedWindowAttention, st.ShiftedWindowAttentionV2):
-        SUBSTITUTES[cls] = ExplicitWindowAttention
+        register_substitute(cls)(ExplicitWindowAttention)
 
 
 _register()
@@ -119,7 +119,7 @@ _register()
 def _register_merging() -> None:
     from torchvision.models import swin_transformer as st
 
-    from .ops_shape import index_op
+    from .shape import index_op
 
     if hasattr(st, "_patch_merging_pad"):  # patch merging: pad and gather the 2x2 neighbours (an index op)
         register_function(st._patch_merging_pad)(index_op)

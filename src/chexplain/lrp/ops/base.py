@@ -1,4 +1,4 @@
-"""The base of every operation of a traced graph (see ``ops.py``)."""
+"""The base of every operation of a traced graph (see :mod:`chexplain.lrp.ops`)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ class Op:
 
     def relevance(self, inputs: list[Any], out: torch.Tensor, R: torch.Tensor, ctx: Any) -> tuple[list, Optional[str]]:
         """The op's relevance rule: (relevance (N, T, *in) or None per input, the rule's name for
-        the report or None). ``ctx``: :class:`chexplain.lrp.generic.RelevanceContext` (this
+        the report or None). ``ctx``: :class:`chexplain.lrp.ops.generic.RelevanceContext` (this
         node's state across target chunks, the stabiliser, the composite and, for the ops whose
         rule it chooses, that rule)."""
         raise NotImplementedError(f"no relevance rule for {type(self).__name__}")

@@ -2,12 +2,12 @@
 
 - Activations (SiLU, GELU, Hardswish, ReLU6, Hardtanh, ELU, CELU, SELU, Mish, Softplus,
   sigmoid, hard sigmoid, used inside the net): relevance passes, R_in = R
-  (:class:`~chexplain.lrp.generic.PassOp`).
+  (:class:`~chexplain.lrp.ops.generic.PassOp`).
 - Gates: ``x * g`` where g is a sigmoid or hard-sigmoid output (squeeze-excitation, Hu et al.
   2018; MobileNetV3's hard sigmoid; SiLU written as ``x * sigmoid(x)``), possibly reshaped:
-  g is a constant weighting, relevance goes to x (:class:`~chexplain.lrp.generic.ProductOp`).
+  g is a constant weighting, relevance goes to x (:class:`~chexplain.lrp.ops.generic.ProductOp`).
 - ``x * c``, ``x / c`` for a number or parameter c (layer scale): the same rule;
-  ``x + c``, ``x - c``: the shift's share is absorbed (:class:`~chexplain.lrp.generic.ShiftOp`).
+  ``x + c``, ``x - c``: the shift's share is absorbed (:class:`~chexplain.lrp.ops.generic.ShiftOp`).
 """
 
 from __future__ import annotations
@@ -22,11 +22,10 @@ import torch.fx as fx
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..errors import UnsupportedModelError
-from . import ops
+from .. import ops
 from .generic import AffineCallOp, IndexOp, PassOp, ProductOp, ShiftOp, SignedSumOp
-from .ops_attention import bilinear_product
-from .registry import Context, register_function, register_method, register_module
+from .attention import bilinear_product
+from ..registry import Context, register_function, register_method, register_module
 
 #: name → (function, is a gate in [0, 1], output ≥ 0)
 _ACTIVATIONS = {

@@ -27,10 +27,10 @@ import torch.fx as fx
 import torch.nn as nn
 from torch.nn.utils.rnn import PackedSequence
 
-from ..errors import UnsupportedModelError
+from ...errors import UnsupportedModelError
 from .generic import IndexOp, ProductOp
-from .ops_shape import TupleOp
-from .registry import SUBSTITUTES, Context, register_function, register_module
+from .shape import TupleOp
+from ..registry import Context, register_function, register_module, register_substitute
 
 Tensor = torch.Tensor
 
@@ -136,12 +136,12 @@ class ExplicitLSTM(nn.Module):
         return (x if self.batch_first else x.transpose(0, 1)), (h_n, c_n)
 
 
+@register_substitute(nn.LSTM)
 def _substitute(lstm: nn.LSTM) -> nn.Module:
     """proj_size > 0 keeps the module, refused by name at conversion (:func:`_refuse`)."""
     return lstm if lstm.proj_size > 0 else ExplicitLSTM(lstm)
 
 
-SUBSTITUTES[nn.LSTM] = _substitute
 
 
 @register_module(nn.LSTM)

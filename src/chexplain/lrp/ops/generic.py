@@ -28,8 +28,8 @@ from typing import Any, Callable, Optional, Sequence
 
 import torch
 
-from .ops_base import Op
-from .rule_parts import inverse
+from .base import Op
+from ..stabilizer import inverse
 
 Tensor = torch.Tensor
 
