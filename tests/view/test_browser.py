@@ -56,14 +56,14 @@ def test_the_grid_lists_the_images_and_a_click_opens_every_map(page, demo_url, d
     assert page.locator("#item-title").inner_text() == rec["identity"]
     panels = page.locator("table.maps .panel")
     assert panels.count() == len(rec["explained"]) * len(summary["methods"])
-    page.wait_for_function("[...document.querySelectorAll('table.maps img.layer')].every(i => i.complete && i.naturalWidth > 0)")
+    page.wait_for_function("() => [...document.querySelectorAll('table.maps img.layer')].every(i => i.complete && i.naturalWidth > 0)")
     page.locator("#opacity").fill("0.25")
     opacities = page.eval_on_selector_all("table.maps img.layer", "ls => ls.map(l => l.style.opacity)")
     assert opacities and set(opacities) == {"0.25"}
     box = panels.first.bounding_box()
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     page.mouse.wheel(0, -200)
-    page.wait_for_function("document.querySelector('table.maps .stage').style.transform.includes('scale')")
+    page.wait_for_function("() => document.querySelector('table.maps .stage').style.transform.includes('scale')")
     transforms = page.eval_on_selector_all("table.maps .stage", "ss => ss.map(s => s.style.transform)")
     assert len(set(transforms)) == 1 and "scale(1.25)" in transforms[0]  # all panels in step
 

@@ -22,6 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def cmd_view(args: argparse.Namespace) -> int:
     from ..view.server import ViewOptions, serve
+    from .allocator import return_freed_memory
 
+    return_freed_memory()  # a server that holds little: its memory follows what it holds
     serve(args.dir, ViewOptions(host=args.host, port=args.port), open_browser=not args.no_browser)
     return 0
