@@ -19,7 +19,7 @@ from ..errors import ChexplainError
 GROUPS = {"mnist": "chexplain.studies.mnist.cli", "chexpert": "chexplain.studies.chexpert.cli",
           "phantom": "chexplain.cli.phantom", "explain": "chexplain.cli.explain",
           "compare": "chexplain.cli.compare", "audit": "chexplain.cli.audit",
-          "demo": "chexplain.cli.demo"}
+          "demo": "chexplain.cli.demo", "view": "chexplain.cli.view"}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -45,3 +45,22 @@ def retain_freed_memory() -> bool:
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+
+
+#: glibc's default trim threshold (128 KiB)
+DEFAULT_TRIM_THRESHOLD = 128 << 10
+
+
+def return_freed_memory() -> bool:
+    """Give freed memory back to the system again (glibc's default trim threshold): for a
+    long-running process that computes little, such as ``chexplain view``'s server, whose
+    resident size should follow what it holds, not its peak. True if applied."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(mallopt(M_TRIM_THRESHOLD, DEFAULT_TRIM_THRESHOLD))
