@@ -22,7 +22,8 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from chexplain.studies.mnist.data import load_mnist  # noqa: E402
-from chexplain.studies.mnist.model import get_experiment, mnist_mlp  # noqa: E402
+from chexplain.studies.mnist.experiments import get_experiment  # noqa: E402
+from chexplain.studies.mnist.model import mnist_mlp  # noqa: E402
 from chexplain.studies.mnist.train import TrainConfig, train_mnist  # noqa: E402
 
 

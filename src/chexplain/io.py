@@ -11,6 +11,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import tempfile
@@ -24,6 +25,11 @@ from .errors import OutputError
 #: The temporaries :func:`atomic_path` makes: ``.<stem>.<random>.tmp<suffix>`` (the random
 #: part from :func:`tempfile.mkstemp`); :func:`chexplain.validate.prepare_out` removes stale ones.
 TEMP_PATTERN = r"^\..+\.[a-z0-9_]{8}\.tmp(\.[A-Za-z0-9]+)?$"
+
+
+def slug(name: str) -> str:
+    """``name`` as a file-name part: lower case, runs of anything but letters and digits as one ``_``."""
+    return re.sub(r"[^a-z0-9]+", "_", str(name).lower()).strip("_") or "x"
 
 
 def write_error(path: str | os.PathLike, exc: OSError) -> OutputError:

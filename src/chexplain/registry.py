@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from .attribution import BASELINE_METHODS, INPUT_SPACE
-from .cam.gradcam import CAM_METHODS
+from .cam.methods import CAM_METHODS
 from .errors import ChexplainError
 from .lrp.composites import PRESETS
 

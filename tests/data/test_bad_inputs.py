@@ -15,7 +15,7 @@ from PIL import Image
 from chexplain.cli import main
 from chexplain.data.chexpert import OBSERVATIONS, read_chexpert_csv
 from chexplain.data.images import read_image
-from chexplain.data.nih import read_nih_boxes, read_nih_entries
+from chexplain.data.nih_tables import read_nih_boxes, read_nih_entries
 from chexplain.errors import DataError
 
 HEADER = "Path,Sex,Age,Frontal/Lateral,AP/PA," + ",".join(OBSERVATIONS)

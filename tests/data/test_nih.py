@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from chexplain.data.images import Preprocess, read_image
-from chexplain.data.nih import (NIH_LABELS, NIHDataset, box_masks, nih_targets, read_nih_boxes,
-                                read_nih_entries)
+from chexplain.data.nih import NIHDataset
+from chexplain.data.nih_tables import NIH_LABELS, box_masks, nih_targets, read_nih_boxes, read_nih_entries
 from chexplain.errors import DataError
 
 
@@ -99,7 +99,8 @@ def test_as_observations_merges_mapped_labels(tmp_path):
     from PIL import Image
 
     from chexplain.data.chexpert import OBSERVATIONS
-    from chexplain.data.nih import NIHAsObservations, nih_folder
+    from chexplain.data.nih import NIHAsObservations
+    from chexplain.data.nih_tables import nih_folder
 
     (tmp_path / "images").mkdir()
     for name in ("a.png", "b.png"):
@@ -122,7 +123,7 @@ def test_as_observations_merges_mapped_labels(tmp_path):
 
 
 def test_nih_folder_errors(tmp_path):
-    from chexplain.data.nih import nih_folder
+    from chexplain.data.nih_tables import nih_folder
 
     with pytest.raises(DataError, match="NIH folder not found"):
         nih_folder(tmp_path / "absent")
@@ -132,7 +133,8 @@ def test_nih_folder_errors(tmp_path):
 
 def test_as_observations_on_real_images(nih):
     from chexplain.data.chexpert import OBSERVATIONS
-    from chexplain.data.nih import NIHAsObservations, nih_folder
+    from chexplain.data.nih import NIHAsObservations
+    from chexplain.data.nih_tables import nih_folder
 
     ds = NIHAsObservations(NIHDataset(*nih_folder(nih["dir"]), size=64, missing="skip"), OBSERVATIONS)
     names = list(ds.base.entries["Image Index"])

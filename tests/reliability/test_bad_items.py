@@ -168,7 +168,7 @@ def test_every_command_refuses_a_bad_out_before_any_work(command, where, a_file,
     parser = cli.build_parser()
     args = parser.parse_args(argv)
     called = []
-    monkeypatch.setattr(cli, "build_parser", lambda: _Stub(parser, args, called))
+    monkeypatch.setattr(cli, "build_parser", lambda only=None: _Stub(parser, args, called))
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and ("is a file" in err or "under the file" in err), err

@@ -183,7 +183,12 @@ def test_the_audit_scatter_and_the_csv_export_hold_the_members_of_members_csv(de
     assert get(demo_url + "api/explain/page?s=2")[0] == 400  # section 2 is the audit
 
 
-def test_ctrl_c_stops_the_server_cleanly(demo_run):
+def uses_pytorch(pid: int) -> bool:
+    """Whether the process has PyTorch's library mapped (the viewer needs none)."""
+    return "libtorch" in Path(f"/proc/{pid}/maps").read_text()
+
+
+def test_the_command_serves_every_view_without_pytorch_and_stops_on_ctrl_c(demo_run):
     env = {**os.environ, "PYTHONPATH": str(SRC)}
     proc = subprocess.Popen([sys.executable, "-m", "chexplain", "view", str(demo_run), "--no-browser",
                              "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -192,6 +197,16 @@ def test_ctrl_c_stops_the_server_cleanly(demo_run):
         assert " at http://127.0.0.1:" in line
         url = line.split(" at ")[1].split()[0]
         assert get_json(url + "api/info")["kind"] == "demo"
+        item = get_json(url + "api/explain/item?s=0&i=0")
+        for m in item["maps"]:
+            c = m["class"].replace(" ", "%20")
+            assert get(url + f"img/explain/map?s=0&i=0&m={m['method']}&c={c}")[0] == 200
+        assert get(url + "img/explain/bg?s=0&i=0")[0] == 200
+        method = get_json(url + "api/compare?s=1")["methods"][0]
+        get_json(url + f"api/compare/extremes?s=1&method={method}&metric=relevance_mass&n=3")
+        for layer in ("image", "overlay"):
+            assert get(url + f"img/audit/member?s=2&c=Pleural%20Effusion&r=0&layer={layer}")[0] == 200
+        assert not uses_pytorch(proc.pid)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=20)
     finally:
@@ -219,6 +234,7 @@ def test_a_100000_image_audit_opens_in_under_3_s_with_under_1_gb(tmp_path):
         get_json(url + f"api/audit/points?s=0&c={cls}&by=Site")
         status = Path(f"/proc/{proc.pid}/status").read_text()
         rss_mb = int(status.split("VmRSS:")[1].split()[0]) / 1024
+        assert not uses_pytorch(proc.pid)
     finally:
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=20)

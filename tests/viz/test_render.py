@@ -173,3 +173,16 @@ def test_save_grid(tmp_path) -> None:
     with pytest.raises(InputError, match="backgrounds"):
         save_grid(tmp_path / "x.png", maps, backgrounds=RNG.random((5, 8, 8)))
     assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize("src,dst", [((7, 5), (32, 20)), ((64, 64), (224, 224)), ((30, 17), (8, 5)),
+                                     ((1, 4), (3, 9)), ((9, 9), (9, 4))])
+def test_map_resize_equals_torch_bilinear(src, dst) -> None:
+    import torch
+    import torch.nn.functional as F
+
+    from chexplain.viz.render import _resize
+
+    R = np.random.default_rng(0).normal(size=src)
+    want = F.interpolate(torch.from_numpy(R)[None, None], size=dst, mode="bilinear", align_corners=False)[0, 0]
+    np.testing.assert_allclose(_resize(R, dst), want.numpy(), rtol=1e-12, atol=1e-12)

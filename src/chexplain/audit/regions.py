@@ -150,7 +150,7 @@ def finding_masks(folder: str | os.PathLike, name: str, keys: Sequence[str], sid
     """The user's finding masks of class ``name``: ``<folder>/<class>/`` when that folder
     exists (the class's name, or its slug), else ``folder`` itself, read like
     :func:`read_mask_folder` (rows without a file: all False)."""
-    from ..jobs.explain import slug
+    from ..io import slug
 
     folder = Path(folder)
     for sub in (folder / name, folder / slug(name)):

@@ -29,7 +29,7 @@ from .figures import SCALE, embedding_figure, prototypes_figure, save, spectrum_
 
 
 def _slug(name: str) -> str:
-    from ..jobs.explain import slug
+    from ..io import slug
 
     return slug(name)
 

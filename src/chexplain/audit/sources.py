@@ -141,7 +141,8 @@ def open_source(classes: Sequence[str], pre: Preprocess, csv: str | os.PathLike 
         ds = _Items(files, pre, [None] * len(classes))
         return AuditSource(ds, [str(p) for p in files], np.full((len(files), len(classes)), np.nan),
                            pd.DataFrame(index=range(len(files))), digest, "images")
-    from ..data.nih import NIHAsObservations, NIHDataset, nih_folder
+    from ..data.nih import NIHAsObservations, NIHDataset
+    from ..data.nih_tables import NIH_TO_CHEXPERT, nih_folder
 
     folder, entries, boxes = nih_folder(nih)
     base = NIHDataset(folder, entries, boxes, preprocess=pre, missing="skip")
@@ -150,8 +151,6 @@ def open_source(classes: Sequence[str], pre: Preprocess, csv: str | os.PathLike 
         base.targets = base.targets[sl]
     obs = NIHAsObservations(base, list(classes))
     labels = obs.targets.astype(float)
-    from ..data.nih import NIH_TO_CHEXPERT
-
     mapped = set(NIH_TO_CHEXPERT.values()) | {"No Finding"}
     labels[:, [k for k, c in enumerate(classes) if c not in mapped]] = np.nan
     ent = base.entries

@@ -50,9 +50,6 @@ from ..models.memory_format import channels_last
 from ..targets import TargetSpec, resolve_targets
 from ..validate import check_batch
 
-#: Methods giving class activation maps (N, H, W) of a feature layer (Score-CAM included).
-CAM_METHODS = ("gradcam", "gradcam++", "hirescam", "layercam", "scorecam")
-
 METHODS = ("gradcam", "gradcam++", "hirescam", "layercam")
 _INTERP = {1: "linear", 2: "bilinear", 3: "trilinear"}
 #: Half precision runs in float32 (a float32 copy of a half model), returned in the input's dtype.

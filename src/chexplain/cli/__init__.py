@@ -22,14 +22,17 @@ GROUPS = {"mnist": "chexplain.studies.mnist.cli", "chexpert": "chexplain.studies
           "demo": "chexplain.cli.demo", "view": "chexplain.cli.view"}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The program's parser; ``only``: register that command group alone (running one command
+    imports only its own module, so ``chexplain view`` starts without loading PyTorch)."""
     parser = argparse.ArgumentParser(
         prog="chexplain",
         description="Explain image classifiers (chest radiographs) with LRP and Grad-CAM.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in GROUPS.values():
-        importlib.import_module(module).register(sub)
+    for name, module in GROUPS.items():
+        if only is None or name == only:
+            importlib.import_module(module).register(sub)
     return parser
 
 
@@ -64,8 +67,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(argv: Sequence[str] | None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    command = next((w for w in words if not w.startswith("-")), None)
+    parser = build_parser(command if command in GROUPS else None)
+    args = parser.parse_args(words)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -84,7 +84,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if classes is not None:
         classes = resolve_classes(classes, model.names)
     if args.nih:
-        from ..data.nih import NIHAsObservations, NIHDataset, nih_folder
+        from ..data.nih import NIHAsObservations, NIHDataset
+        from ..data.nih_tables import nih_folder
 
         images, entries, boxes = nih_folder(args.nih)
         ds = NIHAsObservations(NIHDataset(images, entries, boxes, size=model.image_size,

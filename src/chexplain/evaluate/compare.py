@@ -31,27 +31,13 @@ from ..io import result_set, write_csv, write_json
 from .baselines import Attributor, TraceCache, params_record
 from .faithfulness import BASELINES, aopc_summary, region_perturbation
 from .localisation import localisation_metrics
+from .metrics import HIGHER_IS_BETTER, LOCALISATION, METRIC_LABELS, METRICS
 from .randomisation import cascading_randomisation_many
 from .road import ROAD_NOISE
 
 #: The methods of the phantom benchmark: LRP presets, Grad-CAM and two baselines.
 BENCHMARK_METHODS = ("lrp-epsilon", "lrp-alpha2beta1", "epsilon-plus-flat", "epsilon-gamma-box",
                      "gradcam", "gradient-x-input", "random")
-LOCALISATION = ("pointing_game", "relevance_mass", "relevance_rank", "iou")
-FAITHFULNESS = ("aopc_morf", "aopc_lerf", "aopc_gap")
-METRICS = LOCALISATION + FAITHFULNESS
-#: direction of each metric: larger is better except LeRF's AOPC
-HIGHER_IS_BETTER = {m: m != "aopc_lerf" for m in METRICS}
-#: each metric in words, with its direction (report and console tables)
-METRIC_LABELS = {
-    "pointing_game": "pointing game: map's maximum inside the finding (higher is better)",
-    "relevance_mass": "relevance mass: share of positive relevance inside the finding (higher is better)",
-    "relevance_rank": "relevance rank: share of the top-|mask| pixels inside the finding (higher is better)",
-    "iou": "IoU of the map above half its maximum with the finding (higher is better)",
-    "aopc_morf": "AOPC, most relevant regions removed first: logit drop (higher is better)",
-    "aopc_lerf": "AOPC, least relevant regions removed first: logit drop (lower is better)",
-    "aopc_gap": "AOPC gap, MoRF minus LeRF (higher is better)",
-}
 #: at most this many scored items: a mean without a bootstrap interval, and a warning
 FEW_ITEMS = 5
 

@@ -29,12 +29,12 @@ import numpy as np
 import torch
 
 from ..data.chexpert import OBSERVATIONS
-from ..data.nih import NIH_TO_CHEXPERT
+from ..data.nih_tables import NIH_TO_CHEXPERT
 from ..errors import ChexplainError, DataError
 from ..evaluate.baselines import Attributor, params_record
 from ..viz.figures import classes_figure, correct_incorrect_figure, lrp_rules_figure, \
     methods_figure, style, top_findings_figure
-from ..io import write_csv, write_json
+from ..io import slug, write_csv, write_json
 from ..registry import all_methods, check_method_params
 from ..viz.render import save_heatmap
 
@@ -48,9 +48,6 @@ FIG4_METHODS = ("lrp-z", "lrp-epsilon", "lrp-alpha2beta1", "dtd")
 FIGURE_PREFERENCE = ("epsilon-gamma-box", "epsilon-plus-flat", "epsilon-alpha2beta1-flat",
                      "epsilon-plus", "lrp-alpha2beta1", "dtd", "gradcam")
 
-
-def slug(name: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "_", str(name).lower()).strip("_") or "x"
 
 
 def image_identity(path: str | os.PathLike) -> str:

@@ -11,10 +11,11 @@ from urllib.parse import parse_qs
 
 import numpy as np
 
+from . import images, truth
 from .folders import ResultFolder, Section, inside
-from . import images
 
 MAX_PAGE = 500  #: the most items one page of any list carries
+COMPARE_SIDE = 256  #: the longest side of a comparison's radiographs
 FILE_TYPES = {".png": "image/png", ".csv": "text/csv; charset=utf-8",
               ".json": "application/json; charset=utf-8", ".md": "text/plain; charset=utf-8"}
 
@@ -179,11 +180,8 @@ class Api:
         return png_reply(images.map_png(np.load(stored.npy, allow_pickle=False), st["cmap"], norm))
 
     def explain_mask(self, q: Query) -> Reply:
-        data = self.reader(q, "explain")
-        path = data.mask(q.integer("i"), q.text("c"))
-        if path is None:
-            raise KeyError("mask")
-        return png_reply(images.outline_png(images.read_mask(path)))
+        src = self.reader(q, "explain").source(q.integer("i"))
+        return _outline(src, q.text("c"), images.DISPLAY)
 
     # -- compare -------------------------------------------------------------------------
     def compare(self, q: Query) -> Reply:
@@ -198,17 +196,11 @@ class Api:
         src, _ = self.reader(q, "compare").item_image(q.integer("row"))
         if src is None:
             raise KeyError("image")
-        return png_reply(images.radiograph_png(src, 256))
+        return png_reply(images.radiograph_png(src, COMPARE_SIDE))
 
     def compare_mask(self, q: Query) -> Reply:
-        from ..data.masks import mask_dir
-        from ..jobs.explain import slug
-
         src, cls = self.reader(q, "compare").item_image(q.integer("row"))
-        path = None if src is None else mask_dir(src) / f"{slug(cls)}.png"
-        if path is None or not path.is_file():
-            raise KeyError("mask")
-        return png_reply(images.outline_png(images.read_mask(path)))
+        return _outline(src, cls, COMPARE_SIDE)
 
     # -- audit ---------------------------------------------------------------------------
     def audit(self, q: Query) -> Reply:
@@ -283,3 +275,14 @@ def _cached_colorbar(cmap: str) -> bytes:
             _colorbars.clear()
         _colorbars[cmap] = images.colorbar_png(cmap)
     return _colorbars[cmap]
+
+
+def _outline(image, cls: str, side: int) -> Reply:
+    """The outline of ``cls``'s ground truth on ``image`` (a mask or boxes, see
+    :mod:`chexplain.view.truth`) at the radiograph's displayed size; 404 when unknown."""
+    if image is None:
+        raise KeyError("mask")
+    mask = truth.finding_mask(image, cls, images.display_size(image, side))
+    if mask is None:
+        raise KeyError("mask")
+    return png_reply(images.outline_png(mask))

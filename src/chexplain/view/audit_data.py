@@ -18,7 +18,7 @@ import numpy as np
 
 from ..audit.store import ShardPlan, ShardStore
 from ..errors import ChexplainError
-from ..jobs.explain import slug
+from ..io import slug
 
 INDEX_FIXED = ("image", "class", "logit", "probability", "label", "shard", "row")
 #: colourings every audit has; the store's metadata columns come after them

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ChexplainError
-from ..evaluate.compare import HIGHER_IS_BETTER, METRIC_LABELS, METRICS
+from ..evaluate.metrics import HIGHER_IS_BETTER, METRIC_LABELS, METRICS
 from .folders import source_file
 
 PLOTS = ("aopc_curves.png", "localisation.png", "randomisation.png")

@@ -12,9 +12,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import ChexplainError
-from ..jobs.explain import slug
+from ..io import slug
 from ..viz.figures import style
 from .folders import source_file
+from .truth import has_truth
 
 
 @dataclass(frozen=True)
@@ -86,16 +87,6 @@ class ExplainData:
     def source(self, i: int) -> Path | None:
         return source_file(str(self.record(i).get("path", "")), self.folder)
 
-    def mask(self, i: int, cls: str) -> Path | None:
-        """The finding mask beside the input image (the phantom's ``*_masks`` folders)."""
-        from ..data.masks import mask_dir
-
-        src = self.source(i)
-        if src is None:
-            return None
-        path = mask_dir(src) / f"{slug(cls)}.png"
-        return path if path.is_file() else None
-
     def detail(self, i: int) -> dict[str, Any]:
         rec = self.record(i)
         maps = []
@@ -103,7 +94,7 @@ class ExplainData:
             st = style(s.method)
             maps.append({"method": s.method, "class": s.cls, "cmap": st["cmap"], "norm": st["norm"],
                          "alpha": st["alpha"], "raw": s.npy is not None,
-                         "mask": self.mask(i, s.cls) is not None})
+                         "mask": has_truth(self.source(i), s.cls)})
         probs = rec.get("probabilities") or {}
         labels = rec.get("labels") or {}
         return {"index": i, "identity": rec.get("identity", ""), "path": rec.get("path", ""),

@@ -56,6 +56,21 @@ def radiograph_png(path: Path, side: int = DISPLAY) -> bytes:
     return png_bytes(np.asarray(img))
 
 
+def display_size(path: Path, side: int = DISPLAY) -> tuple[int, int]:
+    """(H, W) of the radiograph at ``path`` as :func:`radiograph_png` sends it."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+    except (OSError, UnidentifiedImageError):  # DICOM: read it
+        from ..data.images import read_image
+
+        h, w = read_image(path).shape[:2]
+    scale = min(1.0, side / max(h, w))
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
 def map_scale(R: np.ndarray, norm: str, percentile: float = 99.5) -> MapScale:
     """The colour bar's end values for ``R`` under ``norm`` (as :func:`~chexplain.viz.render.
     normalize` scales it)."""
@@ -92,11 +107,3 @@ def outline_png(mask: np.ndarray, colour: tuple[int, int, int] = (0, 220, 0)) ->
     out = np.zeros(m.shape + (4,), np.uint8)
     out[edge] = (*colour, 255)
     return png_bytes(out)
-
-
-def read_mask(path: Path) -> np.ndarray:
-    """A mask PNG as a boolean array."""
-    from PIL import Image
-
-    with Image.open(path) as img:
-        return np.asarray(img.convert("L")) > 127

@@ -20,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..cam.gradcam import CAM_METHODS
+from ..cam.methods import CAM_METHODS
 from ..io import atomic_path, write_npy
 from .render import overlay
 

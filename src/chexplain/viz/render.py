@@ -212,15 +212,24 @@ def _background_rgb(bg) -> np.ndarray:
     return img
 
 
+def _linear_axis(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source indices and weights of a linear resize along one axis, with half-pixel centres:
+    source coordinate (i + ½)·n_in/n_out − ½, clamped at 0 (torch's ``align_corners=False``)."""
+    src = np.maximum((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0.0)
+    i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    return i0, i1, src - i0
+
+
 def _resize(R: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize of a float map (half-pixel centres, as torch's align_corners=False)."""
+    """Bilinear resize of a float map (half-pixel centres, as torch's ``F.interpolate`` with
+    ``align_corners=False``), in NumPy so that rendering needs no PyTorch."""
     if R.shape == tuple(hw):
         return R
-    import torch
-    import torch.nn.functional as F
-
-    t = torch.from_numpy(np.ascontiguousarray(R))[None, None]
-    return F.interpolate(t, size=tuple(hw), mode="bilinear", align_corners=False)[0, 0].numpy()
+    r0, r1, wr = _linear_axis(R.shape[0], hw[0])
+    c0, c1, wc = _linear_axis(R.shape[1], hw[1])
+    rows = R[r0] * (1 - wr)[:, None] + R[r1] * wr[:, None]
+    return rows[:, c0] * (1 - wc) + rows[:, c1] * wc
 
 
 def overlay(

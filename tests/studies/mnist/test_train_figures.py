@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from chexplain.errors import ChexplainError, DataError
-from chexplain.studies.mnist.model import EXPERIMENTS, load_mnist_mlp, mnist_mlp
+from chexplain.studies.mnist.experiments import EXPERIMENTS
+from chexplain.studies.mnist.model import load_mnist_mlp, mnist_mlp
 from chexplain.train.checkpoint import load_checkpoint
 from chexplain.studies.mnist.train import TrainConfig, train_mnist
 

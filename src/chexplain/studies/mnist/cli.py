@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .model import EXPERIMENTS
+from .experiments import EXPERIMENTS
 from ...cli import command_group
 
 

@@ -12,50 +12,13 @@ LRP engine traces them and takes (N, 1, 28, 28) images directly.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import torch
 from torch import nn
 
 from ...errors import ChexplainError
+from .experiments import Experiment, get_experiment
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
-
-
-@dataclass(frozen=True)
-class Experiment:
-    """One of the study's MNIST set-ups: architecture, input coding, augmentation, budget."""
-
-    name: str
-    label: str  # the study's name for the net (tanh, ReLU, ReLU*)
-    hidden: tuple[int, ...]
-    activation: str
-    iterations: int
-    inputs: str  # "zero-mean": x/255 minus the training mean; "pm1": x/127.5 - 1
-    augment: str  # "gaussian": additive noise; "shift-saltpepper": shifts and salt-and-pepper
-    paper_accuracy: float  # test accuracy reported by Bach et al. 2015
-    toolbox_accuracy: float | None = None  # the LRP Toolbox's pretrained nets, where published
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["hidden"] = list(self.hidden)
-        return d
-
-
-EXPERIMENTS: dict[str, Experiment] = {
-    "1": Experiment("1", "tanh", (400, 400, 400), "tanh", 50_000, "zero-mean", "gaussian", 0.9825),
-    "2-tanh": Experiment("2-tanh", "tanh", (1296,) * 3, "tanh", 1_000_000, "pm1", "shift-saltpepper", 0.9901, 0.9916),
-    "2-relu": Experiment("2-relu", "ReLU", (1296,) * 3, "relu", 1_000_000, "pm1", "shift-saltpepper", 0.991, 0.9917),
-    "2-relu-short": Experiment("2-relu-short", "ReLU*", (1296,) * 3, "relu", 10_000, "pm1", "shift-saltpepper", 0.9603),
-}
-
-
-def get_experiment(name: str) -> Experiment:
-    """The experiment called ``name`` (one of :data:`EXPERIMENTS`); one-line error otherwise."""
-    try:
-        return EXPERIMENTS[str(name)]
-    except KeyError:
-        raise ChexplainError(f"unknown MNIST experiment {name!r}; choose from {', '.join(EXPERIMENTS)}") from None
 
 
 def build_mlp(hidden: tuple[int, ...] | list[int], activation: str = "tanh", in_features: int = 784, classes: int = 10) -> nn.Sequential:

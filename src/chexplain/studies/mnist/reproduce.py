@@ -17,7 +17,8 @@ from typing import Any, Mapping, Sequence
 from .data import MnistData
 from ...errors import ChexplainError
 from ...io import write_json, write_text
-from .model import EXPERIMENTS, get_experiment, load_mnist_mlp
+from .experiments import EXPERIMENTS, get_experiment
+from .model import load_mnist_mlp
 from .train import TrainConfig, resolve_device, train_mnist
 
 # a smoke run that finishes in about a minute on two CPU cores (not the study's accuracies)

@@ -26,7 +26,8 @@ from tqdm.auto import tqdm
 from .data import MnistData
 from ...errors import ChexplainError
 from ...io import write_json
-from .model import Experiment, get_experiment, mnist_mlp
+from .experiments import Experiment, get_experiment
+from .model import mnist_mlp
 from ...train.checkpoint import load_checkpoint, restore, save_checkpoint
 from ...train.loop import cosine_lr, resolve_device
 from .augment import augment, encode
