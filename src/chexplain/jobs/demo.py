@@ -28,7 +28,7 @@ from ..evaluate.compare import BENCHMARK_METHODS
 
 @dataclass
 class DemoConfig:
-    """Options of :func:`run_demo`; the defaults are the full demo (8.5 min on 2 idle CPU cores, see docs/demo.md)."""
+    """Options of :func:`run_demo`; the defaults are the full demo (its time on 2 CPU cores: docs/demo.md)."""
 
     out: str = "runs/demo"
     n_train: int = 600

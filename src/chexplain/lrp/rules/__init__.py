@@ -24,9 +24,11 @@ same-signed terms, where ε matters only when they vanish).
 Empty sides (αβ, z⁺): where a neuron has no positive (negative) contributions the literal
 formula gives that side nothing (its numerators are zero), as in Bach et al. 2015 Eq. 60, the
 LRP Toolbox, Zennit and iNNvestigate; ``empty="conserve"`` instead sends all of R_j through
-the other side, which keeps the rule conservative (chexplain's earlier default).
-"""
+the other side, which keeps the rule conservative (an option).
 
+One module per rule (its presets, if it brings new ones, registered there with
+:func:`chexplain.lrp.composites.preset`); the shared linear core in :mod:`.core`.
+"""
 
 from .alphabeta import AlphaBeta
 from .base import EMPTY_MODES, LRP0_STABILIZER, Rule, SignedRule

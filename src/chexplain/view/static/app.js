@@ -8,11 +8,12 @@ V.route = async function () {
   V.ready("loading");
   if (!V.info) {
     try { V.info = await V.api("/api/info"); } catch (err) { return V.error(root, err); }
-    document.getElementById("root-name").textContent = `${V.info.root} (${V.info.kind})`;
+    document.getElementById("root-name").textContent =
+      V.info.root === V.info.kind ? V.info.root : `${V.info.root} (${V.info.kind})`;
     const nav = document.getElementById("sections");
     for (const sec of V.info.sections) {
       nav.append(V.el("a", { href: `#/s/${sec.id}/${sec.kind}`, "data-section": sec.id },
-        sec.name === "." ? sec.kind : `${sec.name} (${sec.kind})`));
+        sec.name === "." || sec.name === sec.kind ? sec.kind : `${sec.name} (${sec.kind})`));
     }
   }
   const parts = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
