@@ -214,6 +214,20 @@ def test_the_command_serves_every_view_without_pytorch_and_stops_on_ctrl_c(demo_
     assert proc.returncode == 0 and "stopped" in out and "Traceback" not in err
 
 
+def test_sigterm_stops_the_server_as_cleanly_as_ctrl_c(demo_run):
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    proc = subprocess.Popen([sys.executable, "-m", "chexplain", "view", str(demo_run / "compare"), "--no-browser",
+                             "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        url = proc.stdout.readline().split(" at ")[1].split()[0]
+        assert get_json(url + "api/info")["kind"] == "compare"
+        proc.terminate()
+        out, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0 and "stopped" in out and "Traceback" not in err
+
+
 def test_a_100000_image_audit_opens_in_under_3_s_with_under_1_gb(tmp_path):
     from .synthetic import write_synthetic_audit
 

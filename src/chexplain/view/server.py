@@ -8,6 +8,7 @@ only from inside the viewed folder."""
 from __future__ import annotations
 
 import ipaddress
+import signal
 import socket
 import sys
 import threading
@@ -182,7 +183,7 @@ def make_server(folder: str | Path, options: ViewOptions | None = None) -> ViewS
 
 def serve(folder: str | Path, options: ViewOptions | None = None, open_browser: bool = True,
           say=print) -> None:
-    """Serve until Ctrl-C; then stop cleanly (the open connections are closed)."""
+    """Serve until Ctrl-C (or SIGTERM); then stop cleanly (the open connections are closed)."""
     server = make_server(folder, options)
     say(f"chexplain view: {server.api.folder.root} ({server.api.folder.kind}) at {server.url} "
         "(Ctrl-C stops)")
@@ -193,10 +194,19 @@ def serve(folder: str | Path, options: ViewOptions | None = None, open_browser: 
         import webbrowser
 
         threading.Timer(0.3, webbrowser.open, args=(server.url,)).start()
+    stop_on_sigterm = threading.current_thread() is threading.main_thread()
+    if stop_on_sigterm:  # ``kill`` stops it as cleanly as Ctrl-C
+        previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         server.serve_forever(poll_interval=0.25)
     except KeyboardInterrupt:
         pass
     finally:
         server.server_close()
+        if stop_on_sigterm:
+            signal.signal(signal.SIGTERM, previous)
     say("chexplain view: stopped")
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
