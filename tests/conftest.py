@@ -98,16 +98,37 @@ class TinyPhantom:
     checkpoint: Path
 
 
-@pytest.fixture
-def tiny_phantom(tmp_path) -> TinyPhantom:
+def tiny_densenet_checkpoint(path: Path, size: int) -> Path:
+    """A random tiny DenseNet with CheXpert's 14 outputs for ``size``-px inputs, saved as a
+    chexplain checkpoint."""
     from chexplain.data.chexpert import OBSERVATIONS
-    from chexplain.data.phantom import write_phantom
     from chexplain.models.densenet import chexpert_densenet, model_meta
     from chexplain.train.checkpoint import save_checkpoint
 
-    csv = write_phantom(tmp_path / "phantom", 4, size=32, seed=3, progress=False)
     torch.manual_seed(0)
     model, init = chexpert_densenet("tiny", 14, None)
-    meta = model_meta("tiny", 14, 3, OBSERVATIONS, "imagenet", 32, init)
-    return TinyPhantom(csv, save_checkpoint(tmp_path / "best.pt", model, meta=meta, epoch=1,
-                                            mean_auroc=0.5))
+    meta = model_meta("tiny", 14, 3, OBSERVATIONS, "imagenet", size, init)
+    return save_checkpoint(path, model, meta=meta, epoch=1, mean_auroc=0.5)
+
+
+@pytest.fixture
+def tiny_phantom(tmp_path) -> TinyPhantom:
+    from chexplain.data.phantom import write_phantom
+
+    csv = write_phantom(tmp_path / "phantom", 4, size=32, seed=3, progress=False)
+    return TinyPhantom(csv, tiny_densenet_checkpoint(tmp_path / "best.pt", 32))
+
+
+@pytest.fixture(scope="session")
+def phantom_csv(tmp_path_factory) -> Path:
+    """12 phantom radiographs at 64 px: ``<root>/phantom/train.csv``."""
+    from chexplain.data.phantom import write_phantom
+
+    root = tmp_path_factory.mktemp("phantom")
+    return write_phantom(root / "phantom", 12, size=64, seed=3, progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """An untrained tiny DenseNet checkpoint for :func:`phantom_csv`'s 64-px images."""
+    return tiny_densenet_checkpoint(tmp_path_factory.mktemp("ckpt") / "best.pt", 64)

@@ -1,4 +1,5 @@
-"""Fixtures for the reliability tests: a tiny phantom set, a tiny DenseNet checkpoint, helpers."""
+"""Fixtures for the reliability tests (the tiny phantom set and checkpoint are the project's, in
+``tests/conftest.py``): a tiny model and helpers."""
 
 from __future__ import annotations
 
@@ -8,28 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-
-@pytest.fixture(scope="session")
-def phantom_csv(tmp_path_factory) -> Path:
-    """12 phantom radiographs at 64 px: ``<root>/phantom/train.csv``."""
-    from chexplain.data.phantom import write_phantom
-
-    root = tmp_path_factory.mktemp("rel_phantom")
-    return write_phantom(root / "phantom", 12, size=64, seed=3, progress=False)
-
-
-@pytest.fixture(scope="session")
-def tiny_checkpoint(tmp_path_factory) -> Path:
-    from chexplain.data.chexpert import OBSERVATIONS
-    from chexplain.models.densenet import chexpert_densenet, model_meta
-    from chexplain.train.checkpoint import save_checkpoint
-
-    torch.manual_seed(0)
-    model, init = chexpert_densenet("tiny", 14, None)
-    meta = model_meta("tiny", 14, 3, OBSERVATIONS, "imagenet", 64, init)
-    path = tmp_path_factory.mktemp("rel_ckpt") / "best.pt"
-    return save_checkpoint(path, model, meta=meta, epoch=1, mean_auroc=0.5)
 
 
 @pytest.fixture

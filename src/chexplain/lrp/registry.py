@@ -22,6 +22,7 @@ operation and its rule.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import pkgutil
@@ -129,10 +130,16 @@ def rewrite(gm: fx.GraphModule) -> None:
 
 def load() -> None:
     """Import every module of :mod:`chexplain.lrp.ops`, torch's own layers and functions
-    (``builtin``) first (idempotent)."""
+    (``builtin``) first (idempotent; the package's folders are read once per set of folders,
+    not at every trace)."""
     package = importlib.import_module("chexplain.lrp.ops")
-    names = sorted(m.name for m in pkgutil.iter_modules(package.__path__, package.__name__ + "."))
-    builtin = package.__name__ + ".builtin"
+    _load_folders(package.__name__, tuple(package.__path__))
+
+
+@functools.lru_cache(maxsize=None)
+def _load_folders(package: str, folders: tuple[str, ...]) -> None:
+    names = sorted(m.name for m in pkgutil.iter_modules(list(folders), package + "."))
+    builtin = package + ".builtin"
     for name in [builtin] + [n for n in names if n != builtin]:
         importlib.import_module(name)
 

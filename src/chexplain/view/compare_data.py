@@ -3,15 +3,13 @@ with its intervals, and per method and metric its best and worst items."""
 
 from __future__ import annotations
 
-import json
 import math
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from ..errors import ChexplainError
 from ..evaluate.metrics import HIGHER_IS_BETTER, METRIC_LABELS, METRICS
-from .folders import source_file
+from .folders import read_json, source_file
 
 PLOTS = ("aopc_curves.png", "localisation.png", "randomisation.png")
 
@@ -21,10 +19,7 @@ class CompareData:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        try:
-            self.result: dict[str, Any] = json.loads((folder / "compare.json").read_text())
-        except (OSError, ValueError) as exc:
-            raise ChexplainError(f"{folder / 'compare.json'}: cannot read ({exc})") from None
+        self.result: dict[str, Any] = read_json(folder / "compare.json")
 
     @property
     def methods(self) -> list[str]:

@@ -3,7 +3,6 @@ page, and per image the stored maps of every method and class."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -11,10 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ChexplainError
 from ..io import slug
 from ..viz.figures import style
-from .folders import source_file
+from .folders import read_json, source_file
 from .truth import has_truth
 
 
@@ -33,10 +31,7 @@ class ExplainData:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        try:
-            self.summary: dict[str, Any] = json.loads((folder / "explain.json").read_text())
-        except (OSError, ValueError) as exc:
-            raise ChexplainError(f"{folder / 'explain.json'}: cannot read ({exc})") from None
+        self.summary: dict[str, Any] = read_json(folder / "explain.json")
         self.images: list[dict[str, Any]] = list(self.summary.get("images") or [])
         self.methods: list[str] = list(self.summary.get("methods") or [])
 
@@ -89,17 +84,19 @@ class ExplainData:
 
     def detail(self, i: int) -> dict[str, Any]:
         rec = self.record(i)
+        src = self.source(i)
+        stored = self.maps(i)
+        known = {cls: has_truth(src, cls) for cls in dict.fromkeys(s.cls for s in stored)}
         maps = []
-        for s in self.maps(i):
+        for s in stored:
             st = style(s.method)
             maps.append({"method": s.method, "class": s.cls, "cmap": st["cmap"], "norm": st["norm"],
-                         "alpha": st["alpha"], "raw": s.npy is not None,
-                         "mask": has_truth(self.source(i), s.cls)})
+                         "alpha": st["alpha"], "raw": s.npy is not None, "mask": known[s.cls]})
         probs = rec.get("probabilities") or {}
         labels = rec.get("labels") or {}
         return {"index": i, "identity": rec.get("identity", ""), "path": rec.get("path", ""),
                 "folder": self.image_folder(i).name,
-                "source": self.source(i) is not None, "methods": self.methods,
+                "source": src is not None, "methods": self.methods,
                 "classes": rec.get("explained", []), "maps": maps,
                 "findings": [{"class": c, "p": probs[c], "label": labels.get(c)}
                              for c in sorted(probs, key=lambda c: -probs[c])],

@@ -3,8 +3,10 @@ as ``runs/demo``) and its sections, each one result read by its own reader."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..errors import ChexplainError
 
@@ -79,6 +81,14 @@ def open_folder(path: str | Path) -> ResultFolder:
         raise ChexplainError(f"{root}: not a chexplain result folder (no {names} in it or in "
                              "its subfolders)")
     return ResultFolder(root, "demo" if (root / "demo.json").is_file() else "results", tuple(found))
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON file a result holds; a one-line error names it when it cannot be read."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ChexplainError(f"{path}: cannot read ({exc})") from None
 
 
 def inside(root: Path, relative: str) -> Path | None:

@@ -43,15 +43,13 @@ def test_short_run_learns(trained, sample_mnist):
     assert meta["experiment"] == "1" and abs(meta["mean"]) > 0
 
 
-def test_resume_is_exact(sample_mnist, tmp_path, monkeypatch):
-    torch.set_num_threads(1)
-    cfg = TrainConfig(experiment="2-relu-short", iterations=40, checkpoint_every=20)
-    whole = train_mnist(cfg, sample_mnist, tmp_path / "a", progress=False)
-    # the same run interrupted right after its checkpoint at iteration 20, then resumed
+def _stop_after_first_checkpoint(cfg, data, out, monkeypatch) -> dict:
+    """Run ``cfg`` into ``out`` until its first mid-run checkpoint is written, then stop it
+    (as an interruption would); the checkpoint's contents."""
+    import chexplain.studies.mnist.train as T
+
     class Stop(Exception):
         pass
-
-    import chexplain.studies.mnist.train as T
 
     original = T.save_checkpoint
 
@@ -60,11 +58,19 @@ def test_resume_is_exact(sample_mnist, tmp_path, monkeypatch):
         if path.name == "checkpoint.pt":
             raise Stop
 
-    monkeypatch.setattr(T, "save_checkpoint", save_then_stop)
-    with pytest.raises(Stop):
-        train_mnist(cfg, sample_mnist, tmp_path / "b", progress=False)
-    monkeypatch.setattr(T, "save_checkpoint", original)
-    assert load_checkpoint(tmp_path / "b" / "checkpoint.pt")["step"] == 20
+    with monkeypatch.context() as m:
+        m.setattr(T, "save_checkpoint", save_then_stop)
+        with pytest.raises(Stop):
+            train_mnist(cfg, data, out, progress=False)
+    return load_checkpoint(out / "checkpoint.pt")
+
+
+def test_resume_is_exact(sample_mnist, tmp_path, monkeypatch):
+    torch.set_num_threads(1)
+    cfg = TrainConfig(experiment="2-relu-short", iterations=40, checkpoint_every=20)
+    whole = train_mnist(cfg, sample_mnist, tmp_path / "a", progress=False)
+    # the same run interrupted right after its checkpoint at iteration 20, then resumed
+    assert _stop_after_first_checkpoint(cfg, sample_mnist, tmp_path / "b", monkeypatch)["step"] == 20
     resumed = train_mnist(cfg, sample_mnist, tmp_path / "b", resume=True, progress=False)
     a = load_checkpoint(tmp_path / "a" / "model.pt")["model"]
     b = load_checkpoint(tmp_path / "b" / "model.pt")["model"]
@@ -112,26 +118,9 @@ def test_figure_grids(trained, sample_mnist, tmp_path, figure_audit):
 def test_resume_mid_block_is_exact(sample_mnist, tmp_path, monkeypatch):
     """Batches are augmented log_every at a time: a checkpoint inside a block (here at 30 of
     a 20-step block) resumes to the same weights as the uninterrupted run."""
-    import chexplain.studies.mnist.train as T
-
     cfg = TrainConfig(experiment="2-relu-short", iterations=50, checkpoint_every=30, log_every=20)
     full = train_mnist(cfg, sample_mnist, tmp_path / "full", progress=False)
-
-    class Stop(Exception):
-        pass
-
-    original = T.save_checkpoint
-
-    def save_then_stop(path, *a, **k):
-        original(path, *a, **k)
-        if path.name == "checkpoint.pt":
-            raise Stop
-
-    monkeypatch.setattr(T, "save_checkpoint", save_then_stop)
-    with pytest.raises(Stop):
-        train_mnist(cfg, sample_mnist, tmp_path / "cut", progress=False)
-    monkeypatch.setattr(T, "save_checkpoint", original)
-    assert load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["block_start"] == 20
+    assert _stop_after_first_checkpoint(cfg, sample_mnist, tmp_path / "cut", monkeypatch)["block_start"] == 20
     cut = train_mnist(cfg, sample_mnist, tmp_path / "cut", resume=True, progress=False)
     a = load_checkpoint(tmp_path / "full" / "model.pt")["model"]
     b = load_checkpoint(tmp_path / "cut" / "model.pt")["model"]
